@@ -1,0 +1,53 @@
+{#- Small cross-database helpers for what dbt's own macros do not cover.
+    Each dispatches to a default__ (PostgreSQL syntax) and engine variants. -#}
+
+{% macro regexp_like(expression, pattern) -%}
+    {{ return(adapter.dispatch('regexp_like', 'customer_analytics')(expression, pattern)) }}
+{%- endmacro %}
+
+{% macro default__regexp_like(expression, pattern) -%}
+    ({{ expression }} ~ '{{ pattern }}')
+{%- endmacro %}
+
+{% macro duckdb__regexp_like(expression, pattern) -%}
+    regexp_matches({{ expression }}, '{{ pattern }}')
+{%- endmacro %}
+
+
+{% macro regexp_extract(expression, pattern, group=1) -%}
+    {{ return(adapter.dispatch('regexp_extract', 'customer_analytics')(expression, pattern, group)) }}
+{%- endmacro %}
+
+{% macro default__regexp_extract(expression, pattern, group) -%}
+    (regexp_match({{ expression }}, '{{ pattern }}'))[{{ group }}]
+{%- endmacro %}
+
+{% macro duckdb__regexp_extract(expression, pattern, group) -%}
+    nullif(regexp_extract({{ expression }}, '{{ pattern }}', {{ group }}), '')
+{%- endmacro %}
+
+
+{% macro parse_json(expression) -%}
+    {{ return(adapter.dispatch('parse_json', 'customer_analytics')(expression)) }}
+{%- endmacro %}
+
+{% macro default__parse_json(expression) -%}
+    cast({{ expression }} as jsonb)
+{%- endmacro %}
+
+{% macro duckdb__parse_json(expression) -%}
+    case when json_valid({{ expression }}) then cast({{ expression }} as json) end
+{%- endmacro %}
+
+
+{% macro json_type(expression) -%}
+    {{ return(adapter.dispatch('json_type', 'customer_analytics')(expression)) }}
+{%- endmacro %}
+
+{% macro default__json_type(expression) -%}
+    jsonb_typeof({{ expression }})
+{%- endmacro %}
+
+{% macro duckdb__json_type(expression) -%}
+    lower(json_type({{ expression }}))
+{%- endmacro %}
