@@ -1,0 +1,151 @@
+"""The `runner` command line. Commands are thin: they parse options, call the plain
+functions of the runner's modules, and turn expected failures into a message and a
+non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner import __version__
+from runner.config import Settings, load_settings
+from runner.errors import RunnerError
+
+FILE = click.Path(exists=True, dir_okay=False, resolve_path=True, path_type=Path)
+
+
+def warehouse_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--target, --project-dir and --profiles-dir, resolved into `settings`."""
+
+    @click.option(
+        "--target",
+        "-t",
+        default=None,
+        help="dbt target to use (default: the profile's default target).",
+    )
+    @click.option(
+        "--project-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        envvar="DBT_PROJECT_DIR",
+        help="The dbt project folder (default: found from the working directory).",
+    )
+    @click.option(
+        "--profiles-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        envvar="DBT_PROFILES_DIR",
+        help="Folder with profiles.yml (default: as dbt: the project folder, then ~/.dbt).",
+    )
+    @functools.wraps(command)
+    def wrapper(target: str | None, project_dir: Path | None, profiles_dir: Path | None, **kw):
+        settings = load_settings(target=target, project_dir=project_dir, profiles_dir=profiles_dir)
+        return command(settings=settings, **kw)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="runner")
+def cli() -> None:
+    """Load raw files into the customer_analytics warehouse, build it with dbt, and
+    query its marts. Reads the same dbt profile and target as dbt."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@warehouse_options
+@click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+def build(settings: Settings, dbt_args: tuple[str, ...]) -> None:
+    """Run `dbt build` (seeds, models, snapshots, tests) on the target.
+
+    Anything after `--` goes to dbt, e.g. `runner build -- --select customer_ltv+`.
+    """
+    from runner.dbt_invoke import run_dbt
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables(settings.project_dir)
+    click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
+    if not run_dbt(settings, ["build"], dbt_args):
+        raise RunnerError("dbt build failed: see dbt's output above for the failing nodes.")
+
+
+@cli.group()
+def load() -> None:
+    """Land raw files in the `raw` schema (lossless and idempotent: a file already
+    landed is skipped)."""
+
+
+def _load_command(source_table: str, files: tuple[Path, ...], settings: Settings) -> None:
+    from runner.loading import load_file
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        for path in files:
+            click.echo(load_file(warehouse, settings.project_dir, source_table, path).summary())
+
+
+@load.command("web-events")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_web_events(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land web event files (a JSON array or JSON Lines) in raw.web_events."""
+    _load_command("web_events", files, settings)
+
+
+@cli.command("top-ltv")
+@warehouse_options
+@click.argument("n", type=click.IntRange(min=1))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def top_ltv(settings: Settings, n: int, fmt: str) -> None:
+    """The N customers with the highest lifetime value, with the figures behind it."""
+    from runner.reports import render
+    from runner.reports import top_ltv as query_top_ltv
+    from runner.warehouse import connect
+
+    with connect(settings, read_only=True) as warehouse:
+        columns, rows = query_top_ltv(warehouse, n)
+    click.echo(render(columns, rows, fmt))
+
+
+@cli.command()
+@click.option("--customers", type=click.IntRange(min=1), required=True, help="How many customers.")
+@click.option("--seed", type=int, required=True, help="Random seed: same seed, same files.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write the files to (created if missing).",
+)
+def generate(customers: int, seed: int, out: Path) -> None:
+    """Write realistic raw files for every source, deterministic for a seed, with a
+    trickle of deliberately bad records."""
+    from runner.generate import generate as generate_files
+
+    for written in generate_files(out, customers=customers, seed=seed):
+        click.echo(f"{written.path}: {written.rows} records (load with `runner load {written.source}`)")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RunnerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,44 @@
+"""Run dbt in-process (dbtRunner) against the runner's project, profile and target."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from runner.config import Settings
+
+
+@contextmanager
+def _working_directory(path: Path):
+    # dbt resolves relative paths (the DuckDB file) against the working directory;
+    # run it from the project folder so the default warehouse.duckdb lands there.
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def dbt_args(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    return [
+        *command,
+        "--project-dir",
+        str(settings.project_dir),
+        "--profiles-dir",
+        str(settings.profiles_dir),
+        "--target",
+        settings.target,
+        *extra,
+    ]
+
+
+def run_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> bool:
+    """Run a dbt command; dbt streams its own progress to the terminal. True on success."""
+    from dbt.cli.main import dbtRunner
+
+    with _working_directory(settings.project_dir):
+        result = dbtRunner().invoke(dbt_args(settings, command, extra))
+    return bool(result.success) and result.exception is None

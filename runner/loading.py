@@ -1,0 +1,275 @@
+"""Land raw files in the warehouse's `raw` schema: losslessly, idempotently, in bulk.
+
+Every record of a file lands as one row with its original text, the file it came from
+and its position in it, valid or not: typing and validation happen in dbt staging,
+which quarantines what it cannot use. A file whose SHA-256 was already landed in the
+same raw table is skipped, so loading the same file twice adds nothing. Rows go in
+through the engines' bulk paths (DuckDB's CSV reader, PostgreSQL COPY), all of a
+file in one transaction together with its line in `raw.loads`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from runner.errors import RunnerError
+from runner.warehouse import Warehouse
+
+RAW_ROW_COLUMNS = ("load_id", "file_name", "file_position", "raw_text", "parse_error", "loaded_at")
+UTF8_BOM = b"\xef\xbb\xbf"
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record of a file: its 1-based position, its text and why it does not parse."""
+
+    position: int
+    text: str
+    parse_error: str | None
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    source_table: str
+    file_name: str
+    load_id: str
+    rows_landed: int
+    rows_unparseable: int
+    skipped: bool  # the file was already landed: nothing was added
+
+    def summary(self) -> str:
+        if self.skipped:
+            return (
+                f"{self.file_name}: already loaded into raw.{self.source_table} "
+                f"(load {self.load_id}); nothing added."
+            )
+        return (
+            f"{self.file_name}: {self.rows_landed} rows landed in raw.{self.source_table} "
+            f"(load {self.load_id}), {self.rows_unparseable} of them unparseable "
+            "(they go to quarantine in staging)."
+        )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    """Text of a record's bytes. Bytes that are not UTF-8, and NUL characters (which
+    PostgreSQL text cannot hold), are kept as visible escapes and reported."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="backslashreplace")
+        return text.replace("\x00", "\\x00"), f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    if "\x00" in text:
+        return text.replace("\x00", "\\x00"), "contains a NUL character"
+    return text, None
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+def json_error(raw: bytes) -> str | None:
+    """Why `raw` is not one JSON document that both warehouses accept; None when it is.
+
+    orjson is strict RFC 8259 (no NaN, no lone surrogates), like PostgreSQL's jsonb;
+    PostgreSQL additionally refuses the escape \\u0000 in strings.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return str(exc)
+    if b"\\u0000" in raw and _contains_nul(value):
+        return "contains the escape \\u0000, which PostgreSQL cannot store"
+    return None
+
+
+def _record(position: int, raw: bytes) -> RawRecord:
+    text, error = _decode(raw)
+    if error is None:
+        error = json_error(raw)
+    return RawRecord(position, text, error)
+
+
+def read_json_records(path: Path) -> Iterator[RawRecord]:
+    """The records of a web event file: a JSON array (one record per element) or JSON
+    Lines (one record per non-blank line; the position is the line number)."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    start = head[3:] if head.startswith(UTF8_BOM) else head
+    if start.lstrip().startswith(b"["):
+        yield from _read_json_array(path)
+    else:
+        yield from _read_json_lines(path)
+
+
+def _read_json_lines(path: Path) -> Iterator[RawRecord]:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if number == 1 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM) :]
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                yield _record(number, line)
+
+
+def _read_json_array(path: Path) -> Iterator[RawRecord]:
+    """Elements of a top-level JSON array, each with its original text. If the array
+    breaks off, whatever follows the last good element lands as one unparseable record,
+    so nothing is lost."""
+    data = path.read_bytes()
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        yield _record(1, data)
+        return
+    decoder = json.JSONDecoder()  # finds where each element ends; orjson judges validity
+    index = text.index("[") + 1
+    position = 0
+    while True:
+        index = _skip_whitespace(text, index)
+        if index < len(text) and text[index] == "]":
+            rest = text[index + 1 :]
+            if rest.strip():
+                yield RawRecord(position + 1, rest.strip(), "unexpected text after the array")
+            return
+        try:
+            _, end = decoder.raw_decode(text, index)
+        except ValueError as exc:
+            remainder = text[index:].strip()
+            if remainder:
+                yield RawRecord(position + 1, remainder, f"broken JSON array: {exc}")
+            else:
+                yield RawRecord(position + 1, "", "the JSON array is not closed")
+            return
+        position += 1
+        yield _record(position, text[index:end].encode("utf-8"))
+        index = _skip_whitespace(text, end)
+        if index < len(text) and text[index] == ",":
+            index += 1
+        elif index >= len(text) or text[index] != "]":
+            remainder = text[index:].strip()
+            yield RawRecord(position + 1, remainder, "expected ',' or ']' in the JSON array")
+            return
+
+
+def _skip_whitespace(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _csv_field(value: str | int | None) -> str:
+    if value is None:
+        return ""  # unquoted empty field: NULL on both engines
+    if isinstance(value, int):
+        return str(value)
+    return '"' + value.replace('"', '""') + '"'
+
+
+def write_csv(rows: Iterable[tuple], path: Path) -> None:
+    """Headerless CSV where every string is quoted and only NULL is an empty field
+    (Python's csv module cannot tell None from "" before 3.12)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        for row in rows:
+            handle.write(",".join(_csv_field(v) for v in row))
+            handle.write("\n")
+
+
+def land_records(
+    warehouse: Warehouse,
+    source_table: str,
+    path: Path,
+    records: Iterable[RawRecord],
+    sha256: str,
+) -> LoadResult:
+    """Write `records` of file `path` to raw.<source_table> and log the load, atomically."""
+    loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    load_id = f"{loaded_at:%Y%m%dT%H%M%S%f}-{sha256[:12]}"
+    file_name = str(path)
+    stamp = loaded_at.isoformat(sep=" ")
+    counts = {"rows": 0, "unparseable": 0}
+
+    def rows() -> Iterator[tuple]:
+        for record in records:
+            counts["rows"] += 1
+            counts["unparseable"] += record.parse_error is not None
+            yield (load_id, file_name, record.position, record.text, record.parse_error, stamp)
+
+    with tempfile.TemporaryDirectory(prefix="runner-load-") as tmp:
+        csv_path = Path(tmp) / f"{source_table}.csv"
+        write_csv(rows(), csv_path)
+        with warehouse.transaction():
+            warehouse.copy_csv(f"raw.{source_table}", RAW_ROW_COLUMNS, csv_path)
+            warehouse.execute(
+                "insert into raw.loads (load_id, source_table, file_name, file_sha256, "
+                "file_bytes, rows_landed, rows_unparseable, loaded_at) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    load_id,
+                    source_table,
+                    file_name,
+                    sha256,
+                    path.stat().st_size,
+                    counts["rows"],
+                    counts["unparseable"],
+                    loaded_at,
+                ),
+            )
+    return LoadResult(source_table, file_name, load_id, counts["rows"], counts["unparseable"], False)
+
+
+READERS = {"web_events": read_json_records}
+
+
+def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str | None:
+    _, rows = warehouse.query(
+        "select load_id from raw.loads where source_table = ? and file_sha256 = ?",
+        (source_table, sha256),
+    )
+    return rows[0][0] if rows else None
+
+
+def load_file(
+    warehouse: Warehouse, project_dir: Path, source_table: str, path: Path
+) -> LoadResult:
+    """Land one file in raw.<source_table>, unless the same bytes were landed before."""
+    if not path.is_file():
+        raise RunnerError(f"{path}: no such file.")
+    warehouse.ensure_raw_tables(project_dir)
+    sha256 = file_sha256(path)
+    earlier = previous_load(warehouse, source_table, sha256)
+    if earlier is not None:
+        return LoadResult(source_table, str(path), earlier, 0, 0, True)
+    try:
+        return land_records(warehouse, source_table, path, READERS[source_table](path), sha256)
+    except Exception as exc:
+        if "unique" in str(exc).lower() or "duplicate key" in str(exc).lower():
+            raise RunnerError(
+                f"{path} was loaded into raw.{source_table} by another run at the same time; "
+                "nothing was added by this one."
+            ) from None
+        raise

@@ -1,0 +1,201 @@
+"""Connections to the warehouse named by the dbt target: DuckDB or PostgreSQL.
+
+Both expose the same small interface: run statements, fetch rows, bulk-copy a CSV
+file into a table, and group statements in one transaction. SQL passed in uses `?`
+placeholders on both engines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from runner.config import Settings
+from runner.errors import RunnerError
+
+RAW_DDL_MACRO = Path("macros") / "create_raw_landing_tables.sql"
+
+
+class Warehouse:
+    """Base class; use `connect(settings)`."""
+
+    kind: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        """Rows of a query, with the column names."""
+        raise NotImplementedError
+
+    def copy_csv(self, table: str, columns: Sequence[str], csv_path: Path) -> None:
+        """Bulk-load a headerless CSV file (RFC 4180 quoting, empty unquoted field = NULL)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        _, rows = self.query(
+            "select count(*) from information_schema.tables "
+            "where table_schema = ? and table_name = ?",
+            (schema, table),
+        )
+        return rows[0][0] > 0
+
+    def ensure_raw_tables(self, project_dir: Path) -> None:
+        """Create the raw landing tables when missing, from the same dbt macro that the
+        project's on-run-start hook runs (it is plain SQL, rendered with plain Jinja)."""
+        for statement in raw_table_statements(project_dir):
+            self.execute(statement)
+
+
+def raw_table_statements(project_dir: Path) -> list[str]:
+    source = (project_dir / RAW_DDL_MACRO).read_text(encoding="utf-8")
+    module = jinja2.Environment().from_string(source).module
+    sql = str(module.create_raw_landing_tables())
+    return [part.strip() for part in sql.split(";") if part.strip()]
+
+
+class DuckDBWarehouse(Warehouse):
+    kind = "duckdb"
+
+    def __init__(self, path: Path, read_only: bool = False):
+        import duckdb
+
+        if read_only and not path.exists():
+            raise RunnerError(
+                f"The warehouse {path} does not exist yet. Load data and run `runner build` first."
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise RunnerError(
+                    f"The DuckDB warehouse {path} is in use by another process (DuckDB allows "
+                    "one writer at a time). Wait for it to finish, then run this again."
+                ) from None
+            raise RunnerError(f"Cannot open the DuckDB warehouse {path}: {exc}") from None
+        self.path = path
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._con.execute(sql, list(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        cursor = self._con.execute(sql, list(params))
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def copy_csv(self, table: str, columns: Sequence[str], csv_path: Path) -> None:
+        column_types = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+        self._con.execute(
+            f"insert into {table} ({', '.join(columns)}) "
+            f"select {', '.join(columns)} from read_csv(?, columns = {{{column_types}}}, "
+            "header = false, delim = ',', quote = '\"', escape = '\"', "
+            "allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
+            "parallel = false)",
+            [str(csv_path)],
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._con.execute("begin transaction")
+        try:
+            yield
+        except BaseException:
+            self._con.execute("rollback")
+            raise
+        self._con.execute("commit")
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class PostgresWarehouse(Warehouse):
+    kind = "postgres"
+
+    def __init__(self, credentials: Any):
+        import psycopg2
+
+        try:
+            self._con = psycopg2.connect(
+                host=credentials.host,
+                port=credentials.port,
+                user=credentials.user,
+                password=credentials.password or None,
+                dbname=credentials.database,
+                connect_timeout=10,
+                application_name="customer_analytics runner",
+            )
+        except psycopg2.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+            raise RunnerError(
+                f"Cannot connect to PostgreSQL at {credentials.host}:{credentials.port}, "
+                f"database {credentials.database!r}, user {credentials.user!r}: {reason}. "
+                "Check PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE, and that the "
+                "database exists (createdb)."
+            ) from None
+        self._con.autocommit = True
+        self._in_transaction = False
+
+    @staticmethod
+    def _placeholders(sql: str) -> str:
+        return re.sub(r"\?", "%s", sql.replace("%", "%%"))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self._con.cursor() as cursor:
+            cursor.execute(self._placeholders(sql), tuple(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        with self._con.cursor() as cursor:
+            cursor.execute(self._placeholders(sql), tuple(params))
+            return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def copy_csv(self, table: str, columns: Sequence[str], csv_path: Path) -> None:
+        with self._con.cursor() as cursor, csv_path.open("rb") as handle:
+            cursor.copy_expert(
+                f"copy {table} ({', '.join(columns)}) from stdin with (format csv)", handle
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._con.autocommit = False
+        try:
+            yield
+        except BaseException:
+            self._con.rollback()
+            raise
+        else:
+            self._con.commit()
+        finally:
+            self._con.autocommit = True
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def connect(settings: Settings, read_only: bool = False) -> Warehouse:
+    """Open the warehouse of the settings' target."""
+    if settings.adapter_type == "duckdb":
+        return DuckDBWarehouse(settings.duckdb_path, read_only=read_only)
+    if settings.adapter_type == "postgres":
+        return PostgresWarehouse(settings.credentials)
+    raise RunnerError(
+        f"Target {settings.target!r} uses the {settings.adapter_type} adapter; the runner "
+        "supports duckdb and postgres."
+    )
