@@ -5,7 +5,6 @@ non-zero exit."""
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,6 +119,25 @@ def top_ltv(settings: Settings, n: int, fmt: str) -> None:
 
 
 @cli.command()
+@warehouse_options
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+def summary(settings: Settings, top: int) -> None:
+    """What the marts hold: rows landed, valid and quarantined per source, and the
+    customers with the highest lifetime value."""
+    from runner.reports import data_quality, render
+    from runner.reports import top_ltv as query_top_ltv
+    from runner.warehouse import connect
+
+    with connect(settings, read_only=True) as warehouse:
+        quality = data_quality(warehouse)
+        ltv = query_top_ltv(warehouse, top)
+    click.echo("Raw rows landed, valid and quarantined (by reason):")
+    click.echo(render(*quality, "table"))
+    click.echo(f"\nTop {top} customers by lifetime value (marts.customer_ltv):")
+    click.echo(render(*ltv, "table"))
+
+
+@cli.command()
 @click.option("--customers", type=click.IntRange(min=1), required=True, help="How many customers.")
 @click.option("--seed", type=int, required=True, help="Random seed: same seed, same files.")
 @click.option(
@@ -134,18 +152,8 @@ def generate(customers: int, seed: int, out: Path) -> None:
     from runner.generate import generate as generate_files
 
     for written in generate_files(out, customers=customers, seed=seed):
-        click.echo(f"{written.path}: {written.rows} records (load with `runner load {written.source}`)")
+        click.echo(f"{written.path}: {written.rows} records (`runner load {written.source}`)")
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except RunnerError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    cli(prog_name="runner")

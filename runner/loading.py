@@ -239,7 +239,9 @@ def land_records(
                     loaded_at,
                 ),
             )
-    return LoadResult(source_table, file_name, load_id, counts["rows"], counts["unparseable"], False)
+    return LoadResult(
+        source_table, file_name, load_id, counts["rows"], counts["unparseable"], skipped=False
+    )
 
 
 READERS = {"web_events": read_json_records}
@@ -253,9 +255,7 @@ def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str |
     return rows[0][0] if rows else None
 
 
-def load_file(
-    warehouse: Warehouse, project_dir: Path, source_table: str, path: Path
-) -> LoadResult:
+def load_file(warehouse: Warehouse, project_dir: Path, source_table: str, path: Path) -> LoadResult:
     """Land one file in raw.<source_table>, unless the same bytes were landed before."""
     if not path.is_file():
         raise RunnerError(f"{path}: no such file.")

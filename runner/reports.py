@@ -90,3 +90,19 @@ def render(columns: Sequence[str], rows: Sequence[tuple], fmt: str) -> str:
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def data_quality(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
+    """Per raw source: rows landed, rows valid, rows quarantined, by reason."""
+    require_mart(warehouse, "customer_ltv")
+    return warehouse.query(
+        "with landed as (select count(*) as n from raw.web_events), "
+        "valid as (select count(*) as n from staging.stg_web__events), "
+        "quarantined as ("
+        "    select reason, count(*) as n from staging.stg_web__events_quarantine group by reason"
+        ") "
+        "select 'web_events' as source, landed.n as landed, valid.n as valid, "
+        "quarantined.reason as quarantine_reason, quarantined.n as quarantined "
+        "from landed cross join valid left join quarantined on true "
+        "order by quarantine_reason"
+    )

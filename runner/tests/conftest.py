@@ -1,0 +1,76 @@
+"""Fixtures: every test runs against its own empty warehouse, never the user's.
+
+- DuckDB: a file in the test's temporary folder (DUCKDB_PATH).
+- PostgreSQL: a throwaway database, created and dropped per test, on the server the
+  PG* variables point at, or on a throwaway cluster started from local binaries.
+  Without either, PostgreSQL tests are skipped, except with CI=true, where they fail.
+
+The profile is the project's own profiles.yml.example, copied to a temporary folder
+(DBT_PROFILES_DIR), so a developer's profiles.yml never leaks into a test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.config import Settings, load_settings
+from runner.tests.postgres import PostgresServer, postgres_server, throwaway_database
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
+TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def profiles_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("profiles")
+    shutil.copy(PROJECT_DIR / "profiles.yml.example", folder / "profiles.yml")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, profiles_dir: Path
+) -> None:
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(profiles_dir))
+    monkeypatch.setenv("DBT_PROJECT_DIR", str(PROJECT_DIR))
+    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    try:
+        with postgres_server() as server:
+            yield server
+    except (RuntimeError, OSError) as exc:
+        message = f"PostgreSQL is not available: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run, not be skipped)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def pg_database(pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with throwaway_database(pg_server) as name:
+        for key, value in pg_server.env(name).items():
+            monkeypatch.setenv(key, value)
+        yield name
+
+
+@pytest.fixture(params=TARGETS)
+def target(request: pytest.FixtureRequest) -> str:
+    """Run the test once per warehouse: an empty DuckDB file, an empty PG database."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_database")
+    return request.param
+
+
+@pytest.fixture
+def settings(target: str) -> Settings:
+    return load_settings(target=target)

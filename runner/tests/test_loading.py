@@ -1,0 +1,146 @@
+"""Loading web event files into raw.web_events: lossless, idempotent, on both engines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner.config import Settings
+from runner.errors import RunnerError
+from runner.loading import json_error, load_file, read_json_records
+from runner.warehouse import connect
+
+ORDER = {
+    "type": "ORDER",
+    "verb": "NEW",
+    "key": "o1",
+    "event_time": "2017-01-06T12:46:46.384Z",
+    "customer_id": "c1",
+    "total_amount": "12.34 USD",
+}
+
+
+def landed(settings: Settings) -> list[tuple]:
+    with connect(settings) as warehouse:
+        _, rows = warehouse.query(
+            "select file_position, raw_text, parse_error from raw.web_events "
+            "order by load_id, file_position"
+        )
+    return rows
+
+
+def test_json_lines_land_line_by_line_with_original_text(settings: Settings, tmp_path: Path):
+    lines = [
+        json.dumps(ORDER),
+        '  {"type": "SITE_VISIT",   "key": "p1"}  ',
+        "",
+        '{"type": "ORDER", broken',
+        '"a string, not an object"',
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\r\n".join(lines) + "\r\n\r\n", encoding="utf-8")
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, settings.project_dir, "web_events", path)
+    assert (result.rows_landed, result.rows_unparseable, result.skipped) == (4, 1, False)
+    rows = landed(settings)
+    # Blank lines are not records; positions are line numbers, text is byte-for-byte.
+    assert [(r[0], r[1]) for r in rows] == [
+        (1, lines[0]),
+        (2, lines[1]),
+        (4, lines[3]),
+        (5, lines[4]),
+    ]
+    assert [r[2] is None for r in rows] == [True, True, False, True]
+
+
+def test_json_array_lands_one_row_per_element(settings: Settings, tmp_path: Path):
+    path = tmp_path / "events.json"
+    path.write_text('[\n  {"a": 1},\n  {"b":\n    [2, 3]},\n  42\n]\n', encoding="utf-8")
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, settings.project_dir, "web_events", path)
+    assert result.rows_landed == 3
+    assert landed(settings) == [
+        (1, '{"a": 1}', None),
+        (2, '{"b":\n    [2, 3]}', None),
+        (3, "42", None),
+    ]
+
+
+def test_loading_the_same_file_twice_adds_nothing(settings: Settings, tmp_path: Path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(ORDER) + "\n", encoding="utf-8")
+    copy = tmp_path / "renamed.jsonl"
+    copy.write_bytes(path.read_bytes())
+    with connect(settings) as warehouse:
+        first = load_file(warehouse, settings.project_dir, "web_events", path)
+        again = load_file(warehouse, settings.project_dir, "web_events", path)
+        renamed = load_file(warehouse, settings.project_dir, "web_events", copy)
+        _, loads = warehouse.query("select count(*) from raw.loads")
+    assert not first.skipped
+    assert again.skipped and renamed.skipped
+    assert again.load_id == first.load_id
+    assert loads == [(1,)]
+    assert len(landed(settings)) == 1
+
+
+def test_undecodable_and_unstorable_text_lands_with_a_reason(settings: Settings, tmp_path: Path):
+    path = tmp_path / "dirty.jsonl"
+    path.write_bytes(
+        b'\xef\xbb\xbf{"type": "ORDER"}\n'  # a byte order mark before the first record
+        b'{"name": "caf\xe9"}\n'  # Latin-1, not UTF-8
+        b'{"name": "a\\u0000b"}\n'  # valid JSON that PostgreSQL cannot store
+        b'{"name": "nul\x00byte"}\n'  # a raw NUL byte
+        b'{"x": NaN}\n'
+    )
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, settings.project_dir, "web_events", path)
+    assert (result.rows_landed, result.rows_unparseable) == (5, 4)
+    rows = landed(settings)
+    assert rows[0] == (1, '{"type": "ORDER"}', None)
+    assert rows[1][1] == '{"name": "caf\\xe9"}' and "UTF-8" in rows[1][2]
+    assert "\\u0000" in rows[2][2]
+    assert rows[3][1] == '{"name": "nul\\x00byte"}' and "NUL" in rows[3][2]
+    assert rows[4][2]
+
+
+def test_a_broken_array_keeps_the_rest_as_one_unparseable_record(tmp_path: Path):
+    path = tmp_path / "broken.json"
+    path.write_text('[{"a": 1}, {"b": 2}, {"c": oops}, {"d": 4}]', encoding="utf-8")
+    records = list(read_json_records(path))
+    assert [(r.position, r.parse_error is None) for r in records] == [
+        (1, True),
+        (2, True),
+        (3, False),
+    ]
+    assert records[2].text == '{"c": oops}, {"d": 4}]'
+
+
+def test_an_unclosed_array_is_reported(tmp_path: Path):
+    path = tmp_path / "unclosed.json"
+    path.write_text('[{"a": 1},', encoding="utf-8")
+    records = list(read_json_records(path))
+    assert records[0].parse_error is None
+    assert records[-1].parse_error == "the JSON array is not closed"
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        (b'{"a": 1}', True),
+        (b'{"a": 123456789012345678901234567890}', True),
+        (b'{"a": NaN}', False),
+        (b'{"a": "\\ud800"}', False),
+        (b'{"a": "\\u0000"}', False),
+        (b'{"a": "\\\\u0000"}', True),  # an escaped backslash, then the text u0000
+        (b"{'a': 1}", False),
+    ],
+)
+def test_json_validity_matches_what_both_warehouses_accept(text: bytes, valid: bool):
+    assert (json_error(text) is None) is valid
+
+
+def test_a_missing_file_is_a_clear_error(settings: Settings, tmp_path: Path):
+    with connect(settings) as warehouse, pytest.raises(RunnerError, match="no such file"):
+        load_file(warehouse, settings.project_dir, "web_events", tmp_path / "nope.jsonl")
