@@ -106,7 +106,7 @@ final as (
     select
         cast(customer_id as {{ dbt.type_string() }}) as customer_id,
         cast('{{ timeframe }}' as {{ dbt.type_string() }}) as ltv_timeframe,
-        cast(row_number() over (order by ltv desc, customer_id) as integer) as ltv_rank,
+        cast(row_number() over (order by ltv desc, customer_id asc) as integer) as ltv_rank,
         cast(weeks_active as integer) as weeks_active,
         cast(weeks_measured as integer) as weeks_measured,
         cast(site_visits as integer) as site_visits,

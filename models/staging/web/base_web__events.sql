@@ -78,7 +78,7 @@ validated as (
         *,
         case
             when parse_error is not null then 'invalid_json'
-            when payload_type is distinct from 'object' then 'not_an_object'
+            when coalesce(payload_type, '') <> 'object' then 'not_an_object'
             when event_type is null then 'missing_type'
             when event_type not in ('CUSTOMER', 'SITE_VISIT', 'IMAGE', 'ORDER') then 'unknown_type'
             when verb is null then 'missing_verb'

@@ -1,0 +1,67 @@
+# customer_analytics: the commands a newcomer can guess.
+#   make demo   sample data -> DuckDB -> dbt build -> what the marts hold
+#   make test   everything CI checks (lint, runner tests, dbt build on DuckDB and PostgreSQL)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Linting compiles the project against a scratch DuckDB file, never your warehouse.
+LINT_DB := $(CURDIR)/.tmp/lint.duckdb
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint format docs clean lock
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+		|| { echo "Python 3.10 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $@
+
+profiles.yml:
+	cp profiles.yml.example profiles.yml
+	@echo "Created profiles.yml from profiles.yml.example (edit nothing: settings come from the environment)."
+
+setup: $(STAMP) profiles.yml  ## create the virtual environment, install pinned dependencies, put the dbt profile in place
+
+demo: setup  ## load the bundled sample into DuckDB, build everything, print what the marts hold
+	$(BIN)/runner load web-events data/sample/web_events.jsonl
+	$(BIN)/runner build
+	$(BIN)/runner summary
+
+lint: setup  ## ruff and SQLFluff
+	$(BIN)/ruff check runner
+	$(BIN)/ruff format --check runner
+	@mkdir -p .tmp
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models
+
+format: setup  ## fix what ruff and SQLFluff can fix
+	$(BIN)/ruff check --fix runner
+	$(BIN)/ruff format runner
+	@mkdir -p .tmp
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models
+
+test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
+	$(BIN)/pytest
+
+docs: setup  ## generate the dbt docs site and serve it on http://localhost:8080
+	$(BIN)/dbt docs generate
+	$(BIN)/dbt docs serve --port 8080 --host 127.0.0.1
+
+lock:  ## re-pin every dependency after changing pyproject.toml
+	rm -rf .tmp/lockenv && $(PYTHON) -m venv .tmp/lockenv
+	.tmp/lockenv/bin/python -m pip install --quiet --upgrade pip
+	.tmp/lockenv/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions of every package, for identical installs everywhere (make setup)."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; \
+	  .tmp/lockenv/bin/python -m pip freeze --exclude-editable; } > requirements.lock
+	rm -rf .tmp/lockenv
+
+clean:  ## remove build artefacts and the local warehouse (keeps the virtual environment)
+	rm -rf target logs .tmp .pytest_cache .ruff_cache warehouse.duckdb warehouse.duckdb.wal

@@ -1,0 +1,83 @@
+"""`dbt build` with every test, from an empty warehouse, on DuckDB and PostgreSQL, and
+the marts checked against an independent Python computation of the same rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+
+from click.testing import CliRunner
+
+from runner.cli import cli
+from runner.config import Settings
+from runner.tests.conftest import SAMPLE_DIR
+from runner.tests.reference import classify, customer_ltv
+from runner.warehouse import connect
+
+SAMPLE = SAMPLE_DIR / "web_events.jsonl"
+
+
+def runner_command(*args: str) -> subprocess.CompletedProcess:
+    """The installed command as a user runs it, in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_build_from_empty_warehouse_then_with_the_sample(settings: Settings, target: str):
+    empty = runner_command("build", "--target", target)
+    assert empty.returncode == 0, empty.stdout[-3000:] + empty.stderr[-3000:]
+
+    loaded = runner_command("load", "web-events", str(SAMPLE), "--target", target)
+    assert loaded.returncode == 0, loaded.stderr
+    built = runner_command("build", "--target", target)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "Completed successfully" in built.stdout
+
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    expected_reasons = Counter(classify(line) for line in lines if line.strip())
+    expected_ltv = customer_ltv(lines)
+
+    with connect(settings) as warehouse:
+        _, quarantined = warehouse.query(
+            "select reason, count(*) from staging.stg_web__events_quarantine group by reason"
+        )
+        _, counts = warehouse.query(
+            "select (select count(*) from raw.web_events), "
+            "(select count(*) from staging.stg_web__events), "
+            "(select count(*) from staging.stg_web__events_quarantine)"
+        )
+        _, ltv_rows = warehouse.query(
+            "select customer_id, weeks_active, site_visits, orders, total_revenue, ltv, ltv_rank "
+            "from marts.customer_ltv"
+        )
+
+    raw, valid, quarantine = counts[0]
+    assert raw == valid + quarantine == sum(expected_reasons.values())
+    assert valid == expected_reasons[None]
+    assert dict(quarantined) == {k: v for k, v in expected_reasons.items() if k is not None}
+
+    actual = {row[0]: row[1:6] for row in ltv_rows}
+    assert actual == {
+        customer: (e.weeks_active, e.site_visits, e.orders, e.total_revenue, e.ltv)
+        for customer, e in expected_ltv.items()
+    }
+    ranked = sorted(ltv_rows, key=lambda row: row[6])
+    assert [row[6] for row in ranked] == list(range(1, len(ranked) + 1))
+    assert ranked == sorted(ltv_rows, key=lambda row: (-row[5], row[0]))
+
+    top = CliRunner().invoke(cli, ["top-ltv", "3", "--format", "json", "--target", target])
+    assert top.exit_code == 0, top.output
+    records = json.loads(top.output)
+    assert [r["customer_id"] for r in records] == [row[0] for row in ranked[:3]]
+    assert [Decimal(r["ltv"]) for r in records] == [row[5] for row in ranked[:3]]
+
+
+def test_a_failing_build_exits_non_zero(settings: Settings, target: str):
+    result = runner_command("build", "--target", target, "--", "--vars", "{ltv_timeframe: forever}")
+    assert result.returncode != 0
+    assert "ltv_timeframe must be 'customer' or 'dataset'" in result.stdout
+    assert "dbt build failed" in result.stderr
