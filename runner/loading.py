@@ -190,13 +190,17 @@ def _csv_field(value: str | int | None) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def write_csv(rows: Iterable[tuple], path: Path) -> None:
+def write_csv(rows: Iterable[tuple], path: Path) -> int:
     """Headerless CSV where every string is quoted and only NULL is an empty field
-    (Python's csv module cannot tell None from "" before 3.12)."""
+    (Python's csv module cannot tell None from "" before 3.12). Returns the length of
+    the longest line in bytes, which DuckDB's reader must be told about."""
+    longest = 0
     with path.open("w", encoding="utf-8", newline="") as handle:
         for row in rows:
-            handle.write(",".join(_csv_field(v) for v in row))
-            handle.write("\n")
+            line = ",".join(_csv_field(v) for v in row) + "\n"
+            handle.write(line)
+            longest = max(longest, len(line))
+    return 4 * longest  # characters to a bound on UTF-8 bytes
 
 
 def land_records(
@@ -221,9 +225,9 @@ def land_records(
 
     with tempfile.TemporaryDirectory(prefix="runner-load-") as tmp:
         csv_path = Path(tmp) / f"{source_table}.csv"
-        write_csv(rows(), csv_path)
+        longest_line = write_csv(rows(), csv_path)
         with warehouse.transaction():
-            warehouse.copy_csv(f"raw.{source_table}", RAW_ROW_COLUMNS, csv_path)
+            warehouse.copy_csv(f"raw.{source_table}", RAW_ROW_COLUMNS, csv_path, longest_line)
             warehouse.execute(
                 "insert into raw.loads (load_id, source_table, file_name, file_sha256, "
                 "file_bytes, rows_landed, rows_unparseable, loaded_at) "

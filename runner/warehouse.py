@@ -19,6 +19,7 @@ from runner.config import Settings
 from runner.errors import RunnerError
 
 RAW_DDL_MACRO = Path("macros") / "create_raw_landing_tables.sql"
+DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
 
 
 class Warehouse:
@@ -33,8 +34,11 @@ class Warehouse:
         """Rows of a query, with the column names."""
         raise NotImplementedError
 
-    def copy_csv(self, table: str, columns: Sequence[str], csv_path: Path) -> None:
-        """Bulk-load a headerless CSV file (RFC 4180 quoting, empty unquoted field = NULL)."""
+    def copy_csv(
+        self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
+    ) -> None:
+        """Bulk-load a headerless CSV file (RFC 4180 quoting, empty unquoted field = NULL)
+        whose longest line has at most `longest_line` bytes."""
         raise NotImplementedError
 
     @contextmanager
@@ -101,14 +105,17 @@ class DuckDBWarehouse(Warehouse):
         cursor = self._con.execute(sql, list(params))
         return [d[0] for d in cursor.description], cursor.fetchall()
 
-    def copy_csv(self, table: str, columns: Sequence[str], csv_path: Path) -> None:
+    def copy_csv(
+        self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
+    ) -> None:
         column_types = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
+        max_line = max(DUCKDB_DEFAULT_MAX_LINE, longest_line + 1024)
         self._con.execute(
             f"insert into {table} ({', '.join(columns)}) "
             f"select {', '.join(columns)} from read_csv(?, columns = {{{column_types}}}, "
             "header = false, delim = ',', quote = '\"', escape = '\"', "
             "allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
-            "parallel = false)",
+            f"parallel = false, max_line_size = {max_line}, buffer_size = {4 * max_line})",
             [str(csv_path)],
         )
 
@@ -166,7 +173,9 @@ class PostgresWarehouse(Warehouse):
             cursor.execute(self._placeholders(sql), tuple(params))
             return [d[0] for d in cursor.description], cursor.fetchall()
 
-    def copy_csv(self, table: str, columns: Sequence[str], csv_path: Path) -> None:
+    def copy_csv(
+        self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
+    ) -> None:
         with self._con.cursor() as cursor, csv_path.open("rb") as handle:
             cursor.copy_expert(
                 f"copy {table} ({', '.join(columns)}) from stdin with (format csv)", handle

@@ -186,3 +186,10 @@ def test_custom_window_is_respected(tmp_path: Path) -> None:
     times = [parse_time(e["event_time"]) for e in valid_events(read_lines(generated.path))]
     assert min(times) >= start
     assert max(times) < start + timedelta(days=7)
+
+
+def test_bundled_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
+    """data/sample is documented as `runner generate --customers 200 --seed 42`."""
+    bundled = Path(__file__).resolve().parents[2] / "data" / "sample"
+    for written in gen.generate(tmp_path, customers=200, seed=42):
+        assert written.path.read_bytes() == (bundled / written.path.name).read_bytes()

@@ -144,3 +144,16 @@ def test_json_validity_matches_what_both_warehouses_accept(text: bytes, valid: b
 def test_a_missing_file_is_a_clear_error(settings: Settings, tmp_path: Path):
     with connect(settings) as warehouse, pytest.raises(RunnerError, match="no such file"):
         load_file(warehouse, settings.project_dir, "web_events", tmp_path / "nope.jsonl")
+
+
+def test_a_huge_record_lands_whole(settings: Settings, tmp_path: Path):
+    event = {**ORDER, "note": "x" * 3_000_000}  # beyond DuckDB's default 2 MB line limit
+    path = tmp_path / "huge.jsonl"
+    path.write_text(json.dumps(event) + "\n" + json.dumps(ORDER) + "\n", encoding="utf-8")
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, settings.project_dir, "web_events", path)
+    assert result.rows_landed == 2
+    assert [len(text) for _, text, _ in landed(settings)] == [
+        len(json.dumps(event)),
+        len(json.dumps(ORDER)),
+    ]
