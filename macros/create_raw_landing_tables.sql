@@ -1,4 +1,4 @@
-{#- The raw landing tables, owned by the runner's loaders. Created when missing
+{#- The raw landing tables, owned by the runner's loaders (runner/loading.py). Created when missing
     at the start of every dbt invocation (on-run-start) and by the runner before
     it loads, so a warehouse where some source systems were never loaded still
     builds: their sources are simply empty. Column types are portable. -#}
@@ -23,6 +23,36 @@ create table if not exists raw.web_events (
     file_position bigint not null,
     raw_text varchar not null,
     parse_error varchar,
+    loaded_at timestamp not null
+);
+
+-- CSV sources: one row per non-blank line after the header, with the original
+-- line, and each field as text exactly as it appeared (null when the line could
+-- not be split into the expected fields: see parse_error).
+create table if not exists raw.store_customers (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    extract_date date not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    id varchar,
+    name varchar,
+    city varchar,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.store_sales (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customerid varchar,
+    product varchar,
+    salesamount varchar,
+    shopid varchar,
+    transactiondate varchar,
     loaded_at timestamp not null
 );
 {%- endmacro %}

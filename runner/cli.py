@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,52 @@ def _load_command(source_table: str, files: tuple[Path, ...], settings: Settings
 def load_web_events(settings: Settings, files: tuple[Path, ...]) -> None:
     """Land web event files (a JSON array or JSON Lines) in raw.web_events."""
     _load_command("web_events", files, settings)
+
+
+@load.command("store-customers")
+@warehouse_options
+@click.argument("file", type=FILE)
+@click.option(
+    "--extract-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=lambda: date.today().isoformat(),
+    show_default="today",
+    help="The date of the full extract (YYYY-MM-DD). Extracts must be loaded in date order.",
+)
+@click.option(
+    "--snapshot/--no-snapshot",
+    default=True,
+    show_default=True,
+    help="Historize the extract right away (dbt snapshot), so every extract gets its version.",
+)
+def load_store_customers(
+    settings: Settings, file: Path, extract_date: datetime, snapshot: bool
+) -> None:
+    """Land a full store customer extract (CSV: ID,Name,City) in raw.store_customers."""
+    from runner.dbt_invoke import run_dbt
+    from runner.loading import load_store_customers as land
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        result = land(warehouse, settings.project_dir, file, extract_date.date())
+    click.echo(result.summary())
+    if snapshot and not result.skipped:
+        click.echo("Historizing the extract (dbt snapshot of store customers)...", err=True)
+        selection = ["--select", "+store_customers_snapshot", "--indirect-selection", "cautious"]
+        if not run_dbt(settings, ["build"], selection):
+            raise RunnerError(
+                "The extract landed, but its snapshot failed: see dbt's output above. "
+                "Fix the cause and run `runner build` before loading the next extract."
+            )
+
+
+@load.command("store-sales")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_store_sales(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land store sales files (CSV: CustomerID,Product,SalesAmount,ShopId,TransactionDate)
+    in raw.store_sales."""
+    _load_command("store_sales", files, settings)
 
 
 @cli.command("top-ltv")

@@ -10,12 +10,13 @@ file in one transaction together with its line in `raw.loads`.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -23,18 +24,19 @@ import orjson
 from runner.errors import RunnerError
 from runner.warehouse import Warehouse
 
-RAW_ROW_COLUMNS = ("load_id", "file_name", "file_position", "raw_text", "parse_error", "loaded_at")
 UTF8_BOM = b"\xef\xbb\xbf"
 HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class RawRecord:
-    """One record of a file: its 1-based position, its text and why it does not parse."""
+    """One record of a file: its 1-based position, its text, why it does not parse, and
+    (CSV files) its fields as they appear, None when the line could not be split."""
 
     position: int
     text: str
     parse_error: str | None
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,46 @@ def _skip_whitespace(text: str, index: int) -> int:
     return index
 
 
+def read_csv_records(path: Path, header: tuple[str, ...]) -> Iterator[RawRecord]:
+    """The data lines of a CSV file whose first non-blank line is `header` (compared
+    without case and surrounding spaces). Blank lines are not records; the position
+    is the line number; each field keeps its text exactly (spaces included)."""
+    expected = [name.strip().lower() for name in header]
+    with path.open("rb") as handle:
+        seen_header = False
+        for number, line in enumerate(handle, start=1):
+            if number == 1 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM) :]
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            text, error = _decode(line)
+            if not seen_header:
+                found = next(csv.reader([text]), [])
+                if [name.strip().lower() for name in found] != expected:
+                    raise RunnerError(
+                        f"{path}: the first line should be the header {','.join(header)}, "
+                        f"found {text[:200]!r}. Is this the right file for this source?"
+                    )
+                seen_header = True
+                continue
+            yield _csv_record(number, text, error, len(header))
+    if not seen_header:
+        raise RunnerError(f"{path}: the file is empty; expected the header {','.join(header)}.")
+
+
+def _csv_record(position: int, text: str, error: str | None, width: int) -> RawRecord:
+    if error is not None:
+        return RawRecord(position, text, error)
+    try:
+        fields = next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        return RawRecord(position, text, f"not a valid CSV line: {exc}")
+    if len(fields) != width:
+        return RawRecord(position, text, f"expected {width} fields, found {len(fields)}")
+    return RawRecord(position, text, None, tuple(fields))
+
+
 def _csv_field(value: str | int | None) -> str:
     if value is None:
         return ""  # unquoted empty field: NULL on both engines
@@ -203,38 +245,72 @@ def write_csv(rows: Iterable[tuple], path: Path) -> int:
     return 4 * longest  # characters to a bound on UTF-8 bytes
 
 
+@dataclass(frozen=True)
+class RawTable:
+    """A raw landing table: how to read its files, and the columns its fields go to."""
+
+    name: str
+    read: Callable[[Path], Iterator[RawRecord]]
+    field_columns: tuple[str, ...] = ()
+
+
 def land_records(
     warehouse: Warehouse,
-    source_table: str,
+    table: RawTable,
     path: Path,
     records: Iterable[RawRecord],
     sha256: str,
+    constants: dict[str, object] | None = None,
 ) -> LoadResult:
-    """Write `records` of file `path` to raw.<source_table> and log the load, atomically."""
+    """Write `records` of file `path` to raw.<table> and log the load, atomically.
+    `constants` are columns with one value for the whole file (e.g. extract_date)."""
+    constants = constants or {}
     loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
     load_id = f"{loaded_at:%Y%m%dT%H%M%S%f}-{sha256[:12]}"
     file_name = str(path)
+    extra = tuple(str(value) for value in constants.values())
     stamp = loaded_at.isoformat(sep=" ")
+    no_fields = (None,) * len(table.field_columns)
+    columns = (
+        "load_id",
+        "file_name",
+        "file_position",
+        *constants,
+        "raw_text",
+        "parse_error",
+        *table.field_columns,
+        "loaded_at",
+    )
     counts = {"rows": 0, "unparseable": 0}
 
     def rows() -> Iterator[tuple]:
         for record in records:
             counts["rows"] += 1
             counts["unparseable"] += record.parse_error is not None
-            yield (load_id, file_name, record.position, record.text, record.parse_error, stamp)
+            fields = (record.fields or no_fields) if table.field_columns else ()
+            yield (
+                load_id,
+                file_name,
+                record.position,
+                *extra,
+                record.text,
+                record.parse_error,
+                *fields,
+                stamp,
+            )
 
     with tempfile.TemporaryDirectory(prefix="runner-load-") as tmp:
-        csv_path = Path(tmp) / f"{source_table}.csv"
+        csv_path = Path(tmp) / f"{table.name}.csv"
         longest_line = write_csv(rows(), csv_path)
         with warehouse.transaction():
-            warehouse.copy_csv(f"raw.{source_table}", RAW_ROW_COLUMNS, csv_path, longest_line)
+            warehouse.copy_csv(f"raw.{table.name}", columns, csv_path, longest_line)
             warehouse.execute(
                 "insert into raw.loads (load_id, source_table, file_name, file_sha256, "
                 "file_bytes, rows_landed, rows_unparseable, loaded_at) "
                 "values (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     load_id,
-                    source_table,
+                    table.name,
                     file_name,
                     sha256,
                     path.stat().st_size,
@@ -244,11 +320,28 @@ def land_records(
                 ),
             )
     return LoadResult(
-        source_table, file_name, load_id, counts["rows"], counts["unparseable"], skipped=False
+        table.name, file_name, load_id, counts["rows"], counts["unparseable"], skipped=False
     )
 
 
-READERS = {"web_events": read_json_records}
+def _csv_table(name: str, header: tuple[str, ...]) -> RawTable:
+    return RawTable(
+        name=name,
+        read=lambda path: read_csv_records(path, header),
+        field_columns=tuple(column.lower() for column in header),
+    )
+
+
+RAW_TABLES = {
+    table.name: table
+    for table in (
+        RawTable("web_events", read_json_records),
+        _csv_table("store_customers", ("ID", "Name", "City")),
+        _csv_table(
+            "store_sales", ("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate")
+        ),
+    )
+}
 
 
 def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str | None:
@@ -259,17 +352,25 @@ def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str |
     return rows[0][0] if rows else None
 
 
-def load_file(warehouse: Warehouse, project_dir: Path, source_table: str, path: Path) -> LoadResult:
-    """Land one file in raw.<source_table>, unless the same bytes were landed before."""
+def load_file(
+    warehouse: Warehouse,
+    project_dir: Path,
+    source_table: str,
+    path: Path,
+    constants: dict[str, object] | None = None,
+) -> LoadResult:
+    """Land one file in raw.<source_table>, unless the same bytes were landed before.
+    `constants` fill columns that hold one value per file (e.g. extract_date)."""
     if not path.is_file():
         raise RunnerError(f"{path}: no such file.")
+    table = RAW_TABLES[source_table]
     warehouse.ensure_raw_tables(project_dir)
     sha256 = file_sha256(path)
     earlier = previous_load(warehouse, source_table, sha256)
     if earlier is not None:
         return LoadResult(source_table, str(path), earlier, 0, 0, True)
     try:
-        return land_records(warehouse, source_table, path, READERS[source_table](path), sha256)
+        return land_records(warehouse, table, path, table.read(path), sha256, constants)
     except Exception as exc:
         if "unique" in str(exc).lower() or "duplicate key" in str(exc).lower():
             raise RunnerError(
@@ -277,3 +378,30 @@ def load_file(warehouse: Warehouse, project_dir: Path, source_table: str, path: 
                 "nothing was added by this one."
             ) from None
         raise
+
+
+def load_store_customers(
+    warehouse: Warehouse, project_dir: Path, path: Path, extract_date: date
+) -> LoadResult:
+    """Land one full customer extract, dated `extract_date`.
+
+    A full extract describes the whole customer base on its date, and the snapshot
+    historizes extracts in date order, so extracts must arrive in date order: an
+    extract dated before (or on the same day as) one already landed is refused,
+    unless it is that very file again, which is skipped.
+    """
+    if not path.is_file():
+        raise RunnerError(f"{path}: no such file.")
+    warehouse.ensure_raw_tables(project_dir)
+    if previous_load(warehouse, "store_customers", file_sha256(path)) is None:
+        _, rows = warehouse.query("select max(extract_date) from raw.store_customers")
+        latest = rows[0][0]
+        if latest is not None and extract_date <= latest:
+            raise RunnerError(
+                f"{path}: an extract dated {extract_date} cannot be added after the one dated "
+                f"{latest}: extracts are historized in date order. Load extracts oldest first, "
+                "each with its own --extract-date."
+            )
+    return load_file(
+        warehouse, project_dir, "store_customers", path, {"extract_date": extract_date}
+    )

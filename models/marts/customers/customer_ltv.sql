@@ -28,7 +28,8 @@ orders as (
         order_id,
         customer_id,
         amount_usd
-    from {{ ref('int_web_orders_resolved') }}
+    from {{ ref('fct_orders') }}
+    where channel = 'web'
 
 ),
 
