@@ -171,17 +171,22 @@ def top_ltv(settings: Settings, n: int, fmt: str) -> None:
 def summary(settings: Settings, top: int) -> None:
     """What the marts hold: rows landed, valid and quarantined per source, and the
     customers with the highest lifetime value."""
-    from runner.reports import data_quality, render
+    from runner.reports import data_quality, recency_buckets, render, ytd_spend_leaders
     from runner.reports import top_ltv as query_top_ltv
     from runner.warehouse import connect
 
     with connect(settings, read_only=True) as warehouse:
         quality = data_quality(warehouse)
         ltv = query_top_ltv(warehouse, top)
-    click.echo("Raw rows landed, valid and quarantined (by reason):")
-    click.echo(render(*quality, "table"))
-    click.echo(f"\nTop {top} customers by lifetime value (marts.customer_ltv):")
-    click.echo(render(*ltv, "table"))
+        ytd = ytd_spend_leaders(warehouse, top)
+        recency = recency_buckets(warehouse)
+    sections = [
+        ("Raw rows landed, valid and quarantined (by reason):", quality),
+        (f"Top {top} customers by lifetime value (marts.customer_ltv):", ltv),
+        (f"Top {top} customers by year-to-date spend (marts.customer_ytd_spend):", ytd),
+        ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),
+    ]
+    click.echo("\n\n".join(f"{title}\n{render(*rows, 'table')}" for title, rows in sections))
 
 
 @cli.command()
@@ -199,7 +204,10 @@ def generate(customers: int, seed: int, out: Path) -> None:
     from runner.generate import generate as generate_files
 
     for written in generate_files(out, customers=customers, seed=seed):
-        click.echo(f"{written.path}: {written.rows} records (`runner load {written.source}`)")
+        how = f"runner load {written.source} {written.path}"
+        if written.extract_date is not None:
+            how += f" --extract-date {written.extract_date}"
+        click.echo(f"{written.path}: {written.rows} records; load with `{how}`")
 
 
 def main() -> None:

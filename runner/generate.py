@@ -1,14 +1,28 @@
-"""Deterministic generator of realistic raw source files (for now: the web event stream).
+"""Deterministic generator of realistic raw source files: the web event stream and the store
+system's customer extracts and sales.
 
-Everything is drawn from one ``random.Random(seed)``, so the same arguments give byte-identical
-files. Memory stays bounded whatever the number of customers: customers are generated one at a
-time, their events are produced by a per-customer function, and the only buffer is the fixed-size
-one that simulates out-of-order arrival.
+The web stream is drawn from one ``random.Random(seed)``, the store files from their own
+``random.Random(f"store-{seed}")``, so the same arguments give byte-identical files and adding
+store data never changed a web file. Memory stays bounded whatever the number of customers:
+customers are generated one at a time, their records are produced by per-customer functions, and
+the only buffers are the fixed-size ones that simulate out-of-order arrival.
 
 The web stream is JSON Lines. Besides valid events it contains what real feeds contain: events
 out of time order, verbatim duplicates, a few valid times with an explicit UTC offset, and a
 trickle of deliberately bad records of every kind in ``BAD_KINDS`` (named after the quarantine
 reasons of ``base_web__events``); each kind appears at least once in every file.
+
+The store system delivers CSV files (see ``StoreWriter``): full customer extracts on up to three
+delivery days, ``store_customers_<YYYY-MM-DD>.csv`` (``ID,Name,City``; each overwrites the last,
+no history), and its sales, ``store_sales.csv``
+(``CustomerID,Product,SalesAmount,ShopId,TransactionDate``). ``customer_id`` is the company-wide
+key: about 60% of the web customers also shop in stores, next to store-only customers (ids from
+90001) and late-arriving customers (ids from 95001) whose sales arrive but whom no extract shows.
+Between extracts customers move city (a few move back), disappear, or appear. The files carry the
+dirt such exports carry: surrounding spaces, CRLF line endings, empty trailing lines, quoted names
+with commas, non-ASCII names, blank ids, exact duplicate rows, refunds, mixed date formats and
+rows of every kind in ``STORE_SALES_BAD_KINDS`` (named after the quarantine reasons of
+``base_store__sales``); every kind appears at least once in every run, however small.
 """
 
 from __future__ import annotations
@@ -18,10 +32,11 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 WEB_EVENTS_SOURCE = "web-events"
 WEB_EVENTS_FILE = "web_events.jsonl"
@@ -74,6 +89,56 @@ TAGS = (
 OFFSETS = (timezone(timedelta(hours=2)), timezone(timedelta(hours=-5)),
            timezone(timedelta(hours=5, minutes=30)))  # fmt: skip
 
+STORE_CUSTOMERS_SOURCE = "store-customers"
+STORE_SALES_SOURCE = "store-sales"
+STORE_SALES_FILE = "store_sales.csv"
+STORE_CUSTOMERS_HEADER = ("ID", "Name", "City")
+STORE_SALES_HEADER = ("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate")
+
+STORE_SHARE = 0.6  # web customers who also shop in stores
+STORE_ONLY_RATE = 0.10  # store-only customers per web customer
+LATE_CUSTOMER_RATE = 0.015  # customers with sales that no extract shows, per web customer
+MOVE_RATE = 0.10  # per customer and extract after their first: shown in another city
+MOVE_BACK_RATE = 0.30  # per customer who moved and is in a later extract: moved back
+DISAPPEAR_RATE = 0.03  # customers missing from every extract after some point
+NAME_SUFFIX_RATE = 0.02  # names like "Maria Garcia, Jr." (quoted in the CSV)
+EXTRACT_PAD_RATE = 0.02  # extract rows with spaces around their fields
+EXTRACT_DUPLICATE_RATE = 0.005  # extract rows written twice
+EXTRACT_BLANK_ID_RATE = 0.003  # extra extract rows with a blank ID
+HEAVY_SHOPPER_RATE = 0.03
+MEDIAN_SALES_PER_WEEK = 0.35
+MEDIAN_SALE_CENTS = 5000
+HOME_SHOP_RATE = 0.75  # sales in the customer's usual shop
+SHOP_COUNT = 12  # ShopId 1..12
+SHOP_HOURS = (9, 21)  # sales happen between 09:00 and 21:00
+REFUND_RATE = 0.03  # per sale: refunded later (a negative amount)
+REFUND_DAYS = 14  # refunds come within two weeks of the sale
+SALES_PAD_RATE = 0.02  # valid sales rows with spaces around their fields
+SALES_BAD_RATE = 0.01  # bad rows per sale
+
+# Named after the quarantine reasons of base_store__sales.
+STORE_SALES_BAD_KINDS = (
+    "missing_customer_id",
+    "unparseable_customer_id",
+    "missing_amount",
+    "unparseable_amount",
+    "missing_transaction_date",
+    "unparseable_transaction_date",
+)
+SALE_TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ")
+SALE_TIME_WEIGHTS = (3, 4, 3)
+FIRST_NAMES = (
+    "Maria", "James", "José", "Linda", "Wei", "Zoë", "Michael", "Aisha",
+    "David", "Chloé", "Robert", "Ana", "Björn", "Sarah", "Luis", "Emily",
+)  # fmt: skip
+NAME_SUFFIXES = ("Jr.", "Sr.", "III")
+NON_ASCII_LAST_NAMES = ("Muñoz", "Müller", "Sørensen")
+CITY_NAMES = tuple(city for city, _ in CITIES)
+PRODUCTS = (
+    "Sneakers", "Rain Jacket", "Scarf", "Wool Socks", "Backpack", "Beanie",
+    "Hiking Boots", "Sunglasses", "T-Shirt", "Gloves",
+)  # fmt: skip
+
 
 @dataclasses.dataclass(frozen=True)
 class GeneratedFile:
@@ -81,7 +146,8 @@ class GeneratedFile:
 
     source: str  # the `runner load <source>` name that loads it
     path: Path
-    rows: int  # records written (lines)
+    rows: int  # records written (data lines: no CSV header, no blank lines)
+    extract_date: date | None = None  # the delivery day of a store customer extract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +165,13 @@ class Customer:
 def generate(
     out_dir: Path, customers: int, seed: int, start_date: date = date(2017, 1, 1), days: int = 120
 ) -> list[GeneratedFile]:
-    """Write raw files for every source the project has (for now only web events) into out_dir."""
+    """Write raw files for every source into out_dir and describe them, in this order: the web
+    events, the store customer extracts (by date), the store sales.
+
+    All files are written in one pass over the customers: the store sees the web customers as
+    the web stream generates them (``StoreWriter.tap``), without drawing from the web's random
+    stream, so the web file is the same as when it was the only file.
+    """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")
     rng = random.Random(seed)
@@ -108,11 +180,15 @@ def generate(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / WEB_EVENTS_FILE
     rows = 0
-    with path.open("w", encoding="utf-8", newline="\n") as file:
-        for line in web_event_lines(rng, iter_customers(rng, customers, start, end), start, end):
+    with ExitStack() as stack:
+        file = stack.enter_context(path.open("w", encoding="utf-8", newline="\n"))
+        store = StoreWriter(stack, out_dir, seed, start_date, days, customers)
+        web_customers = store.tap(iter_customers(rng, customers, start, end))
+        for line in web_event_lines(rng, web_customers, start, end):
             file.write(line + "\n")
             rows += 1
-    return [GeneratedFile(WEB_EVENTS_SOURCE, path, rows)]
+        store_files = store.finish()
+    return [GeneratedFile(WEB_EVENTS_SOURCE, path, rows), *store_files]
 
 
 def iter_customers(
@@ -182,21 +258,25 @@ def arrival_order(
     ``DUPLICATE_RATE``, put back once so that it is written again later.
     """
     buffer: list[tuple[str, bool]] = []
-
-    def release() -> str:
-        index = rng.randrange(len(buffer))
-        buffer[index], buffer[-1] = buffer[-1], buffer[index]
-        line, may_duplicate = buffer.pop()
-        if may_duplicate and rng.random() < DUPLICATE_RATE:
-            buffer.append((line, False))
-        return line
-
     for record in records:
         buffer.append(record)
         while len(buffer) > buffer_size:
-            yield release()
+            yield release_line(rng, buffer)
     while buffer:
-        yield release()
+        yield release_line(rng, buffer)
+
+
+def release_line(rng: random.Random, buffer: list[tuple[str, bool]]) -> str:
+    """Take a random line out of a non-empty arrival buffer of ``(line, may_duplicate)``.
+
+    A line that may be duplicated is, with probability ``DUPLICATE_RATE``, put back once.
+    """
+    index = rng.randrange(len(buffer))
+    buffer[index], buffer[-1] = buffer[-1], buffer[index]
+    line, may_duplicate = buffer.pop()
+    if may_duplicate and rng.random() < DUPLICATE_RATE:
+        buffer.append((line, False))
+    return line
 
 
 def format_event_time(when: datetime, offset: timezone = timezone.utc) -> str:
@@ -329,3 +409,429 @@ def _minutes_later(rng: random.Random, when: datetime) -> datetime:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- The store system ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreCustomer:
+    """A store customer: from which day they shop, and their city in each extract.
+
+    ``cities[i]`` is the city shown by the i-th extract, None when that extract does not show the
+    customer (not joined yet, or gone for good).
+    """
+
+    customer_id: int
+    name: str
+    joined_on: date
+    cities: tuple[str | None, ...]
+
+
+class Sale(NamedTuple):
+    """One store sale (or refund, when ``cents`` is negative)."""
+
+    customer_id: int
+    product: str
+    cents: int
+    shop_id: int
+    when: datetime  # naive, store-local time
+
+
+def store_extract_dates(start_date: date, days: int) -> list[date]:
+    """The store's delivery days: a quarter, a half and three quarters into the window.
+
+    Windows shorter than 3 days have fewer, as the three days would not be distinct.
+    """
+    offsets = {days // 4, days // 2, 3 * days // 4}
+    return [start_date + timedelta(days=offset) for offset in sorted(offsets)]
+
+
+def store_customers_file(extract_date: date) -> str:
+    """``store_customers_<YYYY-MM-DD>.csv``: the name of the extract delivered that day."""
+    return f"store_customers_{extract_date.isoformat()}.csv"
+
+
+def store_id_ranges(customers: int) -> tuple[int, int]:
+    """The first store-only customer id and the first late-arriving customer id.
+
+    90001 and 95001 while they stay clear of the web ids (10001 up) and of each other; for very
+    large runs 900001 and 950001, and so on.
+    """
+    scale = 100_000
+    needed = max(_store_only_count(customers), _late_count(customers))
+    while FIRST_CUSTOMER_ID + customers > scale * 9 // 10 or needed > scale // 20:
+        scale *= 10
+    return scale * 9 // 10 + 1, scale * 19 // 20 + 1
+
+
+def _store_only_count(customers: int) -> int:
+    return max(len(StoreWriter.SCRIPTED), math.ceil(customers * STORE_ONLY_RATE))
+
+
+def _late_count(customers: int) -> int:
+    return max(1, math.ceil(customers * LATE_CUSTOMER_RATE))
+
+
+class _CsvOut:
+    """A CSV file being written: its header, its line ending and a count of its data rows."""
+
+    def __init__(self, stack: ExitStack, path: Path, header: Sequence[str], newline: str) -> None:
+        self.path = path
+        self.newline = newline
+        self.rows = 0
+        self._file = stack.enter_context(path.open("w", encoding="utf-8", newline=""))
+        self._file.write(",".join(header) + newline)
+
+    def write(self, line: str) -> None:
+        self._file.write(line + self.newline)
+        self.rows += 1
+
+    def end(self, blank_lines: int) -> None:
+        """Finish the file with ``blank_lines`` empty lines, as some exports do."""
+        self._file.write(self.newline * blank_lines)
+
+
+class StoreWriter:
+    """Writes the store system's files in one pass over its customers, in bounded memory.
+
+    The three extract files and the sales file are open together: each customer's rows go to
+    every extract that shows them as soon as the customer is made, and their sales go through a
+    ``BUFFER_SIZE`` arrival buffer (which also duplicates about ``DUPLICATE_RATE`` of them).
+    Everything is drawn from ``random.Random(f"store-{seed}")``.
+
+    Use: ``tap`` the web customers (about ``STORE_SHARE`` of them become store customers, with
+    the web's last name and city), then ``finish``, which adds the store-only customers (ids from
+    ``store_id_ranges()[0]``) and the late-arriving ones (sales only, ids from
+    ``store_id_ranges()[1]``), flushes the sales and returns the files' descriptions. The files
+    are closed by ``stack``.
+
+    The first store-only customers are ``SCRIPTED``: they make sure every situation and every
+    kind of dirt is present even in tiny runs (a move and a move back, a disappearance, a newcomer
+    with a sale before their first extract, a quoted name, a non-ASCII name, a padded row, a
+    duplicate row and a blank ID in the extracts; a refund, a duplicate and a padded row in the
+    sales). One bad sales row of every kind in ``STORE_SALES_BAD_KINDS`` is written up front.
+    """
+
+    SCRIPTED = ("mover", "leaver", "newcomer")
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        out_dir: Path,
+        seed: int,
+        start_date: date,
+        days: int,
+        customers: int,
+    ) -> None:
+        self.rng = random.Random(f"store-{seed}")
+        self.start_date = start_date
+        self.end = datetime(start_date.year, start_date.month, start_date.day) + timedelta(
+            days=days
+        )
+        self.extract_dates = store_extract_dates(start_date, days)
+        self.customers = customers
+        crlf = [self.rng.random() < 0.5 for _ in self.extract_dates]
+        if not any(crlf):
+            crlf[self.rng.randrange(len(crlf))] = True
+        self._extracts = [
+            _CsvOut(
+                stack,
+                out_dir / store_customers_file(day),
+                STORE_CUSTOMERS_HEADER,
+                "\r\n" if windows else "\n",
+            )
+            for day, windows in zip(self.extract_dates, crlf, strict=True)
+        ]
+        self._sales = _CsvOut(stack, out_dir / STORE_SALES_FILE, STORE_SALES_HEADER, "\r\n")
+        self._sales_buffer: list[tuple[str, bool]] = []
+        self._bad_rows_written = False
+
+    @property
+    def buffered_sales(self) -> int:
+        """Sales lines generated but not written yet (never more than ``BUFFER_SIZE``)."""
+        return len(self._sales_buffer)
+
+    def tap(self, customers: Iterable[Customer]) -> Iterator[Customer]:
+        """Yield the web customers unchanged; add about ``STORE_SHARE`` of them to the store."""
+        for customer in customers:
+            if self.rng.random() < STORE_SHARE:
+                name = self._full_name(customer.last_name)
+                self._add(self._random_customer(customer.customer_id, name, customer.city))
+            yield customer
+
+    def finish(self) -> list[GeneratedFile]:
+        """Add the store-only and late-arriving customers, write what is buffered, and describe
+        the extracts (in date order) and the sales file."""
+        rng = self.rng
+        store_only_first, late_first = store_id_ranges(self.customers)
+        for index in range(_store_only_count(self.customers)):
+            customer_id = store_only_first + index
+            if index < len(self.SCRIPTED):
+                self._add_scripted(self.SCRIPTED[index], customer_id)
+            else:
+                name = self._full_name(rng.choice(LAST_NAMES))
+                self._add(self._random_customer(customer_id, name, rng.choice(CITY_NAMES)))
+        for index in range(_late_count(self.customers)):
+            self._add_late(late_first + index)
+        while self._sales_buffer:
+            self._sales.write(release_line(rng, self._sales_buffer))
+        blank_lines = [rng.choice((0, 1, 2)) for _ in self._extracts]
+        if not any(blank_lines):
+            blank_lines[rng.randrange(len(blank_lines))] = 1
+        for out, count in zip(self._extracts, blank_lines, strict=True):
+            out.end(count)
+        self._sales.end(rng.randint(1, 2))
+        extracts = [
+            GeneratedFile(STORE_CUSTOMERS_SOURCE, out.path, out.rows, extract_date=day)
+            for out, day in zip(self._extracts, self.extract_dates, strict=True)
+        ]
+        return [*extracts, GeneratedFile(STORE_SALES_SOURCE, self._sales.path, self._sales.rows)]
+
+    # -- customers --
+
+    def _random_customer(self, customer_id: int, name: str, city: str) -> StoreCustomer:
+        """A customer joining on a random day up to the last extract, who may move (and move
+        back) between extracts, or disappear from the later ones."""
+        rng, dates = self.rng, self.extract_dates
+        joined_on = self.start_date + timedelta(
+            days=rng.randrange((dates[-1] - self.start_date).days + 1)
+        )
+        first = next(index for index, day in enumerate(dates) if day >= joined_on)
+        gone = len(dates)
+        if rng.random() < DISAPPEAR_RATE and first < len(dates) - 1:
+            gone = rng.randrange(first + 1, len(dates))
+        cities: list[str | None] = [None] * len(dates)
+        previous: str | None = None
+        for index in range(first, gone):
+            if index > first:
+                if previous is not None and rng.random() < MOVE_BACK_RATE:
+                    city, previous = previous, None
+                elif rng.random() < MOVE_RATE:
+                    previous, city = city, rng.choice([c for c in CITY_NAMES if c != city])
+            cities[index] = city
+        return StoreCustomer(customer_id, name, joined_on, tuple(cities))
+
+    def _add_scripted(self, role: str, customer_id: int) -> None:
+        """Add one of the ``SCRIPTED`` customers (see the class docstring)."""
+        rng, dates = self.rng, self.extract_dates
+        count = len(dates)
+        city, other = rng.sample(CITY_NAMES, 2)
+        first_name = rng.choice(FIRST_NAMES)
+        if role == "mover":  # other city in the 2nd extract, back in the 3rd; sales around
+            name = f"{first_name} {rng.choice(LAST_NAMES)}, {rng.choice(NAME_SUFFIXES)}"
+            cities = (city, other, city)[:count]
+            joined_on = self.start_date
+            anchors = [joined_on]
+            if count > 1:  # a sale right after the move
+                anchors.append(dates[1] + timedelta(days=1))
+            self._add(StoreCustomer(customer_id, name, joined_on, cities), anchors, "refund", "pad")
+        elif role == "leaver":  # in every extract but the last
+            name = f"{first_name} {rng.choice(NON_ASCII_LAST_NAMES)}"
+            cities = (city,) * (count - 1) + (None,) if count > 1 else (city,)
+            joined_on = self.start_date
+            self._add(
+                StoreCustomer(customer_id, name, joined_on, cities),
+                [joined_on],
+                "duplicate",
+                "duplicate",
+            )
+        else:  # newcomer: joins between the 1st and 2nd extracts, buys before the 2nd
+            name = self._full_name(rng.choice(LAST_NAMES))
+            if count > 1:
+                joined_on = dates[0] + timedelta(days=max(1, (dates[1] - dates[0]).days // 2))
+                cities = (None,) + (city,) * (count - 1)
+            else:
+                joined_on, cities = self.start_date, (city,)
+            self._add(
+                StoreCustomer(customer_id, name, joined_on, cities), [joined_on], "pad", "blank_id"
+            )
+
+    def _add_late(self, customer_id: int) -> None:
+        """A customer who joins after the last extract: sales, but in no extract."""
+        last_day = self.end.date() - timedelta(days=1)
+        low = min(self.extract_dates[-1] + timedelta(days=1), last_day)
+        joined_on = low + timedelta(days=self.rng.randint(0, (last_day - low).days))
+        self._write_sales(customer_id, joined_on, [joined_on], None)
+
+    def _full_name(self, last_name: str) -> str:
+        name = f"{self.rng.choice(FIRST_NAMES)} {last_name}"
+        if self.rng.random() < NAME_SUFFIX_RATE:
+            name += f", {self.rng.choice(NAME_SUFFIXES)}"
+        return name
+
+    def _add(
+        self,
+        customer: StoreCustomer,
+        anchors: Sequence[date] = (),
+        sale_dirt: str | None = None,
+        extract_dirt: str | None = None,
+    ) -> None:
+        """Write a customer's extract rows and sales; ``anchors`` are days with a sure sale, the
+        first of which gets ``sale_dirt``; the first extract row gets ``extract_dirt``."""
+        self._write_extract_rows(customer, extract_dirt)
+        self._write_sales(customer.customer_id, customer.joined_on, anchors, sale_dirt)
+
+    def _write_extract_rows(self, customer: StoreCustomer, forced: str | None) -> None:
+        """One row in each extract that shows the customer, now and then with dirt: ``pad``
+        (spaces around the fields), ``duplicate`` (the row twice) or ``blank_id`` (an extra row
+        without ID)."""
+        rng = self.rng
+        for index, city in enumerate(customer.cities):
+            if city is None:
+                continue
+            if forced:
+                dirt, forced = forced, None
+            else:
+                dirt = self._extract_dirt()
+            line = _csv_line((str(customer.customer_id), customer.name, city), rng, dirt == "pad")
+            out = self._extracts[index]
+            out.write(line)
+            if dirt == "duplicate":
+                out.write(line)
+            elif dirt == "blank_id":
+                stranger = self._full_name(rng.choice(LAST_NAMES))
+                out.write(_csv_line((rng.choice(("", "", " ")), stranger, city)))
+
+    def _extract_dirt(self) -> str | None:
+        draw = self.rng.random()
+        if draw < EXTRACT_PAD_RATE:
+            return "pad"
+        if draw < EXTRACT_PAD_RATE + EXTRACT_DUPLICATE_RATE:
+            return "duplicate"
+        if draw < EXTRACT_PAD_RATE + EXTRACT_DUPLICATE_RATE + EXTRACT_BLANK_ID_RATE:
+            return "blank_id"
+        return None
+
+    # -- sales --
+
+    def _write_sales(
+        self, customer_id: int, joined_on: date, anchors: Sequence[date], dirt: str | None
+    ) -> None:
+        """A customer's sales from ``joined_on`` to the end of the window: one on each anchor
+        day, the others at a per-customer weekly rate; plus refunds and bad rows."""
+        rng = self.rng
+        if rng.random() < HEAVY_SHOPPER_RATE:
+            per_week = rng.uniform(2.0, 5.0)
+        else:
+            per_week = rng.lognormvariate(math.log(MEDIAN_SALES_PER_WEEK), 0.7)
+        home_shop = rng.randint(1, SHOP_COUNT)
+        days = [day for day in anchors if day < self.end.date()]
+        moment = datetime(joined_on.year, joined_on.month, joined_on.day)
+        while True:
+            moment += timedelta(days=rng.expovariate(per_week / 7))
+            if moment >= self.end:
+                break
+            days.append(moment.date())
+        for index, day in enumerate(days):
+            sale = self._sale(customer_id, day, home_shop)
+            if not self._bad_rows_written:
+                self._bad_rows_written = True
+                for kind in STORE_SALES_BAD_KINDS:
+                    self._push(self._bad_sale_line(sale, kind), False)
+            self._push_sale(sale, dirt if index == 0 else None)
+
+    def _sale(self, customer_id: int, day: date, home_shop: int) -> Sale:
+        rng = self.rng
+        when = self._shop_time(day)
+        shop = home_shop if rng.random() < HOME_SHOP_RATE else rng.randint(1, SHOP_COUNT)
+        cents = max(100, round(rng.lognormvariate(math.log(MEDIAN_SALE_CENTS), 0.8)))
+        return Sale(customer_id, rng.choice(PRODUCTS), cents, shop, when)
+
+    def _shop_time(self, day: date) -> datetime:
+        """A random second of ``day`` within ``SHOP_HOURS``."""
+        opens, closes = SHOP_HOURS
+        seconds = self.rng.randrange(opens * 3600, closes * 3600)
+        return datetime(day.year, day.month, day.day) + timedelta(seconds=seconds)
+
+    def _push_sale(self, sale: Sale, forced: str | None) -> None:
+        """Queue a sale's line, maybe padded or written twice, maybe its refund, maybe a bad row
+        made from it; ``forced`` (``pad``, ``duplicate`` or ``refund``) makes one of them sure."""
+        rng = self.rng
+        line = self._sale_line(sale, pad=forced == "pad" or rng.random() < SALES_PAD_RATE)
+        if forced == "duplicate":
+            self._push(line, False)
+            self._push(line, False)
+        else:
+            self._push(line, True)
+        if forced == "refund" or rng.random() < REFUND_RATE:
+            refund_at = self._shop_time(
+                sale.when.date() + timedelta(days=rng.randint(1, REFUND_DAYS))
+            )
+            if refund_at >= self.end and forced == "refund":  # the same day, later
+                closing = sale.when.replace(hour=SHOP_HOURS[1], minute=0, second=0)
+                refund_at = sale.when + (closing - sale.when) // 2
+            if refund_at < self.end:
+                refund = sale._replace(cents=-sale.cents, when=refund_at)
+                self._push(self._sale_line(refund), True)
+        if rng.random() < SALES_BAD_RATE:
+            self._push(self._bad_sale_line(sale, rng.choice(STORE_SALES_BAD_KINDS)), False)
+
+    def _sale_line(self, sale: Sale, pad: bool = False) -> str:
+        fmt = self.rng.choices(SALE_TIME_FORMATS, SALE_TIME_WEIGHTS)[0]
+        fields = (
+            str(sale.customer_id),
+            sale.product,
+            _amount(sale.cents),
+            str(sale.shop_id),
+            sale.when.strftime(fmt),
+        )
+        return _csv_line(fields, self.rng, pad)
+
+    def _bad_sale_line(self, sale: Sale, kind: str) -> str:
+        """A sales row that staging must quarantine for reason ``kind``."""
+        rng = self.rng
+        fields = [
+            str(sale.customer_id),
+            sale.product,
+            _amount(sale.cents),
+            str(sale.shop_id),
+            sale.when.strftime(rng.choice(SALE_TIME_FORMATS)),
+        ]
+        cid, dollars, cents = sale.customer_id, sale.cents // 100, sale.cents % 100
+        if kind == "missing_customer_id":
+            fields[0] = rng.choice(("", " "))
+        elif kind == "unparseable_customer_id":
+            fields[0] = rng.choice(("x12", f"x{cid}", f"{cid}a", f"#{cid}"))
+        elif kind == "missing_amount":
+            fields[2] = rng.choice(("", " "))
+        elif kind == "unparseable_amount":
+            fields[2] = rng.choice(("12,50", "abc", f"{dollars},{cents:02d}", "1.2.3"))
+        elif kind == "missing_transaction_date":
+            fields[4] = rng.choice(("", " "))
+        elif kind == "unparseable_transaction_date":
+            bad_dates = ("2017-13-45", "31/01/2017", sale.when.strftime("%d/%m/%Y"), "2017-02-30")
+            fields[4] = rng.choice(bad_dates)
+        else:
+            raise ValueError(f"unknown bad sales row kind {kind!r}")
+        return _csv_line(fields)
+
+    def _push(self, line: str, may_duplicate: bool) -> None:
+        """Queue a sales line; write random ones once more than ``BUFFER_SIZE`` wait."""
+        self._sales_buffer.append((line, may_duplicate))
+        while len(self._sales_buffer) > BUFFER_SIZE:
+            self._sales.write(release_line(self.rng, self._sales_buffer))
+
+
+def _amount(cents: int) -> str:
+    """Cents as a decimal with two places: ``-12.05``."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def _csv_line(fields: Sequence[str], rng: random.Random | None = None, pad: bool = False) -> str:
+    """Fields as one CSV line, quoted only when needed (a comma, a quote, a line break).
+
+    With ``pad``, unquoted fields get random spaces around them (the first field at least one
+    before it); quoted fields never do, as spaces outside quotes break CSV readers.
+    """
+    parts = []
+    for index, field in enumerate(fields):
+        if any(char in field for char in ',"\r\n'):
+            parts.append('"' + field.replace('"', '""') + '"')
+        elif pad and rng is not None:
+            before = " " * rng.randint(1 if index == 0 else 0, 2)
+            parts.append(before + field + " " * rng.randint(0, 2))
+        else:
+            parts.append(field)
+    return ",".join(parts)

@@ -59,7 +59,7 @@ def _text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
+        return value.isoformat(sep=" ", timespec="milliseconds" if value.microsecond else "seconds")
     return str(value)
 
 
@@ -92,17 +92,53 @@ def render(columns: Sequence[str], rows: Sequence[tuple], fmt: str) -> str:
     return "\n".join(lines)
 
 
+SOURCES = (
+    ("web_events", "stg_web__events", "stg_web__events_quarantine"),
+    ("store_customers", "stg_store__customers", "stg_store__customers_quarantine"),
+    ("store_sales", "stg_store__sales", "stg_store__sales_quarantine"),
+)
+
+
 def data_quality(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
-    """Per raw source: rows landed, rows valid, rows quarantined, by reason."""
-    require_mart(warehouse, "customer_ltv")
+    """Per raw source: rows landed, rows valid, and rows quarantined by reason."""
+    parts = [
+        f"select '{source}' as source, "
+        f"(select count(*) from raw.{source}) as landed, "
+        f"(select count(*) from staging.{valid}) as valid, "
+        f"quarantined.reason as quarantine_reason, quarantined.rows_quarantined "
+        f"from (select 1 as one) as anchor left join ("
+        f"select reason, count(*) as rows_quarantined from staging.{quarantine} group by reason"
+        f") as quarantined on true"
+        for source, valid, quarantine in SOURCES
+    ]
+    for _, valid, _ in SOURCES:
+        if not warehouse.table_exists("staging", valid):
+            require_mart(warehouse, "customer_ltv")
+    return warehouse.query(" union all ".join(parts) + " order by source, quarantine_reason")
+
+
+def ytd_spend_leaders(warehouse: Warehouse, limit: int) -> tuple[list[str], list[tuple]]:
+    """Customers with the highest year-to-date spend in the latest month of the mart."""
+    require_mart(warehouse, "customer_ytd_spend")
     return warehouse.query(
-        "with landed as (select count(*) as n from raw.web_events), "
-        "valid as (select count(*) as n from staging.stg_web__events), "
-        "quarantined as ("
-        "    select reason, count(*) as n from staging.stg_web__events_quarantine group by reason"
-        ") "
-        "select 'web_events' as source, landed.n as landed, valid.n as valid, "
-        "quarantined.reason as quarantine_reason, quarantined.n as quarantined "
-        "from landed cross join valid left join quarantined on true "
-        "order by quarantine_reason"
+        "select customer_id, month_start, ytd_spend, monthly_spend, orders "
+        "from marts.customer_ytd_spend "
+        "where month_start = (select max(month_start) from marts.customer_ytd_spend) "
+        "order by ytd_spend desc, customer_id limit ?",
+        (limit,),
+    )
+
+
+def recency_buckets(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
+    """How many current customers last bought within a week, a month, a quarter..."""
+    require_mart(warehouse, "customer_days_since_last_purchase")
+    return warehouse.query(
+        "select case "
+        "when not has_purchased then '5 never' "
+        "when days_since_last_purchase <= 7 then '1 within 7 days' "
+        "when days_since_last_purchase <= 30 then '2 within 30 days' "
+        "when days_since_last_purchase <= 90 then '3 within 90 days' "
+        "else '4 over 90 days' end as last_purchase, "
+        "count(*) as customers, min(as_of_date) as as_of_date "
+        "from marts.customer_days_since_last_purchase group by 1 order by 1"
     )

@@ -53,13 +53,20 @@ month_numbers as (
 
 ),
 
+bounds as (
+
+    select min(first_month) as first_month
+    from first_months
+
+),
+
 calendar as (
 
     select
         cast({{ dbt.dateadd('month', 'month_numbers.generated_number - 1', 'bounds.first_month') }} as date)
             as month_start
     from month_numbers
-    cross join (select min(first_month) as first_month from first_months) as bounds
+    cross join bounds
     cross join as_of
     where month_numbers.generated_number - 1 <= {{ dbt.datediff('bounds.first_month', 'as_of.as_of_month', 'month') }}
 
@@ -72,7 +79,7 @@ spine as (
         calendar.month_start
     from first_months
     inner join calendar
-        on calendar.month_start >= first_months.first_month
+        on first_months.first_month <= calendar.month_start
 
 ),
 

@@ -51,7 +51,8 @@ checked as (
             when parse_error is not null then 'malformed_line'
             when id_text is null then 'missing_id'
             when customer_id is null then 'unparseable_id'
-        end as row_problem
+        end as row_problem,
+        coalesce(customer_name, '') || '|' || coalesce(city_name, '') as line_values
     from typed
 
 ),
@@ -66,7 +67,7 @@ ranked as (
             partition by load_id, customer_id, row_problem
             order by file_position desc
         ) as line_recency,
-        first_value(coalesce(customer_name, '') || '|' || coalesce(city_name, '')) over (
+        first_value(line_values) over (
             partition by load_id, customer_id, row_problem
             order by file_position desc
         ) as winning_values
@@ -87,17 +88,14 @@ final as (
         raw_text,
         case
             when row_problem is not null then row_problem
-            when line_recency > 1
-                and coalesce(customer_name, '') || '|' || coalesce(city_name, '') = winning_values
-                then 'duplicate_row'
+            when line_recency > 1 and line_values = winning_values then 'duplicate_row'
             when line_recency > 1 then 'superseded_in_extract'
         end as reason,
         case
             when row_problem = 'malformed_line' then parse_error
             when row_problem = 'missing_id' then 'ID is blank'
             when row_problem = 'unparseable_id' then 'ID is not a whole number: ' || id_text
-            when line_recency > 1
-                then 'a later line of the same extract has ID ' || id_text
+            when line_recency > 1 then 'a later line of the same extract has ID ' || id_text
         end as reason_detail,
         loaded_at
     from ranked
