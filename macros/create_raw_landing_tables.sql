@@ -55,4 +55,62 @@ create table if not exists raw.store_sales (
     transactiondate varchar,
     loaded_at timestamp not null
 );
+create table if not exists raw.crm_customers (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    occupation varchar,
+    type varchar,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.crm_interactions (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    date_start varchar,
+    event varchar,
+    customers varchar,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.crm_products (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    date varchar,
+    product varchar,
+    loaded_at timestamp not null
+);
+
+-- CSV or JSON Lines with the same keys; from JSON each value lands as text.
+create table if not exists raw.app_sessions (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    session_started_at varchar,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.app_purchases (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    purchased_at varchar,
+    amount varchar,
+    loaded_at timestamp not null
+);
 {%- endmacro %}

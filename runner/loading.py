@@ -184,11 +184,14 @@ def _skip_whitespace(text: str, index: int) -> int:
     return index
 
 
-def read_csv_records(path: Path, header: tuple[str, ...]) -> Iterator[RawRecord]:
-    """The data lines of a CSV file whose first non-blank line is `header` (compared
-    without case and surrounding spaces). Blank lines are not records; the position
-    is the line number; each field keeps its text exactly (spaces included)."""
-    expected = [name.strip().lower() for name in header]
+def read_csv_records(
+    path: Path, header: tuple[str, ...], aliases: tuple[tuple[str, ...], ...] = ()
+) -> Iterator[RawRecord]:
+    """The data lines of a CSV file whose first non-blank line is `header` or one of its
+    `aliases` (compared without case and surrounding spaces; fields are always in the
+    order of `header`). Blank lines are not records; the position is the line number;
+    each field keeps its text exactly (spaces included)."""
+    accepted = [[name.strip().lower() for name in names] for names in (header, *aliases)]
     with path.open("rb") as handle:
         seen_header = False
         for number, line in enumerate(handle, start=1):
@@ -200,7 +203,7 @@ def read_csv_records(path: Path, header: tuple[str, ...]) -> Iterator[RawRecord]
             text, error = _decode(line)
             if not seen_header:
                 found = next(csv.reader([text]), [])
-                if [name.strip().lower() for name in found] != expected:
+                if [name.strip().lower() for name in found] not in accepted:
                     raise RunnerError(
                         f"{path}: the first line should be the header {','.join(header)}, "
                         f"found {text[:200]!r}. Is this the right file for this source?"
@@ -210,6 +213,37 @@ def read_csv_records(path: Path, header: tuple[str, ...]) -> Iterator[RawRecord]
             yield _csv_record(number, text, error, len(header))
     if not seen_header:
         raise RunnerError(f"{path}: the file is empty; expected the header {','.join(header)}.")
+
+
+def read_csv_or_json_lines(path: Path, keys: tuple[str, ...]) -> Iterator[RawRecord]:
+    """A file that is either CSV with the header `keys` or JSON Lines with objects
+    carrying those keys (told apart by its first non-blank character). From JSON each
+    key's value lands as text (numbers as written, a missing key or null as null)."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    start = head[3:] if head.startswith(UTF8_BOM) else head
+    if not start.lstrip().startswith(b"{"):
+        yield from read_csv_records(path, keys)
+        return
+    for record in _read_json_lines(path):
+        if record.parse_error is not None:
+            yield record
+            continue
+        value = orjson.loads(record.text)
+        if not isinstance(value, dict):
+            yield RawRecord(record.position, record.text, "the JSON value is not an object")
+            continue
+        yield RawRecord(
+            record.position, record.text, None, tuple(_json_field(value.get(k)) for k in keys)
+        )
+
+
+def _json_field(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
 
 
 def _csv_record(position: int, text: str, error: str | None, width: int) -> RawRecord:
@@ -324,11 +358,19 @@ def land_records(
     )
 
 
-def _csv_table(name: str, header: tuple[str, ...]) -> RawTable:
+def _csv_table(
+    name: str, header: tuple[str, ...], aliases: tuple[tuple[str, ...], ...] = ()
+) -> RawTable:
     return RawTable(
         name=name,
-        read=lambda path: read_csv_records(path, header),
+        read=lambda path: read_csv_records(path, header, aliases),
         field_columns=tuple(column.lower() for column in header),
+    )
+
+
+def _csv_or_json_lines_table(name: str, keys: tuple[str, ...]) -> RawTable:
+    return RawTable(
+        name=name, read=lambda path: read_csv_or_json_lines(path, keys), field_columns=keys
     )
 
 
@@ -340,6 +382,15 @@ RAW_TABLES = {
         _csv_table(
             "store_sales", ("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate")
         ),
+        _csv_table("crm_customers", ("Customer_Id", "Occupation", "Type")),
+        _csv_table(
+            "crm_interactions",
+            ("date_start", "event", "customers"),
+            aliases=(("Date Start", "Interaction", "Customers"),),
+        ),
+        _csv_table("crm_products", ("date", "product")),
+        _csv_or_json_lines_table("app_sessions", ("customer_id", "session_started_at")),
+        _csv_or_json_lines_table("app_purchases", ("customer_id", "purchased_at", "amount")),
     )
 }
 
