@@ -1,7 +1,8 @@
 {#- The raw landing tables, owned by the runner's loaders (runner/loading.py). Created when missing
     at the start of every dbt invocation (on-run-start) and by the runner before
     it loads, so a warehouse where some source systems were never loaded still
-    builds: their sources are simply empty. Column types are portable. -#}
+    builds: their sources are simply empty. Column types are portable.
+    The runner splits this text on semicolons: keep them out of comments. -#}
 {% macro create_raw_landing_tables() -%}
 create schema if not exists raw;
 
@@ -90,7 +91,7 @@ create table if not exists raw.crm_products (
     loaded_at timestamp not null
 );
 
--- CSV or JSON Lines with the same keys; from JSON each value lands as text.
+-- CSV or JSON Lines with the same keys (from JSON each value lands as text).
 create table if not exists raw.app_sessions (
     load_id varchar not null,
     file_name varchar not null,
