@@ -33,6 +33,21 @@ store_sales as (
 
 ),
 
+app_purchases as (
+
+    select
+        'app-' || purchase_id as order_id,
+        purchase_id as source_order_id,
+        cast(customer_id as {{ dbt.type_string() }}) as customer_id,
+        'app' as channel,
+        cast(null as {{ dbt.type_string() }}) as product,
+        cast(null as integer) as shop_id,
+        amount_usd,
+        purchased_at as ordered_at
+    from {{ ref('stg_app__purchases') }}
+
+),
+
 customer_versions as (
 
     select
@@ -50,6 +65,8 @@ orders as (
     select * from web_orders
     union all
     select * from store_sales
+    union all
+    select * from app_purchases
 
 ),
 
