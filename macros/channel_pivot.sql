@@ -1,15 +1,23 @@
-{#- The channels of the `channels` seed, in display order. Read from the seed's
-    table (found through the graph, so unit tests see the real list too); empty
-    when the seed has not been built yet (e.g. while SQLFluff compiles). -#}
+{#- The channels of the `channels` seed, in display order, read from the seed's
+    table: found through the graph, or (in unit tests, where the graph is empty)
+    in the seeds' schema, so unit tests see the real list too. Empty when the seed
+    has not been built yet (e.g. while SQLFluff compiles). -#}
 {% macro seed_channels() -%}
     {%- if not execute -%}
         {{ return([]) }}
     {%- endif -%}
-    {%- set seed = graph.nodes.values()
+    {%- set seed = graph.get('nodes', {}).values()
         | selectattr('resource_type', 'equalto', 'seed')
         | selectattr('name', 'equalto', 'channels')
         | first -%}
-    {%- set relation = adapter.get_relation(seed.database, seed.schema, seed.alias) -%}
+    {%- if seed -%}
+        {%- set relation = adapter.get_relation(seed.database, seed.schema, seed.alias) -%}
+    {%- else -%}
+        {#- dbt_project.yml puts seeds in the staging schema -#}
+        {%- set relation = adapter.get_relation(
+            target.database, customer_analytics.generate_schema_name('staging', none) | trim, 'channels'
+        ) -%}
+    {%- endif -%}
     {%- if relation is none -%}
         {{ return([]) }}
     {%- endif -%}
