@@ -144,6 +144,50 @@ def load_store_sales(settings: Settings, files: tuple[Path, ...]) -> None:
     _load_command("store_sales", files, settings)
 
 
+@load.command("crm-customers")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_crm_customers(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land CRM customer exports (CSV: Customer_Id,Occupation,Type) in raw.crm_customers."""
+    _load_command("crm_customers", files, settings)
+
+
+@load.command("crm-interactions")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_crm_interactions(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land CRM interaction exports (CSV: date_start,event,customers, or
+    Date Start,Interaction,Customers) in raw.crm_interactions."""
+    _load_command("crm_interactions", files, settings)
+
+
+@load.command("crm-products")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_crm_products(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land CRM products of discussion (CSV: date,product with MM-YYYY months) in
+    raw.crm_products."""
+    _load_command("crm_products", files, settings)
+
+
+@load.command("app-sessions")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_app_sessions(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land app sessions (CSV with header customer_id,session_started_at, or JSON
+    Lines with those keys) in raw.app_sessions."""
+    _load_command("app_sessions", files, settings)
+
+
+@load.command("app-purchases")
+@warehouse_options
+@click.argument("files", nargs=-1, required=True, type=FILE)
+def load_app_purchases(settings: Settings, files: tuple[Path, ...]) -> None:
+    """Land app purchases (CSV with header customer_id,purchased_at,amount, or JSON
+    Lines with those keys) in raw.app_purchases."""
+    _load_command("app_purchases", files, settings)
+
+
 @cli.command("top-ltv")
 @warehouse_options
 @click.argument("n", type=click.IntRange(min=1))
@@ -187,6 +231,67 @@ def summary(settings: Settings, top: int) -> None:
         ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),
     ]
     click.echo("\n\n".join(f"{title}\n{render(*rows, 'table')}" for title, rows in sections))
+
+
+@cli.command()
+@warehouse_options
+@click.argument("customer_id", type=click.INT)
+@click.option("--topic", default=None, help="Only interactions about this topic (exact match).")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Only interactions on or after this day.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="Only interactions on or before this day.",
+)
+def interactions(
+    settings: Settings,
+    customer_id: int,
+    topic: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> None:
+    """A CRM customer's interactions per channel, as JSON (every channel, zero when none)."""
+    import json
+
+    from runner.interactions import customer_interactions
+    from runner.warehouse import connect
+
+    with connect(settings, read_only=True) as warehouse:
+        result = customer_interactions(
+            warehouse,
+            customer_id,
+            topic=topic,
+            since=since.date() if since else None,
+            until=until.date() if until else None,
+        )
+    click.echo(json.dumps(result, indent=2))
+
+
+@cli.command()
+@warehouse_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port."
+)
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Serve the read-only HTTP API (GET /api/v1/interactions/CUSTOMER_ID, GET /health).
+
+    Each request opens its own short read-only connection, so the server never holds the
+    warehouse between requests (a DuckDB file has one writer at a time).
+    """
+    import uvicorn
+
+    from runner.api import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 @cli.command()

@@ -23,6 +23,22 @@ dirt such exports carry: surrounding spaces, CRLF line endings, empty trailing l
 with commas, non-ASCII names, blank ids, exact duplicate rows, refunds, mixed date formats and
 rows of every kind in ``STORE_SALES_BAD_KINDS`` (named after the quarantine reasons of
 ``base_store__sales``); every kind appears at least once in every run, however small.
+
+The CRM (``CrmWriter``, ``random.Random(f"crm-{seed}")``) delivers ``crm_customers.csv``
+(``Customer_Id,Occupation,Type``: about half the web customers and a few CRM-only ones, ids from
+80001), ``crm_interactions.csv`` (``Date Start,Interaction,Customers``: contacts on the channels
+of ``CRM_CHANNELS`` only, dated ``DD/MM/YYYY HH:MM``) and ``crm_products.csv``
+(``date,product``: the product discussed each month, ``MM-YYYY``, one month without). Both
+activity files use CRLF line endings, end with empty lines, and carry rows of every kind in
+``CRM_INTERACTION_BAD_KINDS`` and a month 13.
+
+The mobile app (``AppWriter``, ``random.Random(f"app-{seed}")``) delivers
+``app_sessions.jsonl`` (``customer_id``, ``session_started_at``) and ``app_purchases.csv``
+(``customer_id,purchased_at,amount``) for about 40% of the web customers, with ISO-8601 times
+(some without a zone, meaning UTC), heavy and light users, big and small spenders, bad records of
+every kind in ``APP_SESSION_BAD_KINDS`` and ``APP_PURCHASE_BAD_KINDS``, and records dated after
+the window. Each new source has its own random stream, so the web and store files are the same
+bytes as before they existed.
 """
 
 from __future__ import annotations
@@ -139,6 +155,67 @@ PRODUCTS = (
     "Hiking Boots", "Sunglasses", "T-Shirt", "Gloves",
 )  # fmt: skip
 
+CRM_CUSTOMERS_SOURCE = "crm-customers"
+CRM_INTERACTIONS_SOURCE = "crm-interactions"
+CRM_PRODUCTS_SOURCE = "crm-products"
+CRM_CUSTOMERS_FILE = "crm_customers.csv"
+CRM_INTERACTIONS_FILE = "crm_interactions.csv"
+CRM_PRODUCTS_FILE = "crm_products.csv"
+CRM_CUSTOMERS_HEADER = ("Customer_Id", "Occupation", "Type")
+CRM_INTERACTIONS_HEADER = ("Date Start", "Interaction", "Customers")
+CRM_PRODUCTS_HEADER = ("date", "product")
+CRM_TIME_FORMAT = "%d/%m/%Y %H:%M"  # Date Start, 24h, CRM-local (naive)
+CRM_MONTH_FORMAT = "%m-%Y"  # the month of a product row
+
+CRM_SHARE = 0.5  # web customers who are also in the CRM
+CRM_ONLY_RATE = 0.03  # CRM-only customers per web customer
+CRM_UNKNOWN_SPAN = 100  # ids right after the CRM-only ones, used for unknown customers
+CRM_NO_CONTACT_RATE = 0.15  # CRM customers never contacted
+MEDIAN_INTERACTIONS_PER_WEEK = 0.2
+CRM_STRAY_RATE = 0.01  # web customers outside the CRM with one interaction logged anyway
+CRM_BAD_RATE = 0.01  # bad interaction rows per interaction
+OFFICE_HOURS = (8, 20)  # interactions start between 08:00 and 19:59
+# The channels of the dbt seed: any other value would fail the build. Boat is rare.
+CRM_CHANNELS = ("Email", "Call", "Bird", "Boat", "Post", "SMS", "Chat")
+CRM_CHANNEL_WEIGHTS = (30, 20, 3, 1, 8, 18, 20)
+OCCUPATIONS = (
+    "Engineer", "Teacher", "Nurse", "Chef", "Designer", "Accountant", "Electrician",
+    "Pharmacist", "Journalist", "Architect", "Student", "Retired",
+)  # fmt: skip
+CRM_TYPES = ("Red", "Orange", "Blue")
+CRM_TYPE_WEIGHTS = (5, 3, 2)
+
+# Why a CRM interaction row cannot be used as it is (the loader or staging drops or flags it).
+CRM_INTERACTION_BAD_KINDS = (
+    "missing_date",
+    "unparseable_date",
+    "missing_channel",
+    "missing_customer_id",
+    "unparseable_customer_id",
+    "unknown_customer_id",  # a well-formed id that crm_customers.csv does not list
+)
+
+APP_SESSIONS_SOURCE = "app-sessions"
+APP_PURCHASES_SOURCE = "app-purchases"
+APP_SESSIONS_FILE = "app_sessions.jsonl"
+APP_PURCHASES_FILE = "app_purchases.csv"
+APP_PURCHASES_HEADER = ("customer_id", "purchased_at", "amount")
+
+APP_SHARE = 0.4  # web customers who use the app
+APP_HEAVY_RATE = 0.12  # app users with many sessions a week
+HEAVY_SESSIONS_PER_WEEK = (7.0, 15.0)
+MEDIAN_SESSIONS_PER_WEEK = 1.0
+MEDIAN_PURCHASES_PER_SESSION = 0.25
+MEDIAN_PURCHASE_CENTS = 3000
+NAIVE_TIME_RATE = 0.2  # app times written without a zone (meaning UTC)
+APP_BAD_RATE = 0.003  # bad lines per session, bad rows per purchase
+APP_FUTURE_RATE = 0.01  # app users with a session dated after the window (a wrong clock)
+FUTURE_DAYS = (1.0, 5.0)  # how far after the window future-dated records are
+FINAL_WEEKS = 8  # the period the app messages look at: the window's last 8 weeks
+
+APP_SESSION_BAD_KINDS = ("invalid_json", "missing_customer_id", "unparseable_session_started_at")
+APP_PURCHASE_BAD_KINDS = ("missing_customer_id", "unparseable_amount", "unparseable_purchased_at")
+
 
 @dataclasses.dataclass(frozen=True)
 class GeneratedFile:
@@ -166,11 +243,13 @@ def generate(
     out_dir: Path, customers: int, seed: int, start_date: date = date(2017, 1, 1), days: int = 120
 ) -> list[GeneratedFile]:
     """Write raw files for every source into out_dir and describe them, in this order: the web
-    events, the store customer extracts (by date), the store sales.
+    events, the store customer extracts (by date), the store sales, the CRM customers,
+    interactions and products, the app sessions and purchases.
 
-    All files are written in one pass over the customers: the store sees the web customers as
-    the web stream generates them (``StoreWriter.tap``), without drawing from the web's random
-    stream, so the web file is the same as when it was the only file.
+    All files are written in one pass over the customers: the store, the CRM and the app see the
+    web customers as the web stream generates them (``StoreWriter.tap``, ``CrmWriter.tap``,
+    ``AppWriter.tap``), each drawing from its own random stream and never from the web's, so
+    adding a source never changes the files of the others.
     """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")
@@ -183,12 +262,16 @@ def generate(
     with ExitStack() as stack:
         file = stack.enter_context(path.open("w", encoding="utf-8", newline="\n"))
         store = StoreWriter(stack, out_dir, seed, start_date, days, customers)
-        web_customers = store.tap(iter_customers(rng, customers, start, end))
+        crm = CrmWriter(stack, out_dir, seed, start_date, days, customers)
+        app = AppWriter(stack, out_dir, seed, start_date, days)
+        web_customers = app.tap(crm.tap(store.tap(iter_customers(rng, customers, start, end))))
         for line in web_event_lines(rng, web_customers, start, end):
             file.write(line + "\n")
             rows += 1
         store_files = store.finish()
-    return [GeneratedFile(WEB_EVENTS_SOURCE, path, rows), *store_files]
+        crm_files = crm.finish()
+        app_files = app.finish()
+    return [GeneratedFile(WEB_EVENTS_SOURCE, path, rows), *store_files, *crm_files, *app_files]
 
 
 def iter_customers(
@@ -835,3 +918,434 @@ def _csv_line(fields: Sequence[str], rng: random.Random | None = None, pad: bool
         else:
             parts.append(field)
     return ",".join(parts)
+
+
+# --- The CRM ---------------------------------------------------------------------------------
+
+
+def crm_months(start_date: date, days: int) -> list[date]:
+    """The first day of every month the window touches, in order."""
+    last_day = start_date + timedelta(days=days - 1)
+    months = []
+    month = start_date.replace(day=1)
+    while month <= last_day:
+        months.append(month)
+        month = (month + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def crm_id_range(customers: int) -> tuple[int, int]:
+    """The first CRM-only customer id and the first id of the unknown customers (ids that
+    interactions use but crm_customers.csv never lists, ``CRM_UNKNOWN_SPAN`` of them).
+
+    80001 while it stays clear of the web ids (10001 up) and below the store ids; for very large
+    runs 800001, and so on (see ``store_id_ranges``).
+    """
+    scale = 100_000
+    needed = _crm_only_count(customers) + CRM_UNKNOWN_SPAN
+    while FIRST_CUSTOMER_ID + customers > scale * 8 // 10 or needed > scale // 10:
+        scale *= 10
+    first = scale * 8 // 10 + 1
+    return first, first + _crm_only_count(customers)
+
+
+def _crm_only_count(customers: int) -> int:
+    return max(len(CrmWriter.SCRIPTED), math.ceil(customers * CRM_ONLY_RATE))
+
+
+class CrmWriter:
+    """Writes the CRM's files in one pass over its customers, in bounded memory.
+
+    ``crm_customers.csv`` (``Customer_Id,Occupation,Type``) lists about ``CRM_SHARE`` of the web
+    customers and a few CRM-only ones (ids from ``crm_id_range()[0]``). ``crm_interactions.csv``
+    (``Date Start,Interaction,Customers``, Windows line endings, empty lines at the end) holds
+    their contacts: a few per customer over the window at a per-customer weekly rate, some
+    customers none at all, on the channels of ``CRM_CHANNELS`` only, through a ``BUFFER_SIZE``
+    arrival buffer (mild disorder, no duplicates). ``crm_products.csv`` (``date,product``, CRLF,
+    empty lines at the end) names the product discussed each month of the window (``MM-YYYY``),
+    at most one per month; one month, ``quiet_month``, has none: its only row has an empty
+    product. Everything is drawn from ``random.Random(f"crm-{seed}")``.
+
+    Dirt present in every run, however small: one bad interaction row of every kind in
+    ``CRM_INTERACTION_BAD_KINDS`` up front (more trickle in at ``CRM_BAD_RATE``), a few web
+    customers outside the CRM with an interaction anyway, and a month row ``13-YYYY``. The first
+    CRM-only customers are ``SCRIPTED``: ``silent`` is never contacted, ``topicless`` is
+    contacted in the quiet month (an interaction without a topic).
+
+    Use: ``tap`` the web customers, then ``finish``; the files are closed by ``stack``.
+    """
+
+    SCRIPTED = ("silent", "topicless")
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        out_dir: Path,
+        seed: int,
+        start_date: date,
+        days: int,
+        customers: int,
+    ) -> None:
+        self.rng = random.Random(f"crm-{seed}")
+        self.start = datetime(start_date.year, start_date.month, start_date.day)  # CRM-local
+        self.end = self.start + timedelta(days=days)
+        self.customers = customers
+        self.months = crm_months(start_date, days)
+        self.quiet_month = self.rng.choice(self.months)
+        self.only_first, self.unknown_first = crm_id_range(customers)
+        self._customers = _CsvOut(stack, out_dir / CRM_CUSTOMERS_FILE, CRM_CUSTOMERS_HEADER, "\n")
+        self._interactions = _CsvOut(
+            stack, out_dir / CRM_INTERACTIONS_FILE, CRM_INTERACTIONS_HEADER, "\r\n"
+        )
+        self._products = _CsvOut(stack, out_dir / CRM_PRODUCTS_FILE, CRM_PRODUCTS_HEADER, "\r\n")
+        self._buffer: list[tuple[str, bool]] = []
+        topicless = self.only_first + self.SCRIPTED.index("topicless")
+        for kind in CRM_INTERACTION_BAD_KINDS:
+            self._push(self._bad_interaction(kind, topicless, self._moment(self.start)))
+
+    @property
+    def buffered_interactions(self) -> int:
+        """Interaction lines generated but not written yet (never more than ``BUFFER_SIZE``)."""
+        return len(self._buffer)
+
+    def tap(self, customers: Iterable[Customer]) -> Iterator[Customer]:
+        """Yield the web customers unchanged; add about ``CRM_SHARE`` of them to the CRM."""
+        rng = self.rng
+        for customer in customers:
+            joined = customer.joined_at.replace(tzinfo=None)
+            if rng.random() < CRM_SHARE:
+                self._add(customer.customer_id, joined)
+            elif rng.random() < CRM_STRAY_RATE:  # logged for someone the export leaves out
+                self._push(self._interaction_line(self._moment(joined), customer.customer_id))
+            yield customer
+
+    def finish(self) -> list[GeneratedFile]:
+        """Add the CRM-only customers, write what is buffered and the products, and describe
+        the customers, interactions and products files."""
+        rng = self.rng
+        for index in range(_crm_only_count(self.customers)):
+            customer_id = self.only_first + index
+            if index < len(self.SCRIPTED):
+                self._add(customer_id, self.start, self.SCRIPTED[index])
+            else:
+                self._add(customer_id, self._moment(self.start))
+        while self._buffer:
+            self._interactions.write(release_line(rng, self._buffer))
+        self._interactions.end(rng.randint(1, 2))
+        self._write_products()
+        self._products.end(rng.randint(1, 2))
+        return [
+            GeneratedFile(CRM_CUSTOMERS_SOURCE, self._customers.path, self._customers.rows),
+            GeneratedFile(
+                CRM_INTERACTIONS_SOURCE, self._interactions.path, self._interactions.rows
+            ),
+            GeneratedFile(CRM_PRODUCTS_SOURCE, self._products.path, self._products.rows),
+        ]
+
+    def _add(self, customer_id: int, joined: datetime, role: str | None = None) -> None:
+        """Write a CRM customer's row and queue their interactions from ``joined`` on."""
+        rng = self.rng
+        occupation = rng.choice(OCCUPATIONS)
+        kind = rng.choices(CRM_TYPES, CRM_TYPE_WEIGHTS)[0]
+        self._customers.write(_csv_line((str(customer_id), occupation, kind)))
+        if role == "silent" or (role is None and rng.random() < CRM_NO_CONTACT_RATE):
+            return
+        if role == "topicless":
+            month = self.quiet_month
+            low = max(self.start.date(), month)
+            high = min(self.end.date(), (month + timedelta(days=32)).replace(day=1))
+            day = low + timedelta(days=rng.randrange((high - low).days))
+            self._push_interaction(self._office_time(day), customer_id)
+        per_week = rng.lognormvariate(math.log(MEDIAN_INTERACTIONS_PER_WEEK), 0.8)
+        moment = joined
+        while True:
+            moment += timedelta(days=rng.expovariate(per_week / 7))
+            if moment >= self.end:
+                break
+            self._push_interaction(self._office_time(moment.date()), customer_id)
+
+    def _push_interaction(self, when: datetime, customer_id: int) -> None:
+        self._push(self._interaction_line(when, customer_id))
+        if self.rng.random() < CRM_BAD_RATE:
+            kind = self.rng.choice(CRM_INTERACTION_BAD_KINDS)
+            self._push(self._bad_interaction(kind, customer_id, self._moment(self.start)))
+
+    def _interaction_line(self, when: datetime, customer_id: int) -> str:
+        channel = self.rng.choices(CRM_CHANNELS, CRM_CHANNEL_WEIGHTS)[0]
+        return _csv_line((when.strftime(CRM_TIME_FORMAT), channel, str(customer_id)))
+
+    def _bad_interaction(self, kind: str, customer_id: int, when: datetime) -> str:
+        """An interaction row that cannot be used as it is, for reason ``kind``."""
+        rng = self.rng
+        fields = [
+            when.strftime(CRM_TIME_FORMAT),
+            rng.choices(CRM_CHANNELS, CRM_CHANNEL_WEIGHTS)[0],
+            str(customer_id),
+        ]
+        if kind == "missing_date":
+            fields[0] = ""
+        elif kind == "unparseable_date":
+            bad_dates = (
+                when.strftime("31/02/%Y %H:%M"),
+                when.strftime("%Y-%m-%d %H:%M"),
+                when.strftime("%d/13/%Y %H:%M"),
+            )
+            fields[0] = rng.choice(bad_dates)
+        elif kind == "missing_channel":
+            fields[1] = ""
+        elif kind == "missing_customer_id":
+            fields[2] = ""
+        elif kind == "unparseable_customer_id":
+            fields[2] = rng.choice(("abc", f"C{customer_id}", f"{customer_id}.5"))
+        elif kind == "unknown_customer_id":
+            fields[2] = str(self.unknown_first + rng.randrange(CRM_UNKNOWN_SPAN))
+        else:
+            raise ValueError(f"unknown bad interaction kind {kind!r}")
+        return _csv_line(fields)
+
+    def _write_products(self) -> None:
+        """One row per month of the window, in order (the quiet month's product empty), and a
+        row for month 13 somewhere among them."""
+        rng = self.rng
+        rows = []
+        previous = None
+        for month in self.months:
+            product = ""
+            if month != self.quiet_month:
+                product = rng.choice([name for name in PRODUCTS if name != previous])
+                previous = product
+            rows.append((month.strftime(CRM_MONTH_FORMAT), product))
+        rows.insert(rng.randint(0, len(rows)), (f"13-{self.start.year}", rng.choice(PRODUCTS)))
+        for row in rows:
+            self._products.write(_csv_line(row))
+
+    def _moment(self, low: datetime) -> datetime:
+        """A random minute in office hours between ``low`` and the end of the window."""
+        return self._office_time(_between(self.rng, low, self.end).date())
+
+    def _office_time(self, day: date) -> datetime:
+        """A random minute of ``day`` within ``OFFICE_HOURS``."""
+        opens, closes = OFFICE_HOURS
+        minutes = self.rng.randrange(opens * 60, closes * 60)
+        return datetime(day.year, day.month, day.day) + timedelta(minutes=minutes)
+
+    def _push(self, line: str) -> None:
+        """Queue an interaction line; write random ones once more than ``BUFFER_SIZE`` wait."""
+        self._buffer.append((line, False))
+        while len(self._buffer) > BUFFER_SIZE:
+            self._interactions.write(release_line(self.rng, self._buffer))
+
+
+# --- The app ---------------------------------------------------------------------------------
+
+
+def format_app_time(when: datetime, zoned: bool = True) -> str:
+    """ISO-8601 to the second in UTC: ``2017-03-01T10:00:00Z``, without the ``Z`` if not
+    ``zoned`` (an app time without a zone means UTC)."""
+    text = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + "Z" if zoned else text
+
+
+class AppWriter:
+    """Writes the mobile app's files in one pass over its users, in bounded memory.
+
+    About ``APP_SHARE`` of the web customers use the app. ``app_sessions.jsonl`` holds one JSON
+    object per session (``customer_id``, an integer, and ``session_started_at``); sessions are a
+    Poisson process at a per-user weekly rate, ``HEAVY_SESSIONS_PER_WEEK`` for a few heavy users
+    and log-normal around ``MEDIAN_SESSIONS_PER_WEEK`` for the others. ``app_purchases.csv``
+    (``customer_id,purchased_at,amount``) holds purchases made during sessions, at a per-user
+    conversion rate, with log-normal amounts around a per-user typical amount. About
+    ``NAIVE_TIME_RATE`` of the times carry no zone (meaning UTC). Both files go through
+    ``BUFFER_SIZE`` arrival buffers (mild disorder, no duplicates). Everything is drawn from
+    ``random.Random(f"app-{seed}")``.
+
+    The first web customer always uses the app; with them come one bad record of every kind in
+    ``APP_SESSION_BAD_KINDS`` and ``APP_PURCHASE_BAD_KINDS`` (more trickle in at
+    ``APP_BAD_RATE``) and a session and a purchase dated after the window (a wrong device clock;
+    a few more users have a future session). Without customers the sessions file is empty and
+    the purchases file holds only its header.
+
+    The first three customers who joined before the window's last ``FINAL_WEEKS`` weeks are
+    ``SCRIPTED`` app users (in a random order), so that every message the app sends about those
+    weeks has someone to go to (in windows of at least 8 weeks, given three such customers):
+    ``reward`` (more than 5 sessions a week and at least 100 spent), ``boost`` (one small
+    purchase, under 100 spent) and ``none`` (at least 100 spent, a session a week or so).
+
+    Use: ``tap`` the web customers, then ``finish``; the files are closed by ``stack``.
+    """
+
+    SCRIPTED = ("reward", "boost", "none")
+
+    def __init__(
+        self, stack: ExitStack, out_dir: Path, seed: int, start_date: date, days: int
+    ) -> None:
+        self.rng = random.Random(f"app-{seed}")
+        self.start = datetime(
+            start_date.year, start_date.month, start_date.day, tzinfo=timezone.utc
+        )
+        self.end = self.start + timedelta(days=days)
+        self.final_start = self.end - timedelta(weeks=FINAL_WEEKS)
+        self._roles = list(self.SCRIPTED)
+        self.rng.shuffle(self._roles)
+        self._sessions_path = out_dir / APP_SESSIONS_FILE
+        self._sessions_file = stack.enter_context(
+            self._sessions_path.open("w", encoding="utf-8", newline="\n")
+        )
+        self._session_rows = 0
+        self._purchases = _CsvOut(stack, out_dir / APP_PURCHASES_FILE, APP_PURCHASES_HEADER, "\n")
+        self._session_buffer: list[tuple[str, bool]] = []
+        self._purchase_buffer: list[tuple[str, bool]] = []
+        self._dirt_written = False
+
+    @property
+    def buffered_lines(self) -> int:
+        """Session and purchase lines generated but not written yet (at most 2 BUFFER_SIZE)."""
+        return len(self._session_buffer) + len(self._purchase_buffer)
+
+    def tap(self, customers: Iterable[Customer]) -> Iterator[Customer]:
+        """Yield the web customers unchanged; about ``APP_SHARE`` of them use the app, always
+        the first one (who carries the dirt)."""
+        for customer in customers:
+            uses_app = self.rng.random() < APP_SHARE or not self._dirt_written
+            role = None
+            if self._roles and customer.joined_at <= self.final_start:
+                role, uses_app = self._roles.pop(), True
+            if uses_app:
+                self._add(customer.customer_id, customer.joined_at, role)
+            yield customer
+
+    def finish(self) -> list[GeneratedFile]:
+        """Write what is buffered and describe the sessions and purchases files."""
+        while self._session_buffer:
+            self._write_session(release_line(self.rng, self._session_buffer))
+        while self._purchase_buffer:
+            self._purchases.write(release_line(self.rng, self._purchase_buffer))
+        return [
+            GeneratedFile(APP_SESSIONS_SOURCE, self._sessions_path, self._session_rows),
+            GeneratedFile(APP_PURCHASES_SOURCE, self._purchases.path, self._purchases.rows),
+        ]
+
+    def _add(self, customer_id: int, joined: datetime, role: str | None) -> None:
+        """Queue an app user's sessions and purchases from ``joined`` to the end of the window
+        (and, for the first user, the bad and future-dated records)."""
+        rng = self.rng
+        if role == "reward":
+            per_week = rng.uniform(10.0, 14.0)
+        elif role is not None:
+            per_week = rng.uniform(0.5, 2.0)
+        elif rng.random() < APP_HEAVY_RATE:
+            per_week = rng.uniform(*HEAVY_SESSIONS_PER_WEEK)
+        else:
+            per_week = rng.lognormvariate(math.log(MEDIAN_SESSIONS_PER_WEEK), 0.8)
+        conversion = min(0.9, rng.lognormvariate(math.log(MEDIAN_PURCHASES_PER_SESSION), 0.6))
+        if role == "boost":
+            conversion = 0.0
+        typical_cents = rng.lognormvariate(math.log(MEDIAN_PURCHASE_CENTS), 0.5)
+        if not self._dirt_written:
+            self._dirt_written = True
+            self._write_dirt(customer_id, typical_cents)
+        if role is not None:  # the purchase that puts the user in their bucket
+            when = _between(rng, max(joined, self.final_start), self.end)
+            low, high = (500, 6000) if role == "boost" else (12000, 30000)
+            self._push_purchase(customer_id, when, rng.randint(low, high))
+        if rng.random() < APP_FUTURE_RATE:
+            self._push_session(customer_id, self._future())
+        moment = joined
+        while True:
+            moment += timedelta(seconds=rng.expovariate(per_week / (7 * 86400)))
+            if moment >= self.end:
+                break
+            self._push_session(customer_id, moment)
+            if rng.random() < conversion:
+                bought_at = _minutes_later(rng, moment)
+                if bought_at < self.end:
+                    self._push_purchase(customer_id, bought_at, self._cents(typical_cents))
+
+    def _write_dirt(self, customer_id: int, typical_cents: float) -> None:
+        """One bad record of every kind and one future-dated session and purchase (both
+        without a zone, so that every run has such times)."""
+        for kind in APP_SESSION_BAD_KINDS:
+            self._push(self._session_buffer, self._bad_session(kind, customer_id))
+        for kind in APP_PURCHASE_BAD_KINDS:
+            self._push(self._purchase_buffer, self._bad_purchase(kind, customer_id, typical_cents))
+        future = format_app_time(self._future(), zoned=False)  # a device clock, zone and all
+        self._push(
+            self._session_buffer, _dumps({"customer_id": customer_id, "session_started_at": future})
+        )
+        future = format_app_time(self._future(), zoned=False)
+        row = (str(customer_id), future, _amount(self._cents(typical_cents)))
+        self._push(self._purchase_buffer, _csv_line(row))
+
+    def _push_session(self, customer_id: int, when: datetime) -> None:
+        self._push(self._session_buffer, self._session_line(customer_id, when))
+        if self.rng.random() < APP_BAD_RATE:
+            kind = self.rng.choice(APP_SESSION_BAD_KINDS)
+            self._push(self._session_buffer, self._bad_session(kind, customer_id))
+
+    def _push_purchase(self, customer_id: int, when: datetime, cents: int) -> None:
+        self._push(self._purchase_buffer, self._purchase_line(customer_id, when, cents))
+        if self.rng.random() < APP_BAD_RATE:
+            kind = self.rng.choice(APP_PURCHASE_BAD_KINDS)
+            self._push(self._purchase_buffer, self._bad_purchase(kind, customer_id, cents))
+
+    def _session_line(self, customer_id: int, when: datetime) -> str:
+        return _dumps({"customer_id": customer_id, "session_started_at": self._time(when)})
+
+    def _purchase_line(self, customer_id: int, when: datetime, cents: int) -> str:
+        return _csv_line((str(customer_id), self._time(when), _amount(cents)))
+
+    def _bad_session(self, kind: str, customer_id: int) -> str:
+        """A session line that cannot be used, for reason ``kind``."""
+        rng = self.rng
+        when = self._time(_between(rng, self.start, self.end))
+        if kind == "invalid_json":  # a strict prefix of an object never parses
+            text = _dumps({"customer_id": customer_id, "session_started_at": when})
+            return text[: rng.randrange(1, len(text) - 1)]
+        if kind == "missing_customer_id":
+            return _dumps({"session_started_at": when})
+        if kind == "unparseable_session_started_at":
+            bad_times = ("yesterday", "2017-02-30T10:00:00Z", "01/03/2017 10:00")
+            return _dumps({"customer_id": customer_id, "session_started_at": rng.choice(bad_times)})
+        raise ValueError(f"unknown bad session kind {kind!r}")
+
+    def _bad_purchase(self, kind: str, customer_id: int, cents: float) -> str:
+        """A purchase row that cannot be used, for reason ``kind``."""
+        rng = self.rng
+        fields = [
+            str(customer_id),
+            self._time(_between(rng, self.start, self.end)),
+            _amount(round(cents)),
+        ]
+        if kind == "missing_customer_id":
+            fields[0] = ""
+        elif kind == "unparseable_amount":
+            fields[2] = rng.choice(("abc", "12.5.0", "twelve"))
+        elif kind == "unparseable_purchased_at":
+            fields[1] = rng.choice(("yesterday", "2017-13-01T10:00:00Z", "31/01/2017"))
+        else:
+            raise ValueError(f"unknown bad purchase kind {kind!r}")
+        return _csv_line(fields)
+
+    def _cents(self, typical_cents: float) -> int:
+        return max(99, round(self.rng.lognormvariate(math.log(typical_cents), 0.5)))
+
+    def _time(self, when: datetime) -> str:
+        return format_app_time(when, zoned=self.rng.random() >= NAIVE_TIME_RATE)
+
+    def _future(self) -> datetime:
+        """A moment ``FUTURE_DAYS`` after the end of the window."""
+        return self.end + timedelta(days=self.rng.uniform(*FUTURE_DAYS))
+
+    def _push(self, buffer: list[tuple[str, bool]], line: str) -> None:
+        """Queue a line; write random ones once more than ``BUFFER_SIZE`` wait."""
+        buffer.append((line, False))
+        while len(buffer) > BUFFER_SIZE:
+            line = release_line(self.rng, buffer)
+            if buffer is self._session_buffer:
+                self._write_session(line)
+            else:
+                self._purchases.write(line)
+
+    def _write_session(self, line: str) -> None:
+        self._sessions_file.write(line + "\n")
+        self._session_rows += 1

@@ -88,7 +88,16 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, list[gen.Ge
 def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
     first = gen.generate(tmp_path / "a", customers=50, seed=3)
     second = gen.generate(tmp_path / "b", customers=50, seed=3)
-    assert {f.source for f in first} == {"web-events", "store-customers", "store-sales"}
+    assert {f.source for f in first} == {
+        "web-events",
+        "store-customers",
+        "store-sales",
+        "crm-customers",
+        "crm-interactions",
+        "crm-products",
+        "app-sessions",
+        "app-purchases",
+    }
     assert [(f.source, f.rows) for f in first] == [(f.source, f.rows) for f in second]
     for one, other in zip(first, second, strict=True):
         assert one.path.read_bytes() == other.path.read_bytes()
@@ -493,21 +502,23 @@ def test_store_files_are_described_in_order(small_files) -> None:
         "store-customers",
         "store-customers",
         "store-sales",
+        *NEW_SOURCES,
     ]
     assert [f.path.name for f in small_files[1:]] == [
         "store_customers_2017-01-31.csv",
         "store_customers_2017-03-02.csv",
         "store_customers_2017-04-01.csv",
         "store_sales.csv",
+        *NEW_FILES,
     ]
     assert [f.extract_date for f in small_files] == [
         None,
         date(2017, 1, 31),
         date(2017, 3, 2),
         date(2017, 4, 1),
-        None,
+        *[None] * (1 + len(NEW_FILES)),
     ]
-    for written in small_files[1:]:
+    for written in small_files[1:5]:
         assert written.rows == len(read_csv_file(written.path).lines) > 0
 
 
@@ -682,3 +693,472 @@ def test_store_files_are_written_in_bounded_memory(tmp_path: Path) -> None:
     assert len(read_csv_file(tmp_path / "store_sales.csv").lines) > 3000
     for path in tmp_path.glob("store_customers_*.csv"):
         assert read_csv_file(path).lines
+
+
+# --- CRM and app files: an independent reading of their contracts ------------------------------
+
+NEW_SOURCES = ("crm-customers", "crm-interactions", "crm-products", "app-sessions", "app-purchases")
+NEW_FILES = (
+    "crm_customers.csv",
+    "crm_interactions.csv",
+    "crm_products.csv",
+    "app_sessions.jsonl",
+    "app_purchases.csv",
+)
+# SHA-256 of the web and store files for --customers 200 --seed 42 before the CRM and app files
+# existed: adding sources must never change the files of the others.
+SAMPLE_SHA256 = {
+    "web_events.jsonl": "e86f78eda088a6de5594ed886d6ba42f18a8a774cf7ac41fed5de777be7e7979",
+    "store_customers_2017-01-31.csv": (
+        "7e55ec0e712a6f4fde67c032d2cb8c8d58298f36fed869617a4c417e96118a9f"
+    ),
+    "store_customers_2017-03-02.csv": (
+        "b87224a77b342c91f3aa245ee2717b2b8739075cc6bb9c365623a8ebe7abc8ce"
+    ),
+    "store_customers_2017-04-01.csv": (
+        "65f4851fbd46dc20d4adfbf042780d10b71541de95192f2629393e07389e9291"
+    ),
+    "store_sales.csv": "d51e6ab3a07435f5de6fb230d8fbd3ec8736f34daece1eeaa9eba71be1d7f141",
+}
+CRM_CUSTOMERS_HEADER = "Customer_Id,Occupation,Type"
+CRM_INTERACTIONS_HEADER = "Date Start,Interaction,Customers"
+CRM_PRODUCTS_HEADER = "date,product"
+APP_PURCHASES_HEADER = "customer_id,purchased_at,amount"
+CHANNELS = {"Email", "Call", "Bird", "Boat", "Post", "SMS", "Chat"}  # the dbt seed's channels
+CRM_TYPES = {"Red", "Orange", "Blue"}
+INTERACTION_REASONS = {
+    "missing_date",
+    "unparseable_date",
+    "missing_channel",
+    "missing_customer_id",
+    "unparseable_customer_id",
+    "unknown_customer_id",
+}
+SESSION_REASONS = {"invalid_json", "missing_customer_id", "unparseable_session_started_at"}
+PURCHASE_REASONS = {"missing_customer_id", "unparseable_amount", "unparseable_purchased_at"}
+CRM_TIME = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}$")
+CRM_MONTH = re.compile(r"^(\d{2})-(\d{4})$")
+APP_AMOUNT = re.compile(r"^\d+\.\d{2}$")
+LAST_DAY = date(2017, 4, 30)  # the last day of the default window
+CRM_ONLY_IDS = range(80001, 90001)
+
+
+def new_file(files: list[gen.GeneratedFile], source: str) -> gen.GeneratedFile:
+    [written] = [f for f in files if f.source == source]
+    return written
+
+
+def web_ids(files: list[gen.GeneratedFile]) -> set[int]:
+    return {
+        int(e["key"])
+        for e in valid_events(read_lines(web_file(files).path))
+        if e["type"] == "CUSTOMER" and e["verb"] == "NEW"
+    }
+
+
+def parse_crm_time(text: str) -> datetime | None:
+    """A Date Start (DD/MM/YYYY HH:MM) as a naive datetime; None when it is not one."""
+    if not CRM_TIME.match(text):
+        return None
+    try:
+        return datetime.strptime(text, "%d/%m/%Y %H:%M")
+    except ValueError:
+        return None
+
+
+def parse_crm_month(text: str) -> date | None:
+    """A product month (MM-YYYY) as its first day; None when it is not one."""
+    match = CRM_MONTH.match(text)
+    if not match or not 1 <= int(match[1]) <= 12:
+        return None
+    return date(int(match[2]), int(match[1]), 1)
+
+
+def classify_interaction(fields: list[str], crm_ids: set[int]) -> str | None:
+    """Why an interaction row cannot be used as it is (None: it is valid)."""
+    assert len(fields) == 3, fields
+    when, channel, customer = (field.strip() for field in fields)
+    if not when:
+        return "missing_date"
+    if not channel:
+        return "missing_channel"
+    if not customer:
+        return "missing_customer_id"
+    if channel not in CHANNELS:
+        return "unknown_channel"
+    if not WHOLE_NUMBER.match(customer):
+        return "unparseable_customer_id"
+    if parse_crm_time(when) is None:
+        return "unparseable_date"
+    if int(customer) not in crm_ids:
+        return "unknown_customer_id"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class CrmRun:
+    customers: CsvFile
+    crm_ids: set[int]
+    occupations: Counter
+    types: Counter
+    interactions: CsvFile
+    interaction_rows: list[list[str]]
+    reasons: Counter
+    valid_interactions: list[tuple[datetime, str, int]]
+    products: CsvFile
+    product_rows: list[list[str]]
+
+    @property
+    def topics(self) -> dict[date, str]:
+        """Valid month -> product (the test fails if a valid month has two rows)."""
+        topics: dict[date, str] = {}
+        for month_text, product in self.product_rows:
+            month = parse_crm_month(month_text.strip())
+            if month is not None:
+                assert month not in topics, f"two rows for {month_text}"
+                topics[month] = product.strip()
+        return topics
+
+
+def read_crm(files: list[gen.GeneratedFile]) -> CrmRun:
+    customers = read_csv_file(new_file(files, "crm-customers").path)
+    rows = [csv_fields(line) for line in customers.lines]
+    assert all(len(row) == 3 and WHOLE_NUMBER.match(row[0]) for row in rows)
+    crm_ids = [int(row[0]) for row in rows]
+    assert len(crm_ids) == len(set(crm_ids)), "one row per CRM customer"
+    interactions = read_csv_file(new_file(files, "crm-interactions").path)
+    interaction_rows = [csv_fields(line) for line in interactions.lines]
+    reasons: Counter = Counter()
+    valid = []
+    for fields in interaction_rows:
+        reason = classify_interaction(fields, set(crm_ids))
+        reasons[reason] += 1
+        if reason is None:
+            when = parse_crm_time(fields[0].strip())
+            assert when is not None
+            valid.append((when, fields[1].strip(), int(fields[2])))
+    products = read_csv_file(new_file(files, "crm-products").path)
+    product_rows = [csv_fields(line) for line in products.lines]
+    assert all(len(row) == 2 for row in product_rows)
+    return CrmRun(
+        customers,
+        set(crm_ids),
+        Counter(row[1] for row in rows),
+        Counter(row[2] for row in rows),
+        interactions,
+        interaction_rows,
+        reasons,
+        valid,
+        products,
+        product_rows,
+    )
+
+
+def classify_session(line: str) -> str | None:
+    """Why an app session line cannot be used (None: it is valid)."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return "invalid_json"
+    if not isinstance(value, dict):
+        return "not_an_object"
+    customer_id = value.get("customer_id")
+    if customer_id is None:
+        return "missing_customer_id"
+    if not isinstance(customer_id, int) or isinstance(customer_id, bool):
+        return "unparseable_customer_id"
+    if parse_time(value.get("session_started_at")) is None:
+        return "unparseable_session_started_at"
+    return None
+
+
+def classify_purchase(fields: list[str]) -> str | None:
+    """Why an app purchase row cannot be used (None: it is valid)."""
+    assert len(fields) == 3, fields
+    customer_id, when, amount = (field.strip() for field in fields)
+    if not customer_id:
+        return "missing_customer_id"
+    if not WHOLE_NUMBER.match(customer_id):
+        return "unparseable_customer_id"
+    if not amount:
+        return "missing_amount"
+    if not DECIMAL.match(amount):
+        return "unparseable_amount"
+    if parse_time(when) is None:
+        return "unparseable_purchased_at"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class AppRun:
+    session_lines: list[str]
+    session_reasons: Counter
+    sessions: list[tuple[int, datetime, str]]  # customer, naive UTC start, text as written
+    purchases_file: CsvFile
+    purchase_reasons: Counter
+    purchases: list[tuple[int, datetime, str]]  # customer, naive UTC time, amount text
+
+    @property
+    def users(self) -> set[int]:
+        return {cid for cid, _, _ in self.sessions} | {cid for cid, _, _ in self.purchases}
+
+
+def read_app(files: list[gen.GeneratedFile]) -> AppRun:
+    lines = read_lines(new_file(files, "app-sessions").path)
+    session_reasons: Counter = Counter()
+    sessions = []
+    for line in lines:
+        reason = classify_session(line)
+        session_reasons[reason] += 1
+        if reason is None:
+            value = json.loads(line)
+            assert set(value) == {"customer_id", "session_started_at"}
+            moment = parse_time(value["session_started_at"])
+            sessions.append((value["customer_id"], moment, value["session_started_at"]))
+    purchases_file = read_csv_file(new_file(files, "app-purchases").path)
+    purchase_reasons: Counter = Counter()
+    purchases = []
+    for line in purchases_file.lines:
+        fields = csv_fields(line)
+        reason = classify_purchase(fields)
+        purchase_reasons[reason] += 1
+        if reason is None:
+            customer_id, when, amount = (field.strip() for field in fields)
+            purchases.append((int(customer_id), parse_time(when), amount))
+    return AppRun(lines, session_reasons, sessions, purchases_file, purchase_reasons, purchases)
+
+
+def message_buckets(app: AppRun, last_day: date = LAST_DAY) -> dict[int, str]:
+    """The app message of every app user over the 8 weeks ending on ``last_day``: BOOST when
+    they spent under 100, else REWARD with more than 5 sessions a week, else NONE."""
+    first_day = last_day - timedelta(days=55)
+    spend: dict[int, float] = defaultdict(float)
+    sessions: Counter = Counter()
+    for cid, when, amount in app.purchases:
+        if first_day <= when.date() <= last_day:
+            spend[cid] += float(amount)
+    for cid, when, _ in app.sessions:
+        if first_day <= when.date() <= last_day:
+            sessions[cid] += 1
+    return {
+        cid: "BOOST" if spend[cid] < 100 else "REWARD" if sessions[cid] / 8 > 5 else "NONE"
+        for cid in app.users
+    }
+
+
+@pytest.fixture(scope="module")
+def medium_crm(medium_files) -> CrmRun:
+    return read_crm(medium_files)
+
+
+@pytest.fixture(scope="module")
+def medium_app(medium_files) -> AppRun:
+    return read_app(medium_files)
+
+
+def test_new_sources_leave_the_web_and_store_files_unchanged(tmp_path: Path) -> None:
+    written = gen.generate(tmp_path, customers=200, seed=42)
+    hashes = {
+        f.path.name: hashlib.sha256(f.path.read_bytes()).hexdigest()
+        for f in written
+        if f.source.startswith(("web-", "store-"))
+    }
+    assert hashes == SAMPLE_SHA256
+
+
+def test_new_files_are_deterministic_and_described(tmp_path: Path) -> None:
+    first = gen.generate(tmp_path / "a", customers=30, seed=9)
+    second = gen.generate(tmp_path / "b", customers=30, seed=9)
+    other = gen.generate(tmp_path / "c", customers=30, seed=10)
+    assert [f.source for f in first[-5:]] == list(NEW_SOURCES)
+    assert [f.path.name for f in first[-5:]] == list(NEW_FILES)
+    for one, again, different in zip(first[-5:], second[-5:], other[-5:], strict=True):
+        assert one.path.read_bytes() == again.path.read_bytes(), one.path.name
+        assert one.path.read_bytes() != different.path.read_bytes(), one.path.name
+        assert one.rows == again.rows and one.extract_date is None
+    assert first[-5].rows == len(read_crm(first).crm_ids)
+    assert first[-4].rows == len(read_crm(first).interactions.lines)
+    assert first[-3].rows == len(read_crm(first).products.lines)
+    assert first[-2].rows == len(read_app(first).session_lines)
+    assert first[-1].rows == len(read_app(first).purchases_file.lines)
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_new_headers_are_exact(tiny_runs, seed: int) -> None:
+    crm = read_crm(tiny_runs[seed])
+    assert crm.customers.header == CRM_CUSTOMERS_HEADER
+    assert crm.interactions.header == CRM_INTERACTIONS_HEADER
+    assert crm.products.header == CRM_PRODUCTS_HEADER
+    assert read_app(tiny_runs[seed]).purchases_file.header == APP_PURCHASES_HEADER
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_every_crm_dirt_kind_appears_in_a_small_run(tiny_runs, seed: int) -> None:
+    crm = read_crm(tiny_runs[seed])
+    assert crm.interactions.newline == crm.products.newline == "\r\n"
+    assert crm.interactions.trailing_blank_lines >= 1
+    assert crm.products.trailing_blank_lines >= 1
+    assert set(crm.reasons) == {None, *INTERACTION_REASONS}
+    months = [row[0].strip() for row in crm.product_rows]
+    assert any(parse_crm_month(month) is None for month in months), "a bad month"
+    assert "13-2017" in months
+    assert any(not product.strip() for _, product in crm.product_rows), "an empty product"
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_every_crm_situation_appears_in_a_small_run(tiny_runs, seed: int) -> None:
+    crm = read_crm(tiny_runs[seed])
+    web = web_ids(tiny_runs[seed])
+    window = gen.crm_months(date(2017, 1, 1), 120)
+    topics = crm.topics
+    assert set(topics) <= set(window)
+    quiet = [month for month in window if not topics.get(month)]
+    assert quiet, "a month without a product"
+    mentioned = {row[2].strip() for row in crm.interaction_rows}
+    assert any(str(cid) not in mentioned for cid in crm.crm_ids), "a customer never contacted"
+    assert any(when.date().replace(day=1) in quiet for when, _, _ in crm.valid_interactions)
+    assert crm.crm_ids - web and all(cid in CRM_ONLY_IDS for cid in crm.crm_ids - web)
+
+
+def test_crm_customers_overlap_the_web_customers(medium_files, medium_crm) -> None:
+    web = web_ids(medium_files)
+    shared = medium_crm.crm_ids & web
+    assert 0.4 < len(shared) / len(web) < 0.6
+    crm_only = medium_crm.crm_ids - web
+    assert crm_only and all(cid in CRM_ONLY_IDS for cid in crm_only)
+    assert len(crm_only) / len(web) < 0.06
+    assert set(medium_crm.types) == CRM_TYPES
+    assert 4 <= len(medium_crm.occupations) <= 15
+    assert all(occupation.strip() == occupation != "" for occupation in medium_crm.occupations)
+
+
+def test_crm_interactions_are_valid_and_realistic(medium_crm) -> None:
+    valid = medium_crm.valid_interactions
+    assert "unknown_channel" not in medium_crm.reasons
+    channels = Counter(channel for _, channel, _ in valid)
+    assert set(channels) == CHANNELS
+    assert channels["Boat"] == min(channels.values()) and channels["Boat"] / len(valid) < 0.03
+    assert all(START <= when < END for when, _, _ in valid)
+    assert all(8 <= when.hour < 20 for when, _, _ in valid)
+    per_customer = Counter(cid for _, _, cid in valid)
+    never = len(medium_crm.crm_ids - set(per_customer)) / len(medium_crm.crm_ids)
+    assert 0.1 < never < 0.5
+    assert 1 <= statistics.median(per_customer.values()) <= 6
+    bad_share = 1 - len(valid) / len(medium_crm.interaction_rows)
+    assert 0.003 < bad_share < 0.05
+    # Mild disorder: the file is not in time order.
+    assert any(b < a for (a, _, _), (b, _, _) in itertools.pairwise(valid))
+
+
+def test_crm_products_cover_the_window_but_one_month(medium_crm) -> None:
+    window = gen.crm_months(date(2017, 1, 1), 120)
+    topics = medium_crm.topics
+    assert set(topics) == set(window)  # every month has a row ...
+    assert sum(1 for product in topics.values() if not product) == 1  # ... one without product
+    assert all(product in gen.PRODUCTS for product in topics.values() if product)
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_every_app_dirt_kind_appears_in_a_small_run(tiny_runs, seed: int) -> None:
+    app = read_app(tiny_runs[seed])
+    assert set(app.session_reasons) == {None, *SESSION_REASONS}
+    assert set(app.purchase_reasons) == {None, *PURCHASE_REASONS}
+    assert any(when >= END for _, when, _ in app.sessions), "a future-dated session"
+    assert any(when >= END for _, when, _ in app.purchases), "a future-dated purchase"
+    assert any(text.endswith("Z") for _, _, text in app.sessions)
+    assert any(not text.endswith("Z") for _, _, text in app.sessions), "a time without zone"
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_session_lines_are_json_but_the_deliberate_bad_ones(tiny_runs, seed: int) -> None:
+    app = read_app(tiny_runs[seed])
+    not_json = []
+    for line in app.session_lines:
+        try:
+            assert isinstance(json.loads(line), dict)
+        except json.JSONDecodeError:
+            not_json.append(line)
+    assert 1 <= len(not_json) == app.session_reasons["invalid_json"]
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_every_message_bucket_is_represented_in_a_small_run(tiny_runs, seed: int) -> None:
+    app = read_app(tiny_runs[seed])
+    assert app.users <= web_ids(tiny_runs[seed])
+    assert set(message_buckets(app).values()) == {"BOOST", "REWARD", "NONE"}
+
+
+def test_app_users_sessions_and_purchases_are_realistic(medium_files, medium_app) -> None:
+    web = web_ids(medium_files)
+    assert medium_app.users <= web
+    assert 0.3 < len(medium_app.users) / len(web) < 0.5
+    buckets = Counter(message_buckets(medium_app).values())
+    assert min(buckets.values()) / sum(buckets.values()) > 0.03, buckets
+    naive = sum(1 for _, _, text in medium_app.sessions if not text.endswith("Z"))
+    assert 0.15 < naive / len(medium_app.sessions) < 0.25
+    future = [when for _, when, _ in medium_app.sessions if when >= END]
+    assert 1 <= len(future) < 20
+    assert all(END < when < END + timedelta(days=6) for when in future)
+    assert all(when >= START for _, when, _ in medium_app.sessions)
+    assert all(APP_AMOUNT.match(amount) for _, _, amount in medium_app.purchases)
+    amounts = [float(amount) for _, _, amount in medium_app.purchases]
+    assert 15 < statistics.median(amounts) < 60
+    assert max(amounts) > 5 * statistics.median(amounts), "a long tail"
+    # Some heavy users: more than 5 sessions a week on average over the window.
+    weeks = (END - START).days / 7
+    per_user = Counter(cid for cid, _, _ in medium_app.sessions)
+    assert 0.02 < sum(1 for n in per_user.values() if n / weeks > 5) / len(per_user) < 0.2
+    bad_share = 1 - len(medium_app.sessions) / len(medium_app.session_lines)
+    assert 0 < bad_share < 0.02
+    times = [when for _, when, _ in medium_app.sessions]
+    assert any(b < a for a, b in itertools.pairwise(times)), "mild disorder"
+
+
+def test_new_files_respect_a_custom_window(tmp_path: Path) -> None:
+    files = gen.generate(tmp_path, customers=30, seed=5, start_date=date(2020, 6, 1), days=7)
+    start, end = datetime(2020, 6, 1), datetime(2020, 6, 8)
+    crm = read_crm(files)
+    assert all(start <= when < end for when, _, _ in crm.valid_interactions)
+    assert {row[0].strip() for row in crm.product_rows} == {"06-2020", "13-2020"}
+    assert not any(crm.topics.values()), "the only month is the one without a product"
+    app = read_app(files)
+    assert all(start <= when < end + timedelta(days=6) for _, when, _ in app.sessions)
+    assert any(when >= end for _, when, _ in app.sessions)
+
+
+def test_crm_months() -> None:
+    assert gen.crm_months(date(2017, 1, 1), 120) == [date(2017, m, 1) for m in (1, 2, 3, 4)]
+    assert gen.crm_months(date(2017, 1, 31), 1) == [date(2017, 1, 1)]
+    assert gen.crm_months(date(2017, 12, 31), 2) == [date(2017, 12, 1), date(2018, 1, 1)]
+
+
+def test_crm_id_range_stays_clear_of_the_web_and_store_ids() -> None:
+    assert gen.crm_id_range(200) == (80001, 80001 + 6)  # 6 CRM-only customers
+    for customers in (0, 20, 1000, 59_000, 69_000, 75_000, 100_000, 10**6):
+        crm_first, unknown_first = gen.crm_id_range(customers)
+        crm_last = unknown_first + gen.CRM_UNKNOWN_SPAN - 1
+        store_first, late_first = gen.store_id_ranges(customers)
+        store_last = late_first + customers  # far more than the late customers
+        assert 10_000 + customers < crm_first
+        assert crm_last < store_first or crm_first > store_last, customers
+
+
+def test_crm_and_app_files_are_written_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRM and app users stream through one at a time; their lines wait in bounded buffers."""
+    monkeypatch.setattr(gen, "BUFFER_SIZE", 100)
+    joined = datetime(2017, 1, 1, tzinfo=timezone.utc)
+    customers = (gen.Customer(10001 + n, joined, "Kim", "Boston", "MA", 1.0) for n in range(10**9))
+    with ExitStack() as stack:
+        crm = gen.CrmWriter(stack, tmp_path, 1, date(2017, 1, 1), 120, customers=10**9)
+        app = gen.AppWriter(stack, tmp_path, 1, date(2017, 1, 1), 120)
+        tapped = app.tap(crm.tap(customers))
+        for _ in range(500):
+            next(tapped)
+            assert crm.buffered_interactions <= 100
+            assert app.buffered_lines <= 2 * 100
+    # Lines were released while the customers streamed through (finish never ran).
+    assert len(read_csv_file(tmp_path / "crm_interactions.csv").lines) > 300
+    assert len(read_lines(tmp_path / "app_sessions.jsonl")) > 1000
+    assert len(read_csv_file(tmp_path / "app_purchases.csv").lines) > 300

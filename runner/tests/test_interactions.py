@@ -1,0 +1,261 @@
+"""Interactions per channel of one CRM customer: the query, the CLI and the HTTP API.
+
+The three marts are created here with plain SQL, standing in for the dbt models, on
+both warehouses (an empty DuckDB file, a throwaway PostgreSQL database).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+import requests
+import uvicorn
+from click.testing import CliRunner
+
+from runner.api import create_app
+from runner.cli import cli
+from runner.config import Settings
+from runner.errors import RunnerError
+from runner.interactions import InvalidFilter, UnknownCustomer, customer_interactions
+from runner.warehouse import connect
+
+# Inserted out of order on purpose: answers follow display_order.
+CHANNELS = [("Visit", 4), ("Email", 1), ("Chat", 3), ("Call", 2)]
+IN_DISPLAY_ORDER = ["Email", "Call", "Chat", "Visit"]
+CUSTOMERS = [101, 102, 103]  # 102 has no interaction at all
+INTERACTIONS = [
+    ("i1", 101, "Email", "Shoes", date(2017, 1, 1)),
+    ("i2", 101, "Email", "Hats", date(2017, 1, 15)),
+    ("i3", 101, "Call", "Shoes", date(2017, 1, 31)),
+    ("i4", 101, "Chat", None, date(2017, 2, 1)),
+    ("i5", 101, "Email", "Shoes", date(2017, 2, 10)),
+    ("i6", 103, "Email", "Shoes", date(2017, 1, 1)),
+    ("i7", 103, "Visit", "Shoes", date(2017, 1, 1)),
+]
+
+
+def counts(email: int = 0, call: int = 0, chat: int = 0, visit: int = 0) -> dict[str, int]:
+    return {"Email": email, "Call": call, "Chat": chat, "Visit": visit}
+
+
+def create_marts(settings: Settings) -> None:
+    """The three marts the feature reads, with a few rows."""
+    with connect(settings) as warehouse:
+        warehouse.execute("create schema marts")
+        warehouse.execute(
+            "create table marts.dim_crm_channels (channel varchar, display_order integer)"
+        )
+        warehouse.execute(
+            "create table marts.customer_channel_interactions (customer_id bigint, "
+            "email integer, call_interactions integer, chat integer, visit integer, "
+            "total_interactions integer)"
+        )
+        warehouse.execute(
+            "create table marts.fct_crm_interactions (interaction_id varchar, "
+            "customer_id bigint, channel varchar, topic varchar, interaction_date date, "
+            "interaction_at timestamp)"
+        )
+        for channel, order in CHANNELS:
+            warehouse.execute("insert into marts.dim_crm_channels values (?, ?)", (channel, order))
+        for customer_id in CUSTOMERS:
+            warehouse.execute(
+                "insert into marts.customer_channel_interactions values (?, 0, 0, 0, 0, 0)",
+                (customer_id,),
+            )
+        for interaction_id, customer_id, channel, topic, day in INTERACTIONS:
+            warehouse.execute(
+                "insert into marts.fct_crm_interactions values (?, ?, ?, ?, ?, ?)",
+                (interaction_id, customer_id, channel, topic, day, f"{day} 10:30:00"),
+            )
+
+
+@pytest.fixture
+def marts(settings: Settings) -> Settings:
+    create_marts(settings)
+    return settings
+
+
+def query(settings: Settings, customer_id: int, **filters) -> dict:
+    with connect(settings, read_only=True) as warehouse:
+        return customer_interactions(warehouse, customer_id, **filters)
+
+
+# --- the query -------------------------------------------------------------------------
+
+
+def test_every_channel_in_display_order_with_zeros(marts: Settings):
+    result = query(marts, 101)
+    assert result == {"data": {"customer_id": 101, "interactions": counts(3, 1, 1, 0)}}
+    assert list(result["data"]["interactions"]) == IN_DISPLAY_ORDER
+
+
+def test_customer_without_interactions_gets_all_zeros(marts: Settings):
+    assert query(marts, 102)["data"]["interactions"] == counts()
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"topic": "Shoes"}, counts(2, 1, 0, 0)),
+        ({"topic": "shoes"}, counts()),  # exact match
+        ({"since": date(2017, 1, 31)}, counts(1, 1, 1, 0)),  # since is inclusive
+        ({"until": date(2017, 1, 31)}, counts(2, 1, 0, 0)),  # until is inclusive
+        ({"since": date(2017, 1, 15), "until": date(2017, 1, 15)}, counts(1, 0, 0, 0)),
+        (
+            {"topic": "Shoes", "since": date(2017, 1, 2), "until": date(2017, 2, 10)},
+            counts(1, 1, 0, 0),
+        ),
+    ],
+)
+def test_filters(marts: Settings, filters: dict, expected: dict[str, int]):
+    result = query(marts, 101, **filters)
+    assert result["data"]["interactions"] == expected
+    assert list(result["data"]["interactions"]) == IN_DISPLAY_ORDER
+
+
+@pytest.mark.parametrize("customer_id", [999, -1, 2**70])
+def test_unknown_customer(marts: Settings, customer_id: int):
+    with pytest.raises(UnknownCustomer, match=f"No CRM customer with id {customer_id}"):
+        query(marts, customer_id)
+
+
+def test_since_after_until_is_refused(marts: Settings):
+    with pytest.raises(InvalidFilter, match="is after until"):
+        query(marts, 101, since=date(2017, 2, 1), until=date(2017, 1, 1))
+
+
+def test_missing_marts_say_to_build_first(settings: Settings):
+    with connect(settings) as warehouse:  # an existing but empty warehouse
+        warehouse.execute("create schema marts")
+        with pytest.raises(RunnerError, match=r"do not exist yet.*`runner build` first"):
+            customer_interactions(warehouse, 101)
+
+
+# --- the CLI ---------------------------------------------------------------------------
+
+
+def invoke(target: str, *args: str):
+    return CliRunner().invoke(cli, ["interactions", *args, "--target", target])
+
+
+def test_cli_prints_the_json(marts: Settings, target: str):
+    result = invoke(target, "101", "--topic", "Shoes", "--since", "2017-01-02")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "data": {"customer_id": 101, "interactions": counts(1, 1, 0, 0)}
+    }
+    assert '\n  "data": {' in result.output  # indented by 2
+
+
+def test_cli_unknown_customer_is_an_error(marts: Settings, target: str):
+    result = invoke(target, "999")
+    assert result.exit_code == 1
+    assert "No CRM customer with id 999" in result.output
+
+
+def test_cli_rejects_bad_arguments(marts: Settings, target: str):
+    assert invoke(target, "abc").exit_code == 2
+    assert invoke(target, "101", "--since", "2017-13-01").exit_code == 2
+    result = invoke(target, "101", "--since", "2017-02-01", "--until", "2017-01-01")
+    assert result.exit_code == 1 and "is after until" in result.output
+
+
+# --- the HTTP API, over real HTTP ------------------------------------------------------
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[str]:
+    """The API served by uvicorn in a background thread; yields its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+            time.sleep(0.02)
+        assert requests.get(f"{base}/health", timeout=5).json() == {"status": "ok"}
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def get(url: str) -> requests.Response:
+    response = requests.get(url, timeout=10)
+    assert "Traceback" not in response.text
+    assert response.headers["content-type"] == "application/json"
+    return response
+
+
+def assert_error(response: requests.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert list(body) == ["error"] and body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]["message"]
+
+
+def test_api_answers_the_counts(marts: Settings, api: str):
+    response = get(f"{api}/api/v1/interactions/101")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"data": {"customer_id": 101, "interactions": counts(3, 1, 1, 0)}}
+    assert '"customer_id":101' in response.text  # a JSON integer, not a string
+    assert list(body["data"]["interactions"]) == IN_DISPLAY_ORDER
+
+    filtered = get(f"{api}/api/v1/interactions/101?topic=Shoes&since=2017-01-31&until=2017-01-31")
+    assert filtered.json()["data"]["interactions"] == counts(0, 1, 0, 0)
+    assert get(f"{api}/api/v1/interactions/102").json()["data"]["interactions"] == counts()
+
+
+def test_api_errors_are_json(marts: Settings, api: str):
+    message = assert_error(get(f"{api}/api/v1/interactions/999"), 404, "not_found")
+    assert "999" in message
+    message = assert_error(get(f"{api}/api/v1/interactions/abc"), 400, "bad_request")
+    assert "customer_id" in message
+    for bad_id in ("1.0", "1_000"):
+        assert_error(get(f"{api}/api/v1/interactions/{bad_id}"), 400, "bad_request")
+    for bad_day in ("2017-13-01", "2017-1-1", "20170101", "2017-01-01T00:00:00"):
+        response = get(f"{api}/api/v1/interactions/101?since={bad_day}")
+        assert "since" in assert_error(response, 400, "bad_request")
+    response = get(f"{api}/api/v1/interactions/101?since=2017-02-01&until=2017-01-01")
+    assert "is after until" in assert_error(response, 400, "bad_request")
+    assert_error(get(f"{api}/api/v1/nothing-here"), 404, "not_found")
+
+
+def test_api_without_marts_answers_a_generic_503(settings: Settings, api: str):
+    response = get(f"{api}/api/v1/interactions/101")
+    message = assert_error(response, 503, "unavailable")
+    assert "runner build" not in message and "marts" not in message  # details stay in the log
+
+
+def test_api_internal_failure_is_a_generic_500(
+    marts: Settings, api: str, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(*args: object) -> dict:
+        raise ValueError("secret detail")
+
+    monkeypatch.setattr("runner.api.customer_interactions", broken)
+    response = get(f"{api}/api/v1/interactions/101")
+    assert "secret" not in assert_error(response, 500, "internal_error")
+
+
+def test_api_holds_no_connection_between_requests(marts: Settings, api: str):
+    """A build can write to the DuckDB file as soon as a request is answered."""
+    assert get(f"{api}/api/v1/interactions/101").status_code == 200
+    with connect(marts) as warehouse:  # read-write: fails if the API still held the file
+        warehouse.execute(
+            "insert into marts.customer_channel_interactions values (104, 0, 0, 0, 0, 0)"
+        )
+    assert get(f"{api}/api/v1/interactions/104").json()["data"]["interactions"] == counts()
