@@ -41,6 +41,11 @@ demo: setup  ## load the bundled sample into DuckDB, build everything, print wha
 		$(BIN)/runner load store-customers "$$file" --extract-date "$${day%.csv}" || exit 1; \
 	done
 	$(BIN)/runner load store-sales data/sample/store_sales.csv
+	$(BIN)/runner load crm-customers data/sample/crm_customers.csv
+	$(BIN)/runner load crm-interactions data/sample/crm_interactions.csv
+	$(BIN)/runner load crm-products data/sample/crm_products.csv
+	$(BIN)/runner load app-sessions data/sample/app_sessions.jsonl
+	$(BIN)/runner load app-purchases data/sample/app_purchases.csv
 	$(BIN)/runner build -- --vars '{as_of_date: $(DEMO_AS_OF)}'
 	$(BIN)/runner summary
 

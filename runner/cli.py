@@ -5,6 +5,7 @@ non-zero exit."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -213,9 +214,18 @@ def top_ltv(settings: Settings, n: int, fmt: str) -> None:
 @warehouse_options
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 def summary(settings: Settings, top: int) -> None:
-    """What the marts hold: rows landed, valid and quarantined per source, and the
-    customers with the highest lifetime value."""
-    from runner.reports import data_quality, recency_buckets, render, ytd_spend_leaders
+    """What the marts hold: rows landed, valid and quarantined per source; top customers
+    by lifetime value and year-to-date spend; recency; messaging buckets; and one CRM
+    customer's interactions as the API serves them."""
+    from runner.interactions import customer_interactions
+    from runner.reports import (
+        data_quality,
+        message_buckets,
+        most_contacted_crm_customer,
+        recency_buckets,
+        render,
+        ytd_spend_leaders,
+    )
     from runner.reports import top_ltv as query_top_ltv
     from runner.warehouse import connect
 
@@ -224,13 +234,22 @@ def summary(settings: Settings, top: int) -> None:
         ltv = query_top_ltv(warehouse, top)
         ytd = ytd_spend_leaders(warehouse, top)
         recency = recency_buckets(warehouse)
+        buckets = message_buckets(warehouse)
+        contacted = most_contacted_crm_customer(warehouse)
+        example = customer_interactions(warehouse, contacted) if contacted is not None else None
     sections = [
         ("Raw rows landed, valid and quarantined (by reason):", quality),
         (f"Top {top} customers by lifetime value (marts.customer_ltv):", ltv),
         (f"Top {top} customers by year-to-date spend (marts.customer_ytd_spend):", ytd),
         ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),
+        ("App messaging buckets (marts.customer_engagement):", buckets),
     ]
     click.echo("\n\n".join(f"{title}\n{render(*rows, 'table')}" for title, rows in sections))
+    if example is not None:
+        click.echo(
+            f"\nInteractions of CRM customer {contacted} (`runner interactions {contacted}`, "
+            f"GET /api/v1/interactions/{contacted}):\n{json.dumps(example)}"
+        )
 
 
 @cli.command()
@@ -259,8 +278,6 @@ def interactions(
     until: datetime | None,
 ) -> None:
     """A CRM customer's interactions per channel, as JSON (every channel, zero when none)."""
-    import json
-
     from runner.interactions import customer_interactions
     from runner.warehouse import connect
 

@@ -40,5 +40,26 @@ def run_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = (
     from dbt.cli.main import dbtRunner
 
     with _working_directory(settings.project_dir):
-        result = dbtRunner().invoke(dbt_args(settings, command, extra))
+        try:
+            result = dbtRunner().invoke(dbt_args(settings, command, extra))
+        finally:
+            release_dbt_connections()
     return bool(result.success) and result.exception is None
+
+
+def release_dbt_connections() -> None:
+    """Close what dbt keeps open after an in-process run. dbt-duckdb holds one DuckDB
+    connection per process (until exit) in its connection manager's environment; left
+    open, it makes DuckDB refuse the runner's next connection with another
+    configuration (read-only) in the same process."""
+    from dbt.adapters.factory import reset_adapters
+
+    reset_adapters()
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # dbt-duckdb not installed: nothing to close
+        return
+    environment = DuckDBConnectionManager._ENV
+    if environment is not None:
+        environment.close()
+    DuckDBConnectionManager.close_all_connections()

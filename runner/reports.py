@@ -96,6 +96,11 @@ SOURCES = (
     ("web_events", "stg_web__events", "stg_web__events_quarantine"),
     ("store_customers", "stg_store__customers", "stg_store__customers_quarantine"),
     ("store_sales", "stg_store__sales", "stg_store__sales_quarantine"),
+    ("crm_customers", "stg_crm__customers", "stg_crm__customers_quarantine"),
+    ("crm_interactions", "stg_crm__interactions", "stg_crm__interactions_quarantine"),
+    ("crm_products", "stg_crm__products", "stg_crm__products_quarantine"),
+    ("app_sessions", "stg_app__sessions", "stg_app__sessions_quarantine"),
+    ("app_purchases", "stg_app__purchases", "stg_app__purchases_quarantine"),
 )
 
 
@@ -142,3 +147,25 @@ def recency_buckets(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
         "count(*) as customers, min(as_of_date) as as_of_date "
         "from marts.customer_days_since_last_purchase group by 1 order by 1"
     )
+
+
+def message_buckets(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
+    """How many current customers each messaging bucket holds, with the window used."""
+    require_mart(warehouse, "customer_engagement")
+    return warehouse.query(
+        "select message_bucket, count(*) as customers, min(evaluated_at) as evaluated_at, "
+        "min(engagement_window_weeks) as window_weeks, "
+        "min(low_spend_threshold) as low_spend_threshold, "
+        "min(high_activity_threshold) as high_activity_threshold "
+        "from marts.customer_engagement group by message_bucket order by message_bucket"
+    )
+
+
+def most_contacted_crm_customer(warehouse: Warehouse) -> int | None:
+    """The CRM customer with the most interactions (lowest id on a tie), if any."""
+    require_mart(warehouse, "customer_channel_interactions")
+    _, rows = warehouse.query(
+        "select customer_id from marts.customer_channel_interactions "
+        "order by total_interactions desc, customer_id limit 1"
+    )
+    return rows[0][0] if rows else None
