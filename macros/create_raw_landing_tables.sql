@@ -114,4 +114,88 @@ create table if not exists raw.app_purchases (
     amount varchar,
     loaded_at timestamp not null
 );
+-- The marketing system (a SQLite file or CSV files), fields as text.
+create table if not exists raw.session_sources (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    session_id varchar,
+    user_id varchar,
+    event_date varchar,
+    event_time varchar,
+    channel_name varchar,
+    holder_engagement varchar,
+    closer_engagement varchar,
+    impression_interaction varchar,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.conversions (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    conv_id varchar,
+    user_id varchar,
+    conv_date varchar,
+    conv_time varchar,
+    revenue varchar,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.session_costs (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    session_id varchar,
+    cost varchar,
+    loaded_at timestamp not null
+);
+
+-- Attribution results written by `runner attribute` (typed: they come from the
+-- runner, not from files). One row per (conversion, session) share.
+create table if not exists raw.attribution_customer_journey (
+    conv_id varchar not null,
+    session_id varchar not null,
+    ihc double precision not null,
+    initializer double precision,
+    holder double precision,
+    closer double precision,
+    run_id varchar not null,
+    received_at timestamp not null
+);
+
+-- What the API answered that could not be used, and why.
+create table if not exists raw.attribution_rejects (
+    run_id varchar not null,
+    conv_id varchar not null,
+    reason varchar not null,
+    detail varchar,
+    rejected_at timestamp not null
+);
+
+-- One row per `runner attribute` run: its window, counts and outcome.
+create table if not exists raw.attribution_runs (
+    run_id varchar not null primary key,
+    started_at timestamp not null,
+    finished_at timestamp,
+    start_date date,
+    end_date date,
+    conv_type_id varchar,
+    api_url varchar,
+    journeys_selected bigint,
+    journeys_sent bigint,
+    journeys_skipped bigint,
+    conversions_written bigint,
+    conversions_rejected bigint,
+    requests bigint,
+    retries bigint,
+    status varchar not null,
+    message varchar
+);
 {%- endmacro %}

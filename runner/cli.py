@@ -189,6 +189,20 @@ def load_app_purchases(settings: Settings, files: tuple[Path, ...]) -> None:
     _load_command("app_purchases", files, settings)
 
 
+@load.command("marketing")
+@warehouse_options
+@click.argument("path", type=click.Path(exists=True, resolve_path=True, path_type=Path))
+def load_marketing(settings: Settings, path: Path) -> None:
+    """Land the marketing system's session_sources, conversions and session_costs, from
+    a SQLite database with those tables or a folder of CSV files named after them."""
+    from runner.loading import load_marketing as land
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        for result in land(warehouse, settings.project_dir, path):
+            click.echo(result.summary())
+
+
 @cli.command("top-ltv")
 @warehouse_options
 @click.argument("n", type=click.IntRange(min=1))
@@ -309,6 +323,206 @@ def serve(settings: Settings, host: str, port: int) -> None:
     from runner.api import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@cli.command("ihc-emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port (0: any free port).",
+)
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Sleep this long in every request (requests in parallel overlap).",
+)
+@click.option(
+    "--max-journeys",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Most journeys (conversion_ids) per request; more: 400.",
+)
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Most sessions per request; more: 400.",
+)
+@click.option(
+    "--api-key",
+    envvar="IHC_API_KEY",
+    show_envvar=True,
+    default="emulator-key",
+    show_default=True,
+    help="The key clients must send in x-api-key. Prefer the variable: an option shows in "
+    "the process list.",
+)
+@click.option(
+    "--conv-type-id",
+    "conv_type_ids",
+    multiple=True,
+    metavar="ID",
+    help="An accepted conv_type_id (repeatable; default: default and coding_challenge).",
+)
+@click.option(
+    "--fault-429",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="RATE",
+    help="Share of requests answered 429 with Retry-After.",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    metavar="S",
+    help="The Retry-After seconds of 429 answers.",
+)
+@click.option(
+    "--fault-5xx",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="RATE",
+    help="Share of requests answered 500, 502 or 503.",
+)
+@click.option(
+    "--fault-slow",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="RATE",
+    help="Share of requests answered only after --slow-ms more.",
+)
+@click.option(
+    "--slow-ms",
+    type=click.IntRange(min=0),
+    default=5000,
+    show_default=True,
+    help="The extra delay of slow answers.",
+)
+@click.option(
+    "--fault-drop",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="RATE",
+    help="Share of requests whose connection is closed without an answer.",
+)
+@click.option(
+    "--fault-partial",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="RATE",
+    help="Share of requests answered 206 with a third of the journeys failed.",
+)
+@click.option(
+    "--fault-wrong-sum",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="RATE",
+    help="Share of requests where one journey's ihc sums to 0.8.",
+)
+@click.option(
+    "--fault-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the fault draws: same seed and request order, same faults.",
+)
+def ihc_emulator(
+    host: str,
+    port: int,
+    latency_ms: int,
+    max_journeys: int,
+    max_sessions: int,
+    api_key: str,
+    conv_type_ids: tuple[str, ...],
+    fault_429: float,
+    retry_after: int,
+    fault_5xx: float,
+    fault_slow: float,
+    slow_ms: int,
+    fault_drop: float,
+    fault_partial: float,
+    fault_wrong_sum: float,
+    fault_seed: int,
+) -> None:
+    """Serve a local emulator of the IHC attribution API (POST /v1/compute_ihc), for
+    tests and benchmarks without the real service. Runs until Ctrl-C.
+
+    It checks the key (401 without x-api-key, 403 with a wrong one), the conv_type_id,
+    the body and the limits (400) like the real service, but scores with a simple,
+    deterministic model, not the trained one: per journey, sessions in timestamp order,
+    the initializer phase goes to the first session, the closer phase to the converting
+    one (conversion=1), the holder phase equally to the holder_engagement=1 sessions
+    strictly between first and last (or to all sessions when there is none), and
+    ihc = 0.3 initializer + 0.4 holder + 0.3 closer. Like the real service it does not
+    refuse a journey without exactly one conversion=1 session: its ihc then does not sum
+    to 1 (0.7 without one).
+
+    Faults, drawn per request (rates add up to at most 1, reproducible with
+    --fault-seed): 429 with Retry-After, 500/502/503, slow answers, dropped connections,
+    206 with a third of the journeys in partialFailureErrors, and one journey whose ihc
+    sums to 0.8. Each request logs its status, journeys, sessions and time.
+    """
+    import logging
+
+    from runner.ihc_emulator import API_KEY_ENV, EmulatorConfig, FaultPlan, make_server
+
+    try:
+        faults = FaultPlan(
+            rate_429=fault_429,
+            rate_5xx=fault_5xx,
+            rate_slow=fault_slow,
+            rate_drop=fault_drop,
+            rate_partial=fault_partial,
+            rate_wrong_sum=fault_wrong_sum,
+            seed=fault_seed,
+            retry_after_s=retry_after,
+            slow_ms=slow_ms,
+        )
+        extra = {"conv_type_ids": frozenset(conv_type_ids)} if conv_type_ids else {}
+        config = EmulatorConfig(
+            api_key=api_key,
+            latency_ms=latency_ms,
+            max_journeys=max_journeys,
+            max_sessions=max_sessions,
+            faults=faults,
+            **extra,
+        )
+    except ValueError as exc:
+        raise RunnerError(str(exc)) from None
+    try:
+        server = make_server(config, host, port)
+    except OSError as exc:
+        raise RunnerError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+
+    source = click.get_current_context().get_parameter_source("api_key")
+    key_from = {
+        click.core.ParameterSource.COMMANDLINE: "the --api-key option",
+        click.core.ParameterSource.ENVIRONMENT: f"${API_KEY_ENV}",
+    }.get(source, f"the built-in default (see --help; set ${API_KEY_ENV} to choose one)")
+    kinds = ", ".join(sorted(config.conv_type_ids))
+    click.echo(f"IHC emulator (not the real model) listening on {server.url}", err=True)
+    click.echo(f"  POST {server.url}/v1/compute_ihc?conv_type_id=ID (ID: {kinds})", err=True)
+    click.echo(f"  API key (x-api-key): from {key_from}", err=True)
+    if faults.active():
+        rates = ", ".join(f"{kind} {rate:g}" for kind, rate in faults.rates().items() if rate)
+        click.echo(f"  Faults: {rates} (seed {fault_seed})", err=True)
+    click.echo("  Ctrl-C to stop.", err=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("Stopped.", err=True)
+    finally:
+        server.server_close()
 
 
 @cli.command()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -374,6 +376,22 @@ def _csv_or_json_lines_table(name: str, keys: tuple[str, ...]) -> RawTable:
     )
 
 
+MARKETING_TABLES = {
+    "session_sources": (
+        "session_id",
+        "user_id",
+        "event_date",
+        "event_time",
+        "channel_name",
+        "holder_engagement",
+        "closer_engagement",
+        "impression_interaction",
+    ),
+    "conversions": ("conv_id", "user_id", "conv_date", "conv_time", "revenue"),
+    "session_costs": ("session_id", "cost"),
+}
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
 RAW_TABLES = {
     table.name: table
     for table in (
@@ -391,6 +409,7 @@ RAW_TABLES = {
         _csv_table("crm_products", ("date", "product")),
         _csv_or_json_lines_table("app_sessions", ("customer_id", "session_started_at")),
         _csv_or_json_lines_table("app_purchases", ("customer_id", "purchased_at", "amount")),
+        *(_csv_table(name, header) for name, header in MARKETING_TABLES.items()),
     )
 }
 
@@ -456,3 +475,65 @@ def load_store_customers(
     return load_file(
         warehouse, project_dir, "store_customers", path, {"extract_date": extract_date}
     )
+
+
+def read_sqlite_table(path: Path, table: str, columns: tuple[str, ...]) -> Iterator[RawRecord]:
+    """The rows of one table of a SQLite database, in rowid order: each lands with its
+    values as text (numbers as SQLite holds them, NULL as null) and, as its original
+    text, the row as a JSON object."""
+    uri = f"file:{path}?mode=ro&immutable=1"
+    with closing(sqlite3.connect(uri, uri=True)) as con:
+        found = {row[1] for row in con.execute(f'pragma table_info("{table}")')}
+        missing = [column for column in columns if column not in found]
+        if missing:
+            what = "no table" if not found else f"no column {', '.join(missing)} in table"
+            raise RunnerError(f"{path}: {what} {table!r}; expected columns {', '.join(columns)}.")
+        select = ", ".join(f'"{column}"' for column in columns)
+        cursor = con.execute(f'select {select} from "{table}" order by rowid')
+        for position, row in enumerate(cursor, start=1):
+            values = tuple(None if value is None else _sqlite_text(value) for value in row)
+            text = orjson.dumps(dict(zip(columns, row, strict=True)), default=str).decode()
+            yield RawRecord(position, text, None, values)
+
+
+def _sqlite_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
+def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[LoadResult]:
+    """Land the marketing system's tables (session_sources, conversions, session_costs)
+    from a SQLite database or from a folder of CSV files named after the tables. Each
+    table is its own load, idempotent like any file: the same bytes land once."""
+    if path.is_dir():
+        files = {name: path / f"{name}.csv" for name in MARKETING_TABLES}
+        present = {name: file for name, file in files.items() if file.is_file()}
+        if len(present) < len(files):
+            missing = ", ".join(f"{name}.csv" for name in files if name not in present)
+            raise RunnerError(
+                f"{path}: missing {missing}. A marketing folder holds session_sources.csv, "
+                "conversions.csv and session_costs.csv."
+            )
+        return [load_file(warehouse, project_dir, name, file) for name, file in present.items()]
+    if not path.is_file():
+        raise RunnerError(f"{path}: no such file or folder.")
+    with path.open("rb") as handle:
+        if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            raise RunnerError(
+                f"{path} is neither a SQLite database nor a folder of CSV files "
+                "(session_sources.csv, conversions.csv, session_costs.csv)."
+            )
+    warehouse.ensure_raw_tables(project_dir)
+    sha256 = file_sha256(path)
+    results = []
+    for name, columns in MARKETING_TABLES.items():
+        earlier = previous_load(warehouse, name, sha256)
+        if earlier is not None:
+            results.append(LoadResult(name, str(path), earlier, 0, 0, True))
+            continue
+        # Rows stream to a temporary file before anything is written: a bad table
+        # fails the load with nothing landed from it.
+        records = read_sqlite_table(path, name, columns)
+        results.append(land_records(warehouse, RAW_TABLES[name], path, records, sha256))
+    return results
