@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from runner import __version__
 from runner.config import Settings, load_settings
 from runner.errors import RunnerError
+from runner.reports import render
 
 FILE = click.Path(exists=True, dir_okay=False, resolve_path=True, path_type=Path)
 
@@ -523,6 +525,166 @@ def ihc_emulator(
         click.echo("Stopped.", err=True)
     finally:
         server.server_close()
+
+
+@cli.command()
+@warehouse_options
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), help="Conversions from this day.")
+@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), help="Conversions before this day.")
+@click.option(
+    "--conv-type-id",
+    envvar="IHC_CONV_TYPE_ID",
+    required=True,
+    help="The API's conversion type (env IHC_CONV_TYPE_ID).",
+)
+@click.option(
+    "--api-url",
+    envvar="IHC_API_URL",
+    default="https://api.ihc-attribution.com",
+    show_default=True,
+    help="Base URL of the IHC API (env IHC_API_URL).",
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel requests."
+)
+@click.option(
+    "--max-journeys",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Journeys per request at most.",
+)
+@click.option(
+    "--max-sessions",
+    type=click.IntRange(min=1),
+    default=3000,
+    show_default=True,
+    help="Sessions per request at most; a longer journey is reported and not sent.",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    help="Seconds to wait for each answer.",
+)  # fmt: skip
+@click.option(
+    "--max-attempts", type=click.IntRange(1, 20), default=6, show_default=True,
+    help="Tries per request (retries with exponential backoff and jitter).",
+)  # fmt: skip
+@click.option(
+    "--tolerance", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+    help="How far from 1 a conversion's ihc may sum.",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace the results of conversions done before.")
+@click.option(
+    "--build/--no-build",
+    default=True,
+    show_default=True,
+    help="Build what depends on the results after the run.",
+)
+def attribute(
+    settings: Settings,
+    start_date: datetime | None,
+    end_date: datetime | None,
+    conv_type_id: str,
+    api_url: str,
+    workers: int,
+    max_journeys: int,
+    max_sessions: int,
+    timeout: float,
+    max_attempts: int,
+    tolerance: float,
+    force: bool,
+    build: bool,
+) -> None:
+    """Attribute conversions with the IHC API and write the shares back as a source.
+
+    Sends the journeys of conversions in [--start-date, --end-date) (both optional) to
+    POST {api-url}/v1/compute_ihc, in parallel requests of whole journeys, retrying
+    throttling and server trouble; checks every answer; writes results to
+    raw.attribution_customer_journey and what fails to raw.attribution_rejects; logs
+    the run in raw.attribution_runs; then builds what depends on the results. The key
+    comes only from the environment variable IHC_API_KEY.
+    """
+    import os
+
+    from runner.attribution import AttributionOptions, run_attribution
+    from runner.dbt_invoke import run_dbt
+    from runner.warehouse import connect
+
+    api_key = os.environ.get("IHC_API_KEY", "")
+    if not api_key:
+        raise RunnerError(
+            "Set the environment variable IHC_API_KEY to your IHC API key (it is never "
+            "taken on the command line). For a local run, start `runner ihc-emulator` and "
+            "point --api-url at it."
+        )
+    options = AttributionOptions(
+        api_url=api_url,
+        api_key=api_key,
+        conv_type_id=conv_type_id,
+        start_date=start_date.date() if start_date else None,
+        end_date=end_date.date() if end_date else None,
+        workers=workers,
+        max_journeys=max_journeys,
+        max_sessions=max_sessions,
+        timeout_seconds=timeout,
+        max_attempts=max_attempts,
+        tolerance=tolerance,
+        force=force,
+    )
+    with connect(settings) as warehouse:
+        bar: dict[str, Any] = {}
+
+        def start(total: int) -> None:
+            bar["bar"] = click.progressbar(
+                length=max(total, 1), label="Journeys", file=sys.stderr, show_pos=True
+            )
+            bar["bar"].__enter__()
+
+        try:
+            summary = run_attribution(
+                warehouse,
+                settings.project_dir,
+                options,
+                on_progress=lambda n: bar["bar"].update(n),
+                on_start=start,
+            )
+        finally:
+            if "bar" in bar:
+                bar["bar"].__exit__(None, None, None)
+    click.echo(summary.describe())
+    if build:
+        click.echo("Building what depends on the attribution results...", err=True)
+        selection = ["--select", "source:raw.attribution_customer_journey+"]
+        if not run_dbt(settings, ["build"], selection):
+            raise RunnerError("dbt build of the attribution results failed: see its output above.")
+
+
+@cli.group()
+def export() -> None:
+    """Write marts to files."""
+
+
+@export.command("channel-reporting")
+@warehouse_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), help="From this day.")
+@click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), help="Before this day.")
+def export_channel_reporting(
+    settings: Settings, out: Path, start_date: datetime | None, end_date: datetime | None
+) -> None:
+    """marts.channel_reporting as CSV with a header row, days in [start, end)."""
+    from runner.reports import channel_reporting
+    from runner.warehouse import connect
+
+    with connect(settings, read_only=True) as warehouse:
+        columns, rows = channel_reporting(
+            warehouse,
+            start_date.date() if start_date else None,
+            end_date.date() if end_date else None,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(columns, rows, "csv") + "\n", encoding="utf-8")
+    click.echo(f"{out}: {len(rows)} channel-days")
 
 
 @cli.command()

@@ -169,3 +169,23 @@ def most_contacted_crm_customer(warehouse: Warehouse) -> int | None:
         "order by total_interactions desc, customer_id limit 1"
     )
     return rows[0][0] if rows else None
+
+
+def channel_reporting(
+    warehouse: Warehouse, start: date | None, end: date | None
+) -> tuple[list[str], list[tuple]]:
+    """marts.channel_reporting for days in [start, end), by day and channel."""
+    require_mart(warehouse, "channel_reporting")
+    conditions, params = ["1 = 1"], []
+    if start is not None:
+        conditions.append("event_date >= ?")
+        params.append(start)
+    if end is not None:
+        conditions.append("event_date < ?")
+        params.append(end)
+    return warehouse.query(
+        "select event_date, channel_name, sessions, cost, ihc, ihc_revenue, cpo, roas "
+        f"from marts.channel_reporting where {' and '.join(conditions)} "
+        "order by event_date, channel_name",
+        params,
+    )

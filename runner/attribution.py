@@ -1,0 +1,553 @@
+"""The IHC attribution round trip: journeys out of the warehouse, to the IHC API, and
+the checked results back into `raw.attribution_customer_journey`.
+
+- Journeys come from `intermediate.int_journeys_built`, selected by the conversion's
+  time in [start, end); conversions that already have results are skipped unless
+  `force`.
+- They go in requests of at most `max_journeys` journeys and `max_sessions` sessions;
+  a journey is never split, and one longer than `max_sessions` is reported (as a
+  reject) and not sent.
+- Requests run in parallel threads. Each has a timeout; 429 (honouring Retry-After),
+  5xx, timeouts and dropped connections are retried with exponential backoff and
+  jitter, a bounded number of times; other 4xx are not retried; 401/403 stop the run.
+- Every answer is checked: each conversion sent must come back, its ihc must sum to 1
+  within `tolerance`, and its sessions must be ones that were sent. What fails, and
+  what the API names in partialFailureErrors, goes to `raw.attribution_rejects` with
+  the reason, never to the results.
+- Only the main thread writes: each request's results (and rejects) in one
+  transaction, replacing any earlier rows of those conversions, so nothing is ever
+  doubled and a crash loses nothing already written; the next run finishes the rest.
+  `raw.attribution_runs` logs each run.
+- The API key is only ever put in the request header: it is never printed, logged or
+  written, and messages are scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from runner.errors import RunnerError
+from runner.loading import write_csv
+from runner.warehouse import Warehouse
+
+logger = logging.getLogger(__name__)
+
+RESULT_COLUMNS = (
+    "conv_id",
+    "session_id",
+    "ihc",
+    "initializer",
+    "holder",
+    "closer",
+    "run_id",
+    "received_at",
+)
+REJECT_COLUMNS = ("run_id", "conv_id", "reason", "detail", "rejected_at")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+FATAL_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class AttributionOptions:
+    """Everything a run needs; the key comes from the environment (IHC_API_KEY)."""
+
+    api_url: str
+    api_key: str = field(repr=False)
+    conv_type_id: str
+    start_date: date | None = None
+    end_date: date | None = None
+    workers: int = 4
+    max_journeys: int = 100
+    max_sessions: int = 3000
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    tolerance: float = 1e-6
+    force: bool = False
+
+
+@dataclass
+class Journey:
+    """One conversion's journey, as the API wants its sessions."""
+
+    conv_id: str
+    sessions: list[dict[str, Any]]
+
+
+@dataclass
+class Reject:
+    conv_id: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class BatchAnswer:
+    """What came back for one request: the body, or why there is none."""
+
+    journeys: list[Journey]
+    body: dict[str, Any] | None
+    attempts: int
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str = "running"
+    journeys_selected: int = 0
+    journeys_sent: int = 0
+    journeys_skipped: int = 0
+    conversions_written: int = 0
+    conversions_rejected: int = 0
+    requests: int = 0
+    retries: int = 0
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    message: str | None = None
+
+    def describe(self) -> str:
+        lines = [
+            f"Attribution run {self.run_id}: {self.status}.",
+            f"  journeys selected {self.journeys_selected}, sent {self.journeys_sent}, "
+            f"skipped {self.journeys_skipped} (longer than the session limit)",
+            f"  conversions written {self.conversions_written}, "
+            f"rejected {self.conversions_rejected}",
+            f"  requests {self.requests}, of which retries {self.retries}",
+        ]
+        if self.reject_reasons:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reject_reasons.items()))
+            lines.append(f"  rejects by reason: {reasons} (see raw.attribution_rejects)")
+        if self.message:
+            lines.append(f"  {self.message}")
+        return "\n".join(lines)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` with every occurrence of the secret replaced."""
+    return text.replace(secret, "***") if secret else text
+
+
+# --- selection -------------------------------------------------------------------------
+
+
+def select_journeys(
+    warehouse: Warehouse, start: date | None, end: date | None, force: bool
+) -> list[Journey]:
+    """Journeys whose conversion time is in [start, end), in conversion order; without
+    `force`, only conversions that have no results yet."""
+    if not warehouse.table_exists("intermediate", "int_journeys_built"):
+        raise RunnerError(
+            "intermediate.int_journeys_built does not exist yet. Load marketing data "
+            "(`runner load marketing PATH`) and run `runner build` first."
+        )
+    conditions, params = ["1 = 1"], []
+    if start is not None:
+        conditions.append("journeys.converted_at >= ?")
+        params.append(datetime.combine(start, datetime.min.time()))
+    if end is not None:
+        conditions.append("journeys.converted_at < ?")
+        params.append(datetime.combine(end, datetime.min.time()))
+    if not force:
+        conditions.append(
+            "not exists (select 1 from raw.attribution_customer_journey as done "
+            "where done.conv_id = journeys.conv_id)"
+        )
+    _, rows = warehouse.query(
+        "select journeys.conv_id, journeys.session_id, journeys.session_at, "
+        "journeys.channel_name, journeys.holder_engagement, journeys.closer_engagement, "
+        "journeys.conversion, journeys.impression_interaction "
+        "from intermediate.int_journeys_built as journeys "
+        f"where {' and '.join(conditions)} "
+        "order by journeys.converted_at, journeys.conv_id, journeys.session_position",
+        params,
+    )
+    journeys: dict[str, Journey] = {}
+    for conv_id, session_id, session_at, channel, holder, closer, conversion, impression in rows:
+        journey = journeys.setdefault(conv_id, Journey(conv_id, []))
+        journey.sessions.append(
+            {
+                "conversion_id": conv_id,
+                "session_id": session_id,
+                "timestamp": session_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "channel_label": channel,
+                "holder_engagement": int(holder),
+                "closer_engagement": int(closer),
+                "conversion": int(conversion),
+                "impression_interaction": int(impression),
+            }
+        )
+    return list(journeys.values())
+
+
+def plan_batches(
+    journeys: Iterable[Journey], max_journeys: int, max_sessions: int
+) -> tuple[list[list[Journey]], list[Journey]]:
+    """Requests of whole journeys within both limits, and the journeys too long to send."""
+    batches: list[list[Journey]] = []
+    too_long: list[Journey] = []
+    current: list[Journey] = []
+    sessions = 0
+    for journey in journeys:
+        size = len(journey.sessions)
+        if size > max_sessions:
+            too_long.append(journey)
+            continue
+        if current and (len(current) >= max_journeys or sessions + size > max_sessions):
+            batches.append(current)
+            current, sessions = [], 0
+        current.append(journey)
+        sessions += size
+    if current:
+        batches.append(current)
+    return batches, too_long
+
+
+# --- requests --------------------------------------------------------------------------
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (moment - datetime.now(moment.tzinfo)).total_seconds())
+
+
+class FatalAnswer(RunnerError):
+    """An answer that makes every further request pointless (wrong or missing key)."""
+
+
+def post_batch(
+    http: requests.Session,
+    options: AttributionOptions,
+    journeys: list[Journey],
+    sleep: Callable[[float], None] = time.sleep,
+) -> BatchAnswer:
+    """Send one request, retrying what can be retried; never raises for HTTP trouble
+    except 401/403 (FatalAnswer)."""
+    url = f"{options.api_url.rstrip('/')}/v1/compute_ihc"
+    body = {"customer_journeys": [s for journey in journeys for s in journey.sessions]}
+    last_error = "no attempt made"
+    for attempt in range(1, options.max_attempts + 1):
+        wait_hint: float | None = None
+        try:
+            response = http.post(
+                url,
+                params={"conv_type_id": options.conv_type_id},
+                json=body,
+                headers={"x-api-key": options.api_key},
+                timeout=options.timeout_seconds,
+            )
+        except requests.Timeout:
+            last_error = f"no answer within {options.timeout_seconds:g} s"
+        except requests.ConnectionError as exc:
+            last_error = f"connection failed ({type(exc).__name__})"
+        else:
+            if response.status_code in FATAL_STATUSES:
+                raise FatalAnswer(
+                    f"The IHC API refused the API key (HTTP {response.status_code}). "
+                    "Check IHC_API_KEY (and IHC_API_URL)."
+                )
+            if response.status_code in (200, 206):
+                try:
+                    return BatchAnswer(journeys, response.json(), attempt)
+                except ValueError:
+                    return BatchAnswer(journeys, None, attempt, "the answer is not JSON")
+            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
+            if response.status_code not in RETRY_STATUSES:
+                return BatchAnswer(journeys, None, attempt, last_error)
+            if response.status_code == 429:
+                wait_hint = _retry_after(response)
+        if attempt < options.max_attempts:
+            backoff = min(options.max_backoff_seconds, options.backoff_seconds * 2 ** (attempt - 1))
+            delay = backoff * random.uniform(0.5, 1.0)  # jitter: no thundering herd
+            if wait_hint is not None:
+                delay = max(delay, min(wait_hint, options.max_backoff_seconds))
+            sleep(delay)
+    return BatchAnswer(
+        journeys,
+        None,
+        options.max_attempts,
+        f"gave up after {options.max_attempts} attempts: {last_error}",
+    )
+
+
+# --- checking --------------------------------------------------------------------------
+
+
+def check_answer(
+    answer: BatchAnswer, tolerance: float, run_id: str, received_at: datetime
+) -> tuple[list[tuple], list[Reject]]:
+    """Result rows that passed every check, and a reject for every conversion that did
+    not: each conversion sent comes back, its sessions are ones that were sent (once
+    each), and its ihc sums to 1 within `tolerance`."""
+    if answer.body is None:
+        reason = "request_failed"
+        return [], [Reject(j.conv_id, reason, answer.error or "") for j in answer.journeys]
+    failures: dict[str, str] = {}
+    for failure in answer.body.get("partialFailureErrors") or []:
+        conv_id = failure.get("conversion_id") if isinstance(failure, dict) else None
+        if conv_id is not None:
+            failures[str(conv_id)] = str(failure.get("error") or failure)[:500]
+    by_conversion: dict[str, list[dict[str, Any]]] = {}
+    for row in answer.body.get("value") or []:
+        if isinstance(row, dict) and "conversion_id" in row:
+            by_conversion.setdefault(str(row["conversion_id"]), []).append(row)
+
+    rows: list[tuple] = []
+    rejects: list[Reject] = []
+    for journey in answer.journeys:
+        conv_id = journey.conv_id
+        got = by_conversion.get(conv_id, [])
+        sent = {s["session_id"] for s in journey.sessions}
+        ids = [str(row.get("session_id")) for row in got]
+        if conv_id in failures:
+            rejects.append(Reject(conv_id, "partial_failure", failures[conv_id]))
+            continue
+        if not got:
+            rejects.append(Reject(conv_id, "missing_from_answer", "the answer has no shares"))
+            continue
+        unknown = sorted(set(ids) - sent)
+        if unknown:
+            detail = f"sessions not sent: {', '.join(unknown[:5])}"
+            rejects.append(Reject(conv_id, "unknown_session", detail))
+            continue
+        if len(ids) != len(set(ids)):
+            rejects.append(Reject(conv_id, "duplicate_session", "a session came back twice"))
+            continue
+        try:
+            shares = [float(row["ihc"]) for row in got]
+        except (KeyError, TypeError, ValueError):
+            rejects.append(Reject(conv_id, "malformed_share", "an ihc is missing or not a number"))
+            continue
+        total = sum(shares)
+        if abs(total - 1.0) > tolerance:
+            rejects.append(Reject(conv_id, "ihc_sum", f"ihc sums to {total:.9f}, not 1"))
+            continue
+        for row, share in zip(got, shares, strict=True):
+            rows.append(
+                (
+                    conv_id,
+                    str(row["session_id"]),
+                    share,
+                    _number(row.get("initializer")),
+                    _number(row.get("holder")),
+                    _number(row.get("closer")),
+                    run_id,
+                    received_at,
+                )
+            )
+    return rows, rejects
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def _bulk_insert(warehouse: Warehouse, table: str, columns: Sequence[str], rows: list[tuple]):
+    if not rows:
+        return
+    with tempfile.TemporaryDirectory(prefix="runner-attribution-") as tmp:
+        path = Path(tmp) / "rows.csv"
+        longest = write_csv(
+            ([_csv_value(v) for v in row] for row in rows),  # type: ignore[misc]
+            path,
+        )
+        warehouse.copy_csv(table, columns, path, longest)
+
+
+def _csv_value(value: Any) -> str | int | None:
+    if value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def write_answer(
+    warehouse: Warehouse, conv_ids: list[str], rows: list[tuple], rejects: list[Reject],
+    run_id: str, received_at: datetime,
+) -> None:  # fmt: skip
+    """One request's outcome in one transaction: earlier results of these conversions are
+    replaced (never doubled), rejects are recorded."""
+    with warehouse.transaction():
+        if conv_ids:
+            placeholders = ", ".join("?" for _ in conv_ids)
+            warehouse.execute(
+                f"delete from raw.attribution_customer_journey where conv_id in ({placeholders})",
+                conv_ids,
+            )
+        _bulk_insert(warehouse, "raw.attribution_customer_journey", RESULT_COLUMNS, rows)
+        _bulk_insert(
+            warehouse,
+            "raw.attribution_rejects",
+            REJECT_COLUMNS,
+            [(run_id, r.conv_id, r.reason, r.detail, received_at) for r in rejects],
+        )
+
+
+def _log_run(warehouse: Warehouse, summary: RunSummary, options: AttributionOptions) -> None:
+    warehouse.execute(
+        "update raw.attribution_runs set finished_at = ?, journeys_selected = ?, "
+        "journeys_sent = ?, journeys_skipped = ?, conversions_written = ?, "
+        "conversions_rejected = ?, requests = ?, retries = ?, status = ?, message = ? "
+        "where run_id = ?",
+        (
+            None if summary.status == "running" else _now(),
+            summary.journeys_selected,
+            summary.journeys_sent,
+            summary.journeys_skipped,
+            summary.conversions_written,
+            summary.conversions_rejected,
+            summary.requests,
+            summary.retries,
+            summary.status,
+            redact(summary.message, options.api_key) if summary.message else None,
+            summary.run_id,
+        ),
+    )
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def run_attribution(
+    warehouse: Warehouse,
+    project_dir: Path,
+    options: AttributionOptions,
+    on_progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Attribute every selected journey; see the module's docstring."""
+    warehouse.ensure_raw_tables(project_dir)
+    summary = RunSummary(run_id=f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+    warehouse.execute(
+        "insert into raw.attribution_runs (run_id, started_at, start_date, end_date, "
+        "conv_type_id, api_url, status) values (?, ?, ?, ?, ?, ?, ?)",
+        (
+            summary.run_id,
+            _now(),
+            options.start_date,
+            options.end_date,
+            options.conv_type_id,
+            redact(options.api_url, options.api_key),
+            "running",
+        ),
+    )
+    try:
+        journeys = select_journeys(warehouse, options.start_date, options.end_date, options.force)
+        summary.journeys_selected = len(journeys)
+        batches, too_long = plan_batches(journeys, options.max_journeys, options.max_sessions)
+        if on_start:
+            on_start(len(journeys))
+        if too_long:
+            now = _now()
+            rejects = [
+                Reject(j.conv_id, "journey_too_long",
+                       f"{len(j.sessions)} sessions > the limit of {options.max_sessions}")
+                for j in too_long
+            ]  # fmt: skip
+            write_answer(warehouse, [], [], rejects, summary.run_id, now)
+            summary.journeys_skipped = len(too_long)
+            _count_rejects(summary, rejects)
+            if on_progress:
+                on_progress(len(too_long))
+        _send_all(warehouse, options, batches, summary, on_progress)
+        summary.status = "completed_with_rejects" if summary.conversions_rejected else "succeeded"
+    except FatalAnswer as exc:
+        summary.status, summary.message = "failed", exc.message
+        _log_run(warehouse, summary, options)
+        raise
+    except BaseException as exc:
+        summary.status = "failed"
+        summary.message = redact(f"{type(exc).__name__}: {exc}", options.api_key)[:500]
+        try:
+            _log_run(warehouse, summary, options)
+        except Exception:  # the warehouse itself may be what failed
+            logger.warning("could not record the failed run %s", summary.run_id)
+        raise
+    _log_run(warehouse, summary, options)
+    return summary
+
+
+def _count_rejects(summary: RunSummary, rejects: list[Reject]) -> None:
+    summary.conversions_rejected += len(rejects)
+    for reject in rejects:
+        summary.reject_reasons[reject.reason] = summary.reject_reasons.get(reject.reason, 0) + 1
+
+
+def _send_all(
+    warehouse: Warehouse,
+    options: AttributionOptions,
+    batches: list[list[Journey]],
+    summary: RunSummary,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Requests in parallel threads (HTTP only); checking and writing in this thread."""
+    sessions: dict[int, requests.Session] = {}
+
+    def send(batch: list[Journey]) -> BatchAnswer:
+        import threading
+
+        http = sessions.setdefault(threading.get_ident(), requests.Session())
+        return post_batch(http, options, batch)
+
+    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
+        pending: set[Future[BatchAnswer]] = {pool.submit(send, batch) for batch in batches}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    answer = future.result()  # FatalAnswer propagates from here
+                    received_at = _now()
+                    rows, rejects = check_answer(
+                        answer, options.tolerance, summary.run_id, received_at
+                    )
+                    conv_ids = [j.conv_id for j in answer.journeys]
+                    write_answer(warehouse, conv_ids, rows, rejects, summary.run_id, received_at)
+                    summary.requests += answer.attempts
+                    summary.retries += answer.attempts - 1
+                    summary.journeys_sent += len(answer.journeys)
+                    summary.conversions_written += len({row[0] for row in rows})
+                    _count_rejects(summary, rejects)
+                    if on_progress:
+                        on_progress(len(answer.journeys))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        finally:
+            for http in sessions.values():
+                http.close()
