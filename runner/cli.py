@@ -654,7 +654,12 @@ def attribute(
     click.echo(summary.describe())
     if build:
         click.echo("Building what depends on the attribution results...", err=True)
-        selection = ["--select", "source:raw.attribution_customer_journey+"]
+        # What depends on the results, and what those models read (so their unit tests
+        # and joins find every input, even where only part of the warehouse was built).
+        selection = [
+            "--select", "@source:raw.attribution_customer_journey",
+            "--indirect-selection", "cautious",
+        ]  # fmt: skip
         if not run_dbt(settings, ["build"], selection):
             raise RunnerError("dbt build of the attribution results failed: see its output above.")
 

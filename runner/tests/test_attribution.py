@@ -247,3 +247,42 @@ def test_every_answer_is_checked():
         ("ok", "request_failed"),
         ("wrong_sum", "request_failed"),
     ]
+
+
+def test_attribute_builds_the_report_and_export_writes_it(settings, target, journeys, tmp_path):
+    with serve_in_thread(EmulatorConfig(api_key=KEY, max_sessions=20)) as emulator:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "attribute", "--target", target, "--api-url", emulator.url,
+                "--conv-type-id", "default", "--max-sessions", "20",
+            ],
+            env={"IHC_API_KEY": KEY},
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "report" / "channel_reporting.csv"
+    exported = CliRunner().invoke(
+        cli, ["export", "channel-reporting", "--target", target, "--out", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    import csv
+    from decimal import Decimal
+
+    with out.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "event_date", "channel_name", "sessions", "cost", "ihc", "ihc_revenue", "cpo", "roas"
+    ]  # fmt: skip
+    costs = (tmp_path / "marketing" / "session_costs.csv").read_text().splitlines()[1:]
+    # every session's cost once (no fan-out), every attributed conversion's share once
+    assert sum(Decimal(r["cost"]) for r in rows) == sum(Decimal(c.split(",")[1]) for c in costs)
+    assert abs(sum(float(r["ihc"]) for r in rows) - (len(journeys) - 1)) < 1e-3
+    assert sum(int(r["sessions"]) for r in rows) == len(costs)
+    part = CliRunner().invoke(
+        cli,
+        ["export", "channel-reporting", "--target", target, "--out", str(out),
+         "--start-date", "2023-09-03", "--end-date", "2023-09-04"],
+    )  # fmt: skip
+    assert part.exit_code == 0
+    days = {line.split(",")[0] for line in out.read_text().splitlines()[1:]}
+    assert days == {"2023-09-03"}
