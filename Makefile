@@ -2,6 +2,7 @@
 #   make demo   sample data -> DuckDB -> dbt build -> what the marts hold
 #   make test   everything CI checks (lint, runner tests, dbt build on DuckDB and PostgreSQL)
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint format docs clean lock
+.PHONY: help setup demo demo-attribution test lint format docs clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -46,8 +47,30 @@ demo: setup  ## load the bundled sample into DuckDB, build everything, print wha
 	$(BIN)/runner load crm-products data/sample/crm_products.csv
 	$(BIN)/runner load app-sessions data/sample/app_sessions.jsonl
 	$(BIN)/runner load app-purchases data/sample/app_purchases.csv
+	$(BIN)/runner load marketing data/sample/marketing
 	$(BIN)/runner build -- --vars '{as_of_date: $(DEMO_AS_OF)}'
+	@$(MAKE) --no-print-directory demo-attribution
 	$(BIN)/runner summary
+
+# Attribution: the real IHC API when IHC_API_KEY is set, else the local emulator.
+EMULATOR_PORT ?= 8765
+IHC_CONV_TYPE_ID ?= default
+export IHC_CONV_TYPE_ID
+
+demo-attribution: setup
+	@if [ -n "$${IHC_API_KEY:-}" ]; then \
+		echo "IHC_API_KEY is set: attributing with the IHC API at $${IHC_API_URL:-https://api.ihc-attribution.com}."; \
+		$(BIN)/runner attribute; \
+	else \
+		echo "No IHC_API_KEY set: attributing with the local IHC emulator (runner ihc-emulator,"; \
+		echo "a transparent stand-in model, not the real service) on port $(EMULATOR_PORT)."; \
+		export IHC_API_KEY=demo-emulator-key; \
+		mkdir -p .tmp; \
+		$(BIN)/runner ihc-emulator --port $(EMULATOR_PORT) 2>.tmp/ihc-emulator.log & emulator=$$!; \
+		trap "kill $$emulator 2>/dev/null" EXIT; \
+		for i in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$(EMULATOR_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+		$(BIN)/runner attribute --api-url http://127.0.0.1:$(EMULATOR_PORT); \
+	fi
 
 lint: setup  ## ruff and SQLFluff
 	$(BIN)/ruff check runner

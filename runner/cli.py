@@ -235,6 +235,7 @@ def summary(settings: Settings, top: int) -> None:
     customer's interactions as the API serves them."""
     from runner.interactions import customer_interactions
     from runner.reports import (
+        channel_totals,
         data_quality,
         message_buckets,
         most_contacted_crm_customer,
@@ -251,6 +252,7 @@ def summary(settings: Settings, top: int) -> None:
         ytd = ytd_spend_leaders(warehouse, top)
         recency = recency_buckets(warehouse)
         buckets = message_buckets(warehouse)
+        channels = channel_totals(warehouse)
         contacted = most_contacted_crm_customer(warehouse)
         example = customer_interactions(warehouse, contacted) if contacted is not None else None
     sections = [
@@ -259,6 +261,7 @@ def summary(settings: Settings, top: int) -> None:
         (f"Top {top} customers by year-to-date spend (marts.customer_ytd_spend):", ytd),
         ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),
         ("App messaging buckets (marts.customer_engagement):", buckets),
+        ("Channel report, all days (marts.channel_reporting):", channels),
     ]
     click.echo("\n\n".join(f"{title}\n{render(*rows, 'table')}" for title, rows in sections))
     if example is not None:

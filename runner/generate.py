@@ -39,6 +39,18 @@ The mobile app (``AppWriter``, ``random.Random(f"app-{seed}")``) delivers
 every kind in ``APP_SESSION_BAD_KINDS`` and ``APP_PURCHASE_BAD_KINDS``, and records dated after
 the window. Each new source has its own random stream, so the web and store files are the same
 bytes as before they existed.
+
+The marketing system (``MarketingWriter``, ``random.Random(f"marketing-{seed}")``) delivers the
+same three tables twice: as a folder ``marketing/`` of CSV files (``session_sources.csv``,
+``conversions.csv``, ``session_costs.csv``) and as the SQLite database ``marketing.sqlite``
+(tables of those names; byte-identical for a seed with a given SQLite library). ``user_id`` is
+the company-wide customer id: about 70% of the web customers and some marketing-only users (ids
+from 70001). Sessions come from the channels of ``MARKETING_CHANNELS``; conversions follow some
+of their user's sessions; costs are missing for some sessions (always for Direct) and null for a
+few. Every run, however small, has a conversion without an earlier session, one at exactly the
+time of a session, two conversions of one user and one journey of more than 200 sessions, and
+rows of every kind in ``MARKETING_SESSION_BAD_KINDS`` and ``CONVERSION_BAD_KINDS`` and an exact
+duplicate session row.
 """
 
 from __future__ import annotations
@@ -48,8 +60,9 @@ import itertools
 import json
 import math
 import random
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -216,6 +229,86 @@ FINAL_WEEKS = 8  # the period the app messages look at: the window's last 8 week
 APP_SESSION_BAD_KINDS = ("invalid_json", "missing_customer_id", "unparseable_session_started_at")
 APP_PURCHASE_BAD_KINDS = ("missing_customer_id", "unparseable_amount", "unparseable_purchased_at")
 
+MARKETING_SOURCE = "marketing"  # both the CSV folder and the SQLite file load with this name
+MARKETING_DIR = "marketing"
+MARKETING_SQLITE_FILE = "marketing.sqlite"
+SESSION_SOURCES_TABLE = "session_sources"
+CONVERSIONS_TABLE = "conversions"
+SESSION_COSTS_TABLE = "session_costs"
+# Each table's columns with their SQLite types, in order: the CSV header and the SQLite schema.
+MARKETING_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    SESSION_SOURCES_TABLE: (
+        ("session_id", "TEXT"),
+        ("user_id", "INTEGER"),
+        ("event_date", "TEXT"),
+        ("event_time", "TEXT"),
+        ("channel_name", "TEXT"),
+        ("holder_engagement", "INTEGER"),
+        ("closer_engagement", "INTEGER"),
+        ("impression_interaction", "INTEGER"),
+    ),
+    CONVERSIONS_TABLE: (
+        ("conv_id", "TEXT"),
+        ("user_id", "INTEGER"),
+        ("conv_date", "TEXT"),
+        ("conv_time", "TEXT"),
+        ("revenue", "REAL"),
+    ),
+    SESSION_COSTS_TABLE: (("session_id", "TEXT"), ("cost", "REAL")),
+}
+SQLITE_PAGE_SIZE = 4096
+
+MARKETING_SHARE = 0.7  # web customers the marketing system knows
+MARKETING_ONLY_RATE = 0.10  # marketing-only users per web customer
+FIRST_TOUCH_DAYS = 10.0  # mean days from a web customer's first session to their joining
+MEDIAN_MARKETING_SESSIONS_PER_WEEK = 0.8
+MAX_SESSIONS_PER_USER = 120  # well below HEAVY_JOURNEY_SESSIONS
+HEAVY_JOURNEY_SESSIONS = 210  # the scripted heavy user's sessions before their conversion
+FAVOURITE_CHANNEL_RATE = 0.4  # sessions from the user's favourite channel
+CONVERTER_RATE = 0.3  # users who convert (1 to 3 times)
+CONVERSIONS_PER_CONVERTER = ((1, 2, 3), (6, 3, 1))  # counts and their weights
+MEDIAN_CONVERSION_DELAY = 1200.0  # seconds from a session to the conversion that follows it
+MAX_CONVERSION_DELAY = 2 * 86400.0
+MEDIAN_REVENUE_CENTS = 6000
+MISSING_COST_RATE = 0.04  # sessions of a paid or free channel without a cost row
+NULL_COST_RATE = 0.02  # cost rows with an empty cost
+SESSION_DUPLICATE_RATE = 0.005  # session rows written twice
+MARKETING_BAD_RATE = 0.005  # bad rows per session and per conversion
+
+MARKETING_CHANNELS = (
+    "Paid Search", "Organic Search", "Email", "Social Paid", "Social Organic", "Display",
+    "Affiliate", "Direct",
+)  # fmt: skip
+MARKETING_CHANNEL_WEIGHTS = (20, 22, 12, 10, 8, 10, 5, 13)
+
+
+class ChannelProfile(NamedTuple):
+    """How sessions of a marketing channel look: the chances of their three flags and the range
+    of their cost in cents (None: the channel never costs anything and has no cost rows)."""
+
+    impression: float
+    holder: float
+    closer: float
+    cost_cents: tuple[int, int] | None
+
+
+CHANNEL_PROFILES = {
+    "Paid Search": ChannelProfile(0.05, 0.30, 0.25, (30, 500)),
+    "Organic Search": ChannelProfile(0.02, 0.35, 0.20, (0, 0)),
+    "Email": ChannelProfile(0.10, 0.40, 0.30, (0, 20)),
+    "Social Paid": ChannelProfile(0.80, 0.25, 0.10, (20, 400)),
+    "Social Organic": ChannelProfile(0.60, 0.30, 0.08, (0, 0)),
+    "Display": ChannelProfile(0.90, 0.15, 0.05, (5, 150)),
+    "Affiliate": ChannelProfile(0.05, 0.30, 0.30, (50, 500)),
+    "Direct": ChannelProfile(0.00, 0.45, 0.35, None),
+}
+
+# Why a marketing row cannot be used as it is.
+MARKETING_SESSION_BAD_KINDS = ("unparseable_event_time", "missing_user_id")
+CONVERSION_BAD_KINDS = ("unparseable_revenue", "missing_conv_date")
+BAD_EVENT_TIMES = ("25:61:00", "12:75:00", "24:00:01")  # the first is in every run
+BAD_REVENUES = ("abc", "n/a", "12.5.0")  # the first is in every run
+
 
 @dataclasses.dataclass(frozen=True)
 class GeneratedFile:
@@ -244,12 +337,14 @@ def generate(
 ) -> list[GeneratedFile]:
     """Write raw files for every source into out_dir and describe them, in this order: the web
     events, the store customer extracts (by date), the store sales, the CRM customers,
-    interactions and products, the app sessions and purchases.
+    interactions and products, the app sessions and purchases, the marketing CSV folder and the
+    marketing SQLite database (one entry each, ``rows`` counting the rows of all three tables).
 
-    All files are written in one pass over the customers: the store, the CRM and the app see the
-    web customers as the web stream generates them (``StoreWriter.tap``, ``CrmWriter.tap``,
-    ``AppWriter.tap``), each drawing from its own random stream and never from the web's, so
-    adding a source never changes the files of the others.
+    All files are written in one pass over the customers: the store, the CRM, the app and the
+    marketing system see the web customers as the web stream generates them (``StoreWriter.tap``,
+    ``CrmWriter.tap``, ``AppWriter.tap``, ``MarketingWriter.tap``), each drawing from its own
+    random stream and never from the web's, so adding a source never changes the files of the
+    others.
     """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")
@@ -264,14 +359,24 @@ def generate(
         store = StoreWriter(stack, out_dir, seed, start_date, days, customers)
         crm = CrmWriter(stack, out_dir, seed, start_date, days, customers)
         app = AppWriter(stack, out_dir, seed, start_date, days)
-        web_customers = app.tap(crm.tap(store.tap(iter_customers(rng, customers, start, end))))
+        marketing = MarketingWriter(stack, out_dir, seed, start_date, days, customers)
+        web_customers = marketing.tap(
+            app.tap(crm.tap(store.tap(iter_customers(rng, customers, start, end))))
+        )
         for line in web_event_lines(rng, web_customers, start, end):
             file.write(line + "\n")
             rows += 1
         store_files = store.finish()
         crm_files = crm.finish()
         app_files = app.finish()
-    return [GeneratedFile(WEB_EVENTS_SOURCE, path, rows), *store_files, *crm_files, *app_files]
+        marketing_files = marketing.finish()
+    return [
+        GeneratedFile(WEB_EVENTS_SOURCE, path, rows),
+        *store_files,
+        *crm_files,
+        *app_files,
+        *marketing_files,
+    ]
 
 
 def iter_customers(
@@ -1349,3 +1454,374 @@ class AppWriter:
     def _write_session(self, line: str) -> None:
         self._sessions_file.write(line + "\n")
         self._session_rows += 1
+
+
+# --- The marketing system --------------------------------------------------------------------
+
+MarketingValue = str | int | float | None
+MarketingRow = tuple[MarketingValue, ...]
+
+
+def marketing_id_range(customers: int) -> int:
+    """The first marketing-only user id.
+
+    70001 while the web ids (10001 up) stay below it and the marketing-only users fit below the
+    CRM ids (80001); for very large runs 700001, and so on: at any scale S the marketing-only
+    ids lie in [0.7 S, 0.8 S), clear of the CRM's [0.8 S, 0.9 S) and the store's [0.9 S, S)
+    (see ``crm_id_range`` and ``store_id_ranges``).
+    """
+    scale = 100_000
+    while (
+        FIRST_CUSTOMER_ID + customers > scale * 7 // 10
+        or _marketing_only_count(customers) > scale // 10
+    ):
+        scale *= 10
+    return scale * 7 // 10 + 1
+
+
+def _marketing_only_count(customers: int) -> int:
+    return max(len(MarketingWriter.SCRIPTED), math.ceil(customers * MARKETING_ONLY_RATE))
+
+
+def marketing_text(value: MarketingValue) -> str:
+    """A marketing value as CSV text: empty for NULL, two decimal places for a REAL."""
+    if value is None:
+        return ""
+    if type(value) is float:
+        return f"{value:.2f}"
+    return value if type(value) is str else str(value)
+
+
+class _MarketingTable:
+    """One marketing table being written: each row goes to its CSV file and to its SQLite table
+    at once, so both carry the same rows in the same order. ``buffer`` holds its rows waiting
+    to be written (see ``MarketingWriter._push``)."""
+
+    def __init__(
+        self, stack: ExitStack, folder: Path, connection: sqlite3.Connection, name: str
+    ) -> None:
+        columns = MARKETING_TABLES[name]
+        self.csv = _CsvOut(stack, folder / f"{name}.csv", [column for column, _ in columns], "\n")
+        definition = ", ".join(f"{column} {kind}" for column, kind in columns)
+        connection.execute(f"CREATE TABLE {name} ({definition})")
+        self._insert = f"INSERT INTO {name} VALUES ({', '.join('?' * len(columns))})"
+        self._connection = connection
+        self._unsaved: list[MarketingRow] = []  # written to the CSV, not yet to the database
+        self.buffer: list[MarketingRow] = []
+
+    @property
+    def rows(self) -> int:
+        return self.csv.rows
+
+    def write(self, row: MarketingRow) -> None:
+        fields = [marketing_text(value) for value in row]
+        line = ",".join(fields)
+        if line.count(",") != len(fields) - 1 or any(char in line for char in '"\r\n'):
+            line = _csv_line(fields)  # some field needs quotes
+        self.csv.write(line)
+        self._unsaved.append(row)
+        if len(self._unsaved) >= 1000:
+            self.save()
+
+    def save(self) -> None:
+        """Insert the rows written to the CSV since the last save, in the same order."""
+        self._connection.executemany(self._insert, self._unsaved)
+        self._unsaved.clear()
+
+
+class MarketingWriter:
+    """Writes the marketing system's tables, as CSV files and as a SQLite database, in one pass
+    over its users, in bounded memory.
+
+    ``marketing/session_sources.csv`` (one row per session: its user, date, time, channel and
+    three 0/1 flags), ``marketing/conversions.csv`` (``conv_id``, user, date, time, revenue) and
+    ``marketing/session_costs.csv`` (``session_id,cost``), LF line endings, a header; and
+    ``marketing.sqlite`` with tables of the same names and rows, typed as in
+    ``MARKETING_TABLES`` (an empty CSV field is NULL; dirty values are stored as TEXT, as SQLite
+    allows). The database is built in a fresh file with fixed page settings, filled in one
+    transaction in the order the CSV rows are written, then vacuumed: the same seed gives the
+    same bytes (with the same SQLite library). Each table goes through a ``BUFFER_SIZE``
+    arrival buffer. Everything is drawn from ``random.Random(f"marketing-{seed}")``.
+
+    Users: about ``MARKETING_SHARE`` of the web customers (their sessions start on average
+    ``FIRST_TOUCH_DAYS`` before they join the web shop) and marketing-only users (ids from
+    ``marketing_id_range()``). Sessions are a Poisson process at a per-user weekly rate, at most
+    ``MAX_SESSIONS_PER_USER``; a user's favourite channel brings ``FAVOURITE_CHANNEL_RATE`` of
+    them. ``CONVERTER_RATE`` of the users convert 1 to 3 times, each some minutes or hours after
+    one of their sessions, with log-normal revenue (median ``MEDIAN_REVENUE_CENTS``). Direct
+    sessions never have a cost row; others miss it at ``MISSING_COST_RATE`` or have an empty
+    cost at ``NULL_COST_RATE``; organic sessions cost 0.00.
+
+    The first marketing-only users are ``SCRIPTED`` so that even tiny runs have every situation:
+    ``cold`` converts before their first session (a conversion without a journey), ``tie``
+    converts at exactly the time of their third session (which is not part of the journey, as
+    journeys take sessions strictly before), ``repeat`` converts twice (their first sessions are
+    in both journeys) and ``heavy`` has ``HEAVY_JOURNEY_SESSIONS`` sessions, the first a Direct
+    one, before converting (the only journey longer than 200 sessions). Every run also has one
+    bad row of every kind in ``MARKETING_SESSION_BAD_KINDS`` and ``CONVERSION_BAD_KINDS`` (more
+    trickle in at ``MARKETING_BAD_RATE``), an exact duplicate session row (more at
+    ``SESSION_DUPLICATE_RATE``), and a zero, a null and a missing cost of a non-Direct session.
+
+    Use: ``tap`` the web customers, then ``finish``; the CSV files and the database are closed
+    by ``stack``.
+    """
+
+    SCRIPTED = ("cold", "tie", "repeat", "heavy")
+
+    def __init__(
+        self,
+        stack: ExitStack,
+        out_dir: Path,
+        seed: int,
+        start_date: date,
+        days: int,
+        customers: int,
+    ) -> None:
+        self.rng = random.Random(f"marketing-{seed}")
+        self.start = datetime(start_date.year, start_date.month, start_date.day)  # naive UTC
+        self.end = self.start + timedelta(days=days)
+        self.customers = customers
+        self.only_first = marketing_id_range(customers)
+        self.folder = out_dir / MARKETING_DIR
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sqlite_path = out_dir / MARKETING_SQLITE_FILE
+        for suffix in ("", "-journal", "-wal", "-shm"):  # always a fresh database
+            Path(f"{self.sqlite_path}{suffix}").unlink(missing_ok=True)
+        connection = sqlite3.connect(self.sqlite_path, isolation_level=None)
+        self._db = stack.enter_context(closing(connection))
+        self._db.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
+        self._db.execute("PRAGMA auto_vacuum = NONE")
+        self._db.execute("PRAGMA encoding = 'UTF-8'")
+        self._db.execute("BEGIN")
+        self._sessions = _MarketingTable(stack, self.folder, self._db, SESSION_SOURCES_TABLE)
+        self._conversions = _MarketingTable(stack, self.folder, self._db, CONVERSIONS_TABLE)
+        self._costs = _MarketingTable(stack, self.folder, self._db, SESSION_COSTS_TABLE)
+        self._session_serial = itertools.count(1)
+        self._conversion_serial = itertools.count(1)
+        self._forced_costs = ["zero", "null", "missing"]  # for the first non-Direct sessions
+        self._duplicate_written = False
+        self._write_dirt()
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows generated but not written to the CSV files yet (at most 3 BUFFER_SIZE; up to
+        1000 more per table wait to be inserted into the database)."""
+        return sum(len(table.buffer) for table in self._tables)
+
+    @property
+    def _tables(self) -> tuple[_MarketingTable, ...]:
+        return (self._sessions, self._conversions, self._costs)
+
+    def tap(self, customers: Iterable[Customer]) -> Iterator[Customer]:
+        """Yield the web customers unchanged; about ``MARKETING_SHARE`` of them become users."""
+        rng = self.rng
+        for customer in customers:
+            if rng.random() < MARKETING_SHARE:
+                joined = customer.joined_at.astimezone(timezone.utc).replace(tzinfo=None)
+                before = timedelta(days=rng.expovariate(1 / FIRST_TOUCH_DAYS))
+                self._add_user(customer.customer_id, max(self.start, joined - before))
+            yield customer
+
+    def finish(self) -> list[GeneratedFile]:
+        """Add the marketing-only users, write what is buffered, complete the database, and
+        describe the CSV folder and the SQLite file (each with the rows of all three tables)."""
+        rng = self.rng
+        for index in range(_marketing_only_count(self.customers)):
+            user_id = self.only_first + index
+            if index < len(self.SCRIPTED):
+                self._add_scripted(self.SCRIPTED[index], user_id)
+            else:
+                self._add_user(user_id, _between(rng, self.start, self.end))
+        for table in self._tables:
+            while table.buffer:
+                table.write(_release(rng, table.buffer))
+            table.save()
+        self._db.execute("COMMIT")
+        self._db.execute("VACUUM")
+        self._db.close()
+        rows = sum(table.rows for table in self._tables)
+        return [
+            GeneratedFile(MARKETING_SOURCE, self.folder, rows),
+            GeneratedFile(MARKETING_SOURCE, self.sqlite_path, rows),
+        ]
+
+    def _add_user(self, user_id: int, first_touch: datetime) -> None:
+        """Queue a user's sessions from ``first_touch`` to the end of the window, and maybe
+        conversions after some of them."""
+        rng = self.rng
+        per_week = rng.lognormvariate(math.log(MEDIAN_MARKETING_SESSIONS_PER_WEEK), 0.8)
+        favourite = self._channel()
+        times = []
+        moment = first_touch
+        while moment < self.end and len(times) < MAX_SESSIONS_PER_USER:
+            times.append(moment.replace(microsecond=0))
+            moment += timedelta(seconds=rng.expovariate(per_week / (7 * 86400)))
+        for when in times:
+            self._push_session(user_id, when, self._channel(favourite))
+        if rng.random() < CONVERTER_RATE:
+            for _ in range(rng.choices(*CONVERSIONS_PER_CONVERTER)[0]):
+                delay = min(
+                    MAX_CONVERSION_DELAY,
+                    max(30.0, rng.lognormvariate(math.log(MEDIAN_CONVERSION_DELAY), 1.2)),
+                )
+                when = (rng.choice(times) + timedelta(seconds=delay)).replace(microsecond=0)
+                if when < self.end:
+                    self._push_conversion(user_id, when)
+
+    def _add_scripted(self, role: str, user_id: int) -> None:
+        """Queue the sessions and conversions of a scripted user (see the class docstring)."""
+        rng = self.rng
+        span = int((self.end - self.start).total_seconds())
+        early = self.start + timedelta(seconds=span * 4 // 5)
+        if role == "cold":
+            converted = self.start + timedelta(seconds=rng.randrange(span // 5, span * 2 // 5))
+            self._push_conversion(user_id, converted)
+            for when in self._moments(converted + timedelta(minutes=1), rng.randint(1, 3)):
+                self._push_session(user_id, when, self._channel())
+        elif role == "tie":
+            sessions = self._moments(self.start, 3, early)
+            for when in sessions:
+                self._push_session(user_id, when, self._channel())
+            self._push_conversion(user_id, sessions[-1])
+        elif role == "repeat":
+            sessions = self._moments(self.start, 4, early)
+            for when in sessions:
+                self._push_session(user_id, when, self._channel())
+            for index in (1, 3):
+                after = timedelta(seconds=rng.randint(60, 1800))
+                self._push_conversion(user_id, sessions[index] + after)
+        elif role == "heavy":
+            sessions = self._moments(self.start, HEAVY_JOURNEY_SESSIONS, early)
+            favourite = self._channel()
+            for index, when in enumerate(sessions):
+                self._push_session(
+                    user_id, when, "Direct" if index == 0 else self._channel(favourite)
+                )
+            self._push_conversion(user_id, sessions[-1] + timedelta(seconds=rng.randint(60, 1800)))
+        else:
+            raise ValueError(f"unknown scripted marketing user {role!r}")
+
+    def _moments(self, low: datetime, count: int, high: datetime | None = None) -> list[datetime]:
+        """``count`` distinct whole seconds in [low, high) (high: the end of the window), sorted;
+        ``low`` must be a whole second."""
+        seconds = int(((high or self.end) - low).total_seconds())
+        return [low + timedelta(seconds=s) for s in sorted(self.rng.sample(range(seconds), count))]
+
+    def _channel(self, favourite: str | None = None) -> str:
+        """The favourite channel now and then, else any channel by its weight."""
+        if favourite is not None and self.rng.random() < FAVOURITE_CHANNEL_RATE:
+            return favourite
+        return self.rng.choices(MARKETING_CHANNELS, MARKETING_CHANNEL_WEIGHTS)[0]
+
+    def _session_row(self, user_id: int | None, when: datetime, channel: str) -> MarketingRow:
+        rng = self.rng
+        profile = CHANNEL_PROFILES[channel]
+        day, clock = _day_and_clock(when)
+        return (
+            f"S{next(self._session_serial):08d}",
+            user_id,
+            day,
+            clock,
+            channel,
+            int(rng.random() < profile.holder),
+            int(rng.random() < profile.closer),
+            int(rng.random() < profile.impression),
+        )
+
+    def _push_session(self, user_id: int, when: datetime, channel: str) -> None:
+        """Queue a session (maybe twice), its cost and now and then a bad row."""
+        rng = self.rng
+        row = self._session_row(user_id, when, channel)
+        self._push(self._sessions, row)
+        if not self._duplicate_written or rng.random() < SESSION_DUPLICATE_RATE:
+            self._duplicate_written = True
+            self._push(self._sessions, row)
+        self._push_cost(str(row[0]), channel)
+        if rng.random() < MARKETING_BAD_RATE:
+            kind = rng.choice(MARKETING_SESSION_BAD_KINDS)
+            self._push(self._sessions, self._bad_session(kind, user_id, when))
+
+    def _push_cost(self, session_id: str, channel: str) -> None:
+        """Queue a session's cost row: none for Direct and now and then for others, an empty
+        cost now and then, 0.00 for organic channels."""
+        rng = self.rng
+        cents = CHANNEL_PROFILES[channel].cost_cents
+        if cents is None:
+            return
+        forced = self._forced_costs.pop(0) if self._forced_costs else None
+        if forced == "missing" or (forced is None and rng.random() < MISSING_COST_RATE):
+            return
+        cost: float | None
+        if forced == "null" or (forced is None and rng.random() < NULL_COST_RATE):
+            cost = None
+        elif forced == "zero":
+            cost = 0.0
+        else:
+            cost = rng.randint(*cents) / 100
+        self._push(self._costs, (session_id, cost))
+
+    def _conversion_row(self, user_id: int, when: datetime) -> MarketingRow:
+        cents = max(100, round(self.rng.lognormvariate(math.log(MEDIAN_REVENUE_CENTS), 0.8)))
+        day, clock = _day_and_clock(when)
+        return (f"C{next(self._conversion_serial):07d}", user_id, day, clock, cents / 100)
+
+    def _push_conversion(self, user_id: int, when: datetime) -> None:
+        self._push(self._conversions, self._conversion_row(user_id, when))
+        if self.rng.random() < MARKETING_BAD_RATE:
+            kind = self.rng.choice(CONVERSION_BAD_KINDS)
+            self._push(self._conversions, self._bad_conversion(kind, user_id, when))
+
+    def _write_dirt(self) -> None:
+        """One bad row of every kind, for a scripted user, with the first of the bad values."""
+        rng = self.rng
+        user_id = self.only_first + rng.randrange(len(self.SCRIPTED))
+        when = _between(rng, self.start, self.end).replace(microsecond=0)
+        for kind in MARKETING_SESSION_BAD_KINDS:
+            self._push(self._sessions, self._bad_session(kind, user_id, when, first=True))
+        for kind in CONVERSION_BAD_KINDS:
+            self._push(self._conversions, self._bad_conversion(kind, user_id, when, first=True))
+
+    def _bad_session(
+        self, kind: str, user_id: int, when: datetime, first: bool = False
+    ) -> MarketingRow:
+        """A session row that cannot be used as it is, for reason ``kind``."""
+        row = list(self._session_row(user_id, when, self._channel()))
+        if kind == "unparseable_event_time":
+            row[3] = BAD_EVENT_TIMES[0] if first else self.rng.choice(BAD_EVENT_TIMES)
+        elif kind == "missing_user_id":
+            row[1] = None
+        else:
+            raise ValueError(f"unknown bad session kind {kind!r}")
+        return tuple(row)
+
+    def _bad_conversion(
+        self, kind: str, user_id: int, when: datetime, first: bool = False
+    ) -> MarketingRow:
+        """A conversion row that cannot be used as it is, for reason ``kind``."""
+        row = list(self._conversion_row(user_id, when))
+        if kind == "unparseable_revenue":
+            row[4] = BAD_REVENUES[0] if first else self.rng.choice(BAD_REVENUES)
+        elif kind == "missing_conv_date":
+            row[2] = None
+        else:
+            raise ValueError(f"unknown bad conversion kind {kind!r}")
+        return tuple(row)
+
+    def _push(self, table: _MarketingTable, row: MarketingRow) -> None:
+        """Queue a row of ``table``; write random ones once more than ``BUFFER_SIZE`` wait."""
+        table.buffer.append(row)
+        while len(table.buffer) > BUFFER_SIZE:
+            table.write(_release(self.rng, table.buffer))
+
+
+def _day_and_clock(when: datetime) -> tuple[str, str]:
+    """``YYYY-MM-DD`` and ``HH:MM:SS`` (to the second) of a naive datetime."""
+    day, clock = when.isoformat(sep=" ", timespec="seconds").split(" ")
+    return day, clock
+
+
+def _release(rng: random.Random, buffer: list[MarketingRow]) -> MarketingRow:
+    """Take a random row out of a non-empty arrival buffer."""
+    index = rng.randrange(len(buffer))
+    buffer[index], buffer[-1] = buffer[-1], buffer[index]
+    return buffer.pop()

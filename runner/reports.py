@@ -101,6 +101,9 @@ SOURCES = (
     ("crm_products", "stg_crm__products", "stg_crm__products_quarantine"),
     ("app_sessions", "stg_app__sessions", "stg_app__sessions_quarantine"),
     ("app_purchases", "stg_app__purchases", "stg_app__purchases_quarantine"),
+    ("session_sources", "stg_marketing__sessions", "stg_marketing__sessions_quarantine"),
+    ("conversions", "stg_marketing__conversions", "stg_marketing__conversions_quarantine"),
+    ("session_costs", "stg_marketing__session_costs", "stg_marketing__session_costs_quarantine"),
 )
 
 
@@ -188,4 +191,16 @@ def channel_reporting(
         f"from marts.channel_reporting where {' and '.join(conditions)} "
         "order by event_date, channel_name",
         params,
+    )
+
+
+def channel_totals(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
+    """marts.channel_reporting summed over all days, per channel, by cost."""
+    require_mart(warehouse, "channel_reporting")
+    return warehouse.query(
+        "select channel_name, sum(sessions) as sessions, sum(cost) as cost, "
+        "cast(sum(ihc) as decimal(18, 2)) as ihc, sum(ihc_revenue) as ihc_revenue, "
+        "cast(case when sum(ihc) <> 0 then sum(cost) / sum(ihc) end as decimal(18, 2)) as cpo, "
+        "cast(case when sum(cost) <> 0 then sum(ihc_revenue) / sum(cost) end as decimal(18, 2)) "
+        "as roas from marts.channel_reporting group by channel_name order by cost desc"
     )

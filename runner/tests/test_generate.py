@@ -3,19 +3,24 @@
 ``classify`` (runner.tests.reference) re-implements the staging validation rules of web events
 independently of the generator, and ``classify_sale`` / ``classify_extract_row`` below do the
 same for the store files, so every generated line is checked against the contract, not against
-the generator.
+the generator. The CRM, app and marketing files get the same treatment (``classify_interaction``,
+``classify_session``, ``classify_purchase``, ``classify_session_source``, ``classify_conversion``
+and ``journeys``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
 import os
 import random
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -24,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -50,6 +55,13 @@ def read_lines(path: Path) -> list[str]:
 
 def valid_events(lines: list[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if classify(line) is None]
+
+
+def contents(path: Path) -> bytes | dict[str, bytes]:
+    """A generated file's bytes; for a generated folder (marketing), each file's bytes."""
+    if path.is_dir():
+        return {child.name: child.read_bytes() for child in sorted(path.iterdir())}
+    return path.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +109,11 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
         "crm-products",
         "app-sessions",
         "app-purchases",
+        "marketing",
     }
     assert [(f.source, f.rows) for f in first] == [(f.source, f.rows) for f in second]
     for one, other in zip(first, second, strict=True):
-        assert one.path.read_bytes() == other.path.read_bytes()
+        assert contents(one.path) == contents(other.path), one.path.name
 
 
 def test_same_seed_gives_identical_bytes_in_another_process(tmp_path: Path) -> None:
@@ -113,7 +126,7 @@ def test_same_seed_gives_identical_bytes_in_another_process(tmp_path: Path) -> N
     command = [sys.executable, "-c", code, str(tmp_path / "there")]
     subprocess.run(command, check=True, env=env, cwd=project)
     for written in here:
-        assert written.path.read_bytes() == (tmp_path / "there" / written.path.name).read_bytes()
+        assert contents(written.path) == contents(tmp_path / "there" / written.path.name)
 
 
 def test_different_seed_gives_different_output(tmp_path: Path) -> None:
@@ -121,7 +134,11 @@ def test_different_seed_gives_different_output(tmp_path: Path) -> None:
     second = gen.generate(tmp_path / "b", customers=50, seed=4)
     assert [f.path.name for f in first] == [f.path.name for f in second]
     for one, other in zip(first, second, strict=True):
-        assert one.path.read_bytes() != other.path.read_bytes(), one.path.name
+        if one.path.is_dir():
+            for name, data in contents(one.path).items():
+                assert data != (other.path / name).read_bytes(), name
+        else:
+            assert one.path.read_bytes() != other.path.read_bytes(), one.path.name
 
 
 def test_returned_file_matches_what_was_written(small_run, tmp_path: Path) -> None:
@@ -261,19 +278,68 @@ def test_custom_window_is_respected(tmp_path: Path) -> None:
 WEB_SAMPLE_SHA256 = "e86f78eda088a6de5594ed886d6ba42f18a8a774cf7ac41fed5de777be7e7979"
 
 
-def test_store_files_leave_the_web_file_unchanged(tmp_path: Path) -> None:
-    written = web_file(gen.generate(tmp_path, customers=200, seed=42))
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[gen.GeneratedFile]:
+    """What `runner generate --customers 200 --seed 42` writes (data/sample)."""
+    return gen.generate(tmp_path_factory.mktemp("sample"), customers=200, seed=42)
+
+
+def test_store_files_leave_the_web_file_unchanged(sample_files) -> None:
+    written = web_file(sample_files)
     assert hashlib.sha256(written.path.read_bytes()).hexdigest() == WEB_SAMPLE_SHA256
 
 
-def test_bundled_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
+def test_bundled_sample_is_what_the_generator_makes(sample_files) -> None:
     """data/sample is documented as `runner generate --customers 200 --seed 42`: every file
-    the generator makes is bundled, byte for byte, and nothing else is."""
+    the generator makes is bundled, byte for byte, and nothing else is (a folder holds exactly
+    the generated files). A SQLite database records the version of the SQLite library that
+    wrote it in its header, so a database written by another version must hold the same schema
+    and the same typed rows in the same order; by the same version, the same bytes."""
     bundled = Path(__file__).resolve().parents[2] / "data" / "sample"
-    written = gen.generate(tmp_path, customers=200, seed=42)
+    written = sample_files
     assert sorted(p.name for p in bundled.iterdir()) == sorted(f.path.name for f in written)
     for generated in written:
-        assert generated.path.read_bytes() == (bundled / generated.path.name).read_bytes()
+        copy = bundled / generated.path.name
+        if generated.path.suffix == ".sqlite" and sqlite_writer_version(copy) != sqlite_version():
+            assert sqlite_dump(generated.path) == sqlite_dump(copy)
+        else:
+            assert contents(generated.path) == contents(copy), generated.path.name
+
+
+def sqlite_version() -> int:
+    """SQLITE_VERSION_NUMBER of the library Python uses: 3040001 for 3.40.1."""
+    major, minor, patch = sqlite3.sqlite_version_info
+    return major * 1_000_000 + minor * 1000 + patch
+
+
+def sqlite_writer_version(path: Path) -> int:
+    """The SQLITE_VERSION_NUMBER of the library that last wrote a database (header, byte 96)."""
+    return int.from_bytes(path.read_bytes()[96:100], "big")
+
+
+def sqlite_dump(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, list[tuple[Any, ...]]]]:
+    """A database's schema and, per table, its rows in rowid order with each value's type."""
+    with sqlite_reader(path) as connection:
+        schema = connection.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+        ).fetchall()
+        tables = {}
+        for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({name})")]
+            typed = ", ".join(f"{column}, typeof({column})" for column in columns)
+            query = f"SELECT {typed} FROM {name} ORDER BY rowid"
+            tables[name] = connection.execute(query).fetchall()
+    return schema, tables
+
+
+@contextlib.contextmanager
+def sqlite_reader(path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a database file (never modifies it)."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 # --- Store files: an independent reading of their CSV contract ---------------------------------
@@ -503,6 +569,8 @@ def test_store_files_are_described_in_order(small_files) -> None:
         "store-customers",
         "store-sales",
         *NEW_SOURCES,
+        "marketing",
+        "marketing",
     ]
     assert [f.path.name for f in small_files[1:]] == [
         "store_customers_2017-01-31.csv",
@@ -510,13 +578,15 @@ def test_store_files_are_described_in_order(small_files) -> None:
         "store_customers_2017-04-01.csv",
         "store_sales.csv",
         *NEW_FILES,
+        "marketing",
+        "marketing.sqlite",
     ]
     assert [f.extract_date for f in small_files] == [
         None,
         date(2017, 1, 31),
         date(2017, 3, 2),
         date(2017, 4, 1),
-        *[None] * (1 + len(NEW_FILES)),
+        *[None] * (3 + len(NEW_FILES)),
     ]
     for written in small_files[1:5]:
         assert written.rows == len(read_csv_file(written.path).lines) > 0
@@ -749,11 +819,17 @@ def new_file(files: list[gen.GeneratedFile], source: str) -> gen.GeneratedFile:
 
 
 def web_ids(files: list[gen.GeneratedFile]) -> set[int]:
-    return {
+    return set(_web_ids(web_file(files).path))
+
+
+@functools.lru_cache(maxsize=32)
+def _web_ids(path: Path) -> frozenset[int]:
+    """The web customers of a web events file (read once per file: it never changes)."""
+    return frozenset(
         int(e["key"])
-        for e in valid_events(read_lines(web_file(files).path))
+        for e in valid_events(read_lines(path))
         if e["type"] == "CUSTOMER" and e["verb"] == "NEW"
-    }
+    )
 
 
 def parse_crm_time(text: str) -> datetime | None:
@@ -956,8 +1032,8 @@ def medium_app(medium_files) -> AppRun:
     return read_app(medium_files)
 
 
-def test_new_sources_leave_the_web_and_store_files_unchanged(tmp_path: Path) -> None:
-    written = gen.generate(tmp_path, customers=200, seed=42)
+def test_new_sources_leave_the_web_and_store_files_unchanged(sample_files) -> None:
+    written = sample_files
     hashes = {
         f.path.name: hashlib.sha256(f.path.read_bytes()).hexdigest()
         for f in written
@@ -967,20 +1043,25 @@ def test_new_sources_leave_the_web_and_store_files_unchanged(tmp_path: Path) -> 
 
 
 def test_new_files_are_deterministic_and_described(tmp_path: Path) -> None:
-    first = gen.generate(tmp_path / "a", customers=30, seed=9)
-    second = gen.generate(tmp_path / "b", customers=30, seed=9)
-    other = gen.generate(tmp_path / "c", customers=30, seed=10)
-    assert [f.source for f in first[-5:]] == list(NEW_SOURCES)
-    assert [f.path.name for f in first[-5:]] == list(NEW_FILES)
-    for one, again, different in zip(first[-5:], second[-5:], other[-5:], strict=True):
+    first, second, other = (
+        [
+            f
+            for f in gen.generate(tmp_path / name, customers=30, seed=seed)
+            if f.source in NEW_SOURCES
+        ]
+        for name, seed in (("a", 9), ("b", 9), ("c", 10))
+    )
+    assert [f.source for f in first] == list(NEW_SOURCES)
+    assert [f.path.name for f in first] == list(NEW_FILES)
+    for one, again, different in zip(first, second, other, strict=True):
         assert one.path.read_bytes() == again.path.read_bytes(), one.path.name
         assert one.path.read_bytes() != different.path.read_bytes(), one.path.name
         assert one.rows == again.rows and one.extract_date is None
-    assert first[-5].rows == len(read_crm(first).crm_ids)
-    assert first[-4].rows == len(read_crm(first).interactions.lines)
-    assert first[-3].rows == len(read_crm(first).products.lines)
-    assert first[-2].rows == len(read_app(first).session_lines)
-    assert first[-1].rows == len(read_app(first).purchases_file.lines)
+    assert first[0].rows == len(read_crm(first).crm_ids)
+    assert first[1].rows == len(read_crm(first).interactions.lines)
+    assert first[2].rows == len(read_crm(first).products.lines)
+    assert first[3].rows == len(read_app(first).session_lines)
+    assert first[4].rows == len(read_app(first).purchases_file.lines)
 
 
 @pytest.mark.parametrize("seed", TINY_SEEDS)
@@ -1162,3 +1243,435 @@ def test_crm_and_app_files_are_written_in_bounded_memory(
     assert len(read_csv_file(tmp_path / "crm_interactions.csv").lines) > 300
     assert len(read_lines(tmp_path / "app_sessions.jsonl")) > 1000
     assert len(read_csv_file(tmp_path / "app_purchases.csv").lines) > 300
+
+
+# --- Marketing: an independent reading of its CSV folder and SQLite database -------------------
+
+MARKETING_COLUMNS = {  # table: (column, SQLite type) in order
+    "session_sources": [
+        ("session_id", "TEXT"),
+        ("user_id", "INTEGER"),
+        ("event_date", "TEXT"),
+        ("event_time", "TEXT"),
+        ("channel_name", "TEXT"),
+        ("holder_engagement", "INTEGER"),
+        ("closer_engagement", "INTEGER"),
+        ("impression_interaction", "INTEGER"),
+    ],
+    "conversions": [
+        ("conv_id", "TEXT"),
+        ("user_id", "INTEGER"),
+        ("conv_date", "TEXT"),
+        ("conv_time", "TEXT"),
+        ("revenue", "REAL"),
+    ],
+    "session_costs": [("session_id", "TEXT"), ("cost", "REAL")],
+}
+MARKETING_HEADERS = {
+    "session_sources": (
+        "session_id,user_id,event_date,event_time,channel_name,"
+        "holder_engagement,closer_engagement,impression_interaction"
+    ),
+    "conversions": "conv_id,user_id,conv_date,conv_time,revenue",
+    "session_costs": "session_id,cost",
+}
+MARKETING_CHANNELS = {
+    "Paid Search",
+    "Organic Search",
+    "Email",
+    "Social Paid",
+    "Social Organic",
+    "Display",
+    "Affiliate",
+    "Direct",
+}
+SESSION_SOURCE_REASONS = {"unparseable_event_time", "missing_user_id"}
+CONVERSION_REASONS = {"unparseable_revenue", "missing_conv_date"}
+MARKETING_ONLY_IDS = range(70001, 80001)
+DAY_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CLOCK_SHAPE = re.compile(r"^\d{2}:\d{2}:\d{2}$")
+MONEY = re.compile(r"^\d+\.\d{2}$")
+# SHA-256 of every file for --customers 200 --seed 42 before the marketing files existed.
+PRE_MARKETING_SHA256 = {
+    **SAMPLE_SHA256,
+    "crm_customers.csv": "d7b804a757159a762e0dbd57048ecf3efa7ec89614ac5d19ae9edf495586b525",
+    "crm_interactions.csv": "5f9e5161f8d1f923389311357da80593bfe549ed1e1bbd434183394698ddaa00",
+    "crm_products.csv": "84f2ccc11faf546af0736ec2182ff225ce1050fafb5ff1521d2b8471036c624d",
+    "app_sessions.jsonl": "a96510052bed75962c82fae4117014b21906f21f0fd9a0b6779da9a124e2830f",
+    "app_purchases.csv": "433a9196b5f2dafd7ac962ec09f16796acaf0c267ac35a19d4a238a4b91f97ce",
+}
+
+
+def parse_day_clock(day: str, clock: str) -> datetime | None:
+    """A ``YYYY-MM-DD`` date and ``HH:MM:SS`` time as a naive datetime; None if not one."""
+    if not DAY_SHAPE.match(day) or not CLOCK_SHAPE.match(clock):
+        return None
+    try:
+        return datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def classify_session_source(fields: list[str]) -> str | None:
+    """Why a session_sources row cannot be used as it is (None: it is valid)."""
+    assert len(fields) == 8, fields
+    session_id, user_id, day, clock, channel, *flags = fields
+    if not session_id:
+        return "missing_session_id"
+    if not user_id:
+        return "missing_user_id"
+    if not WHOLE_NUMBER.match(user_id):
+        return "unparseable_user_id"
+    if not day:
+        return "missing_event_date"
+    if not DAY_SHAPE.match(day):
+        return "unparseable_event_date"
+    if parse_day_clock(day, clock) is None:
+        return "unparseable_event_time"
+    if channel not in MARKETING_CHANNELS:
+        return "unknown_channel"
+    if any(flag not in ("0", "1") for flag in flags):
+        return "unparseable_flag"
+    return None
+
+
+def classify_conversion(fields: list[str]) -> str | None:
+    """Why a conversions row cannot be used as it is (None: it is valid)."""
+    assert len(fields) == 5, fields
+    conv_id, user_id, day, clock, revenue = fields
+    if not conv_id:
+        return "missing_conv_id"
+    if not user_id:
+        return "missing_user_id"
+    if not WHOLE_NUMBER.match(user_id):
+        return "unparseable_user_id"
+    if not day:
+        return "missing_conv_date"
+    if parse_day_clock(day, clock) is None:
+        return "unparseable_conv_time"
+    if not revenue:
+        return "missing_revenue"
+    if not DECIMAL.match(revenue):
+        return "unparseable_revenue"
+    return None
+
+
+class MarketingSession(NamedTuple):
+    session_id: str
+    user_id: int
+    when: datetime
+    channel: str
+    flags: tuple[int, int, int]  # holder, closer, impression
+
+
+class Conversion(NamedTuple):
+    conv_id: str
+    user_id: int
+    when: datetime
+    revenue: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketingRun:
+    folder: gen.GeneratedFile
+    database: gen.GeneratedFile
+    files: dict[str, CsvFile]  # table: its CSV file
+    rows: dict[str, list[list[str]]]  # table: its CSV rows, as fields
+    session_reasons: Counter
+    conversion_reasons: Counter
+    sessions: list[MarketingSession]  # valid, exact duplicates once
+    conversions: list[Conversion]  # valid
+    costs: dict[str, str]  # session_id: cost text ("" when null)
+
+    @property
+    def users(self) -> set[int]:
+        return {s.user_id for s in self.sessions} | {c.user_id for c in self.conversions}
+
+
+def read_marketing(files: list[gen.GeneratedFile]) -> MarketingRun:
+    folder, database = [f for f in files if f.source == "marketing"]
+    assert folder.path.name == "marketing" and folder.path.is_dir()
+    assert database.path.name == "marketing.sqlite" and database.path.is_file()
+    return _read_marketing(folder, database)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_marketing(folder: gen.GeneratedFile, database: gen.GeneratedFile) -> MarketingRun:
+    assert sorted(p.name for p in folder.path.iterdir()) == sorted(
+        f"{table}.csv" for table in MARKETING_COLUMNS
+    )
+    csv_files = {table: read_csv_file(folder.path / f"{table}.csv") for table in MARKETING_COLUMNS}
+    rows = {table: list(csv.reader(file.lines, strict=True)) for table, file in csv_files.items()}
+    session_reasons: Counter = Counter()
+    sessions = []
+    for fields in dict.fromkeys(tuple(row) for row in rows["session_sources"]):
+        reason = classify_session_source(list(fields))
+        session_reasons[reason] += 1
+        if reason is None:
+            session_id, user_id, day, clock, channel, *flags = fields
+            when = parse_day_clock(day, clock)
+            assert when is not None
+            holder, closer, impression = (int(flag) for flag in flags)
+            session = MarketingSession(
+                session_id, int(user_id), when, channel, (holder, closer, impression)
+            )
+            sessions.append(session)
+    conversion_reasons: Counter = Counter()
+    conversions = []
+    for fields in rows["conversions"]:
+        reason = classify_conversion(fields)
+        conversion_reasons[reason] += 1
+        if reason is None:
+            conv_id, user_id, day, clock, revenue = fields
+            when = parse_day_clock(day, clock)
+            assert when is not None
+            conversions.append(Conversion(conv_id, int(user_id), when, revenue))
+    costs = {}
+    for session_id, cost in rows["session_costs"]:
+        assert session_id not in costs, f"two cost rows for {session_id}"
+        costs[session_id] = cost
+    return MarketingRun(
+        folder,
+        database,
+        csv_files,
+        rows,
+        session_reasons,
+        conversion_reasons,
+        sessions,
+        conversions,
+        costs,
+    )
+
+
+def journeys(run: MarketingRun) -> dict[str, list[MarketingSession]]:
+    """Each valid conversion's journey: its user's valid sessions strictly before it."""
+    by_user: dict[int, list[MarketingSession]] = defaultdict(list)
+    for session in run.sessions:
+        by_user[session.user_id].append(session)
+    return {
+        conversion.conv_id: [s for s in by_user[conversion.user_id] if s.when < conversion.when]
+        for conversion in run.conversions
+    }
+
+
+def sqlite_text(value: Any) -> str:
+    """A SQLite value as the CSV writes it: NULL empty, a REAL with two decimals."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_marketing_headers_and_schema_are_exact(tiny_runs, seed: int) -> None:
+    run = read_marketing(tiny_runs[seed])
+    for table, header in MARKETING_HEADERS.items():
+        file = run.files[table]
+        assert (file.header, file.newline, file.trailing_blank_lines) == (header, "\n", 0)
+        assert all(len(row) == len(MARKETING_COLUMNS[table]) for row in run.rows[table])
+    with sqlite_reader(run.database.path) as connection:
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert sorted(name for (name,) in tables) == sorted(MARKETING_COLUMNS)
+        for table, columns in MARKETING_COLUMNS.items():
+            info = connection.execute(f"PRAGMA table_info({table})").fetchall()
+            assert [(row[1], row[2]) for row in info] == columns
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_marketing_csv_and_sqlite_carry_the_same_records(tiny_runs, seed: int) -> None:
+    run = read_marketing(tiny_runs[seed])
+    total = sum(len(rows) for rows in run.rows.values())
+    assert run.folder.rows == run.database.rows == total
+    with sqlite_reader(run.database.path) as connection:
+        for table, columns in MARKETING_COLUMNS.items():
+            names = ", ".join(column for column, _ in columns)
+            stored = connection.execute(f"SELECT {names} FROM {table} ORDER BY rowid").fetchall()
+            assert [[sqlite_text(v) for v in row] for row in stored] == run.rows[table], table
+            types = connection.execute(
+                f"SELECT {', '.join(f'typeof({column})' for column, _ in columns)} FROM {table}"
+            ).fetchall()
+            assert len(types) == len(run.rows[table])
+            for row, fields in zip(types, run.rows[table], strict=True):
+                for (column, declared), kind, field in zip(columns, row, fields, strict=True):
+                    expected = {"TEXT": "text", "INTEGER": "integer", "REAL": "real"}[declared]
+                    # Empty is NULL; a dirty value of a number column stays text.
+                    assert kind in (("null",) if not field else (expected, "text")), field
+                    if kind == "text" and declared != "TEXT":
+                        assert field in ("25:61:00", "abc", "n/a", "12.5.0"), (column, field)
+    assert any(row[4] == "abc" for row in run.rows["conversions"])
+
+
+def test_marketing_files_are_deterministic(tiny_runs, tmp_path: Path) -> None:
+    """The same seed gives the same CSV bytes and the same SQLite bytes; another seed not."""
+    again = read_marketing(gen.generate(tmp_path, customers=20, seed=1))
+    first, other = read_marketing(tiny_runs[1]), read_marketing(tiny_runs[2])
+    assert first.folder.rows == again.folder.rows
+    assert contents(first.folder.path) == contents(again.folder.path)
+    assert first.database.path.read_bytes() == again.database.path.read_bytes()
+    assert sqlite_writer_version(first.database.path) == sqlite_version()
+    for name, data in contents(first.folder.path).items():
+        assert data != (other.folder.path / name).read_bytes(), name
+    assert first.database.path.read_bytes() != other.database.path.read_bytes()
+    # A second run into the same folder starts a fresh database: same bytes again.
+    rerun = read_marketing(gen.generate(tmp_path, customers=20, seed=1))
+    assert rerun.database.path.read_bytes() == first.database.path.read_bytes()
+
+
+def test_marketing_leaves_every_other_file_unchanged(sample_files) -> None:
+    hashes = {
+        f.path.name: hashlib.sha256(f.path.read_bytes()).hexdigest()
+        for f in sample_files
+        if f.source != "marketing"
+    }
+    assert hashes == PRE_MARKETING_SHA256
+
+
+def assert_marketing_situations(run: MarketingRun) -> None:
+    """Every situation a journey consumer must handle, computed from the valid rows only."""
+    paths = journeys(run)
+    conversions = {c.conv_id: c for c in run.conversions}
+    by_user: dict[int, list[MarketingSession]] = defaultdict(list)
+    for session in run.sessions:
+        by_user[session.user_id].append(session)
+    assert any(not path for path in paths.values()), "a conversion without an earlier session"
+    assert any(
+        session.when == conversions[conv_id].when and session not in path
+        for conv_id, path in paths.items()
+        for session in by_user[conversions[conv_id].user_id]
+    ), "a conversion at exactly the time of one of its user's sessions"
+    assert any(
+        set(paths[a.conv_id]) & set(paths[b.conv_id])
+        for a, b in itertools.combinations(run.conversions, 2)
+        if a.user_id == b.user_id and a.conv_id != b.conv_id
+    ), "a session in the journeys of two conversions"
+    long = {conversions[conv_id].user_id for conv_id, path in paths.items() if len(path) > 200}
+    assert len(long) == 1, "exactly one user with a journey of more than 200 sessions"
+
+
+def assert_marketing_costs(run: MarketingRun) -> None:
+    """Missing, null and zero costs, and a channel-date whose sessions all miss their cost."""
+    sessions = run.sessions
+    assert not any(s.session_id in run.costs for s in sessions if s.channel == "Direct")
+    assert any(s.channel != "Direct" and s.session_id not in run.costs for s in sessions)
+    assert "" in run.costs.values(), "a null cost"
+    assert "0.00" in run.costs.values(), "a zero cost"
+    assert all(not cost or MONEY.match(cost) for cost in run.costs.values())
+    assert all(0 <= float(cost) <= 5 for cost in run.costs.values() if cost)
+    costed: dict[tuple[str, date], bool] = defaultdict(bool)  # any cost row that day?
+    for s in sessions:
+        costed[s.channel, s.when.date()] |= s.session_id in run.costs
+    assert not all(costed.values()), "a channel-date whose sessions all miss their cost"
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_every_marketing_situation_and_dirt_appears_in_a_small_run(tiny_runs, seed: int) -> None:
+    run = read_marketing(tiny_runs[seed])
+    assert_marketing_situations(run)
+    assert_marketing_costs(run)
+    assert set(run.session_reasons) == {None, *SESSION_SOURCE_REASONS}
+    assert set(run.conversion_reasons) == {None, *CONVERSION_REASONS}
+    assert any(row[3] == "25:61:00" for row in run.rows["session_sources"])
+    assert any(row[4] == "abc" for row in run.rows["conversions"])
+    lines = run.files["session_sources"].lines
+    assert max(Counter(lines).values()) > 1, "an exact duplicate session row"
+    assert run.users & web_ids(tiny_runs[seed]), "web customers among the users"
+
+
+def test_marketing_situations_hold_in_a_one_day_window(tmp_path: Path) -> None:
+    files = gen.generate(tmp_path, customers=3, seed=8, start_date=date(2020, 6, 1), days=1)
+    run = read_marketing(files)
+    assert_marketing_situations(run)
+    assert_marketing_costs(run)
+    start, end = datetime(2020, 6, 1), datetime(2020, 6, 2)
+    assert all(start <= s.when < end for s in run.sessions)
+    assert all(start <= c.when < end for c in run.conversions)
+
+
+def test_marketing_users_overlap_the_web_customers(medium_files) -> None:
+    run = read_marketing(medium_files)
+    web = web_ids(medium_files)
+    assert 0.6 < len(run.users & web) / len(web) < 0.8
+    only = run.users - web
+    assert only and all(user in MARKETING_ONLY_IDS for user in only)
+    assert len(only) / len(web) < 0.15
+
+
+def test_marketing_sessions_conversions_and_costs_are_realistic(medium_files) -> None:
+    run = read_marketing(medium_files)
+    sessions = run.sessions
+    assert all(START <= s.when < END for s in sessions)
+    assert all(START <= c.when < END for c in run.conversions)
+    channels = Counter(s.channel for s in sessions)
+    assert set(channels) == MARKETING_CHANNELS
+    impressions = {
+        channel: statistics.mean(s.flags[2] for s in sessions if s.channel == channel)
+        for channel in channels
+    }
+    assert min(impressions[c] for c in ("Display", "Social Paid", "Social Organic")) > 0.4
+    assert max(impressions[c] for c in ("Paid Search", "Email", "Direct", "Affiliate")) < 0.2
+    for flag in (0, 1):  # holder and closer engagement: sometimes, not always
+        assert 0.05 < statistics.mean(s.flags[flag] for s in sessions) < 0.6
+    per_user = Counter(s.user_id for s in sessions)
+    assert statistics.median(per_user.values()) >= 3
+    assert len({s.session_id for s in sessions}) == len(sessions), "unique ids but duplicates"
+    # Conversions: a fraction of the users, 1 to 3 times, minutes or hours after a session.
+    per_converter = Counter(c.user_id for c in run.conversions)
+    assert 0.15 < len(per_converter) / len(run.users) < 0.45
+    assert max(per_converter.values()) <= 3
+    assert all(MONEY.match(c.revenue) for c in run.conversions)
+    assert 40 < statistics.median(float(c.revenue) for c in run.conversions) < 90
+    paths = journeys(run)
+    times = {(s.user_id, s.when) for s in sessions}
+    gaps = [  # from the last session before (conversions at a session's time aside)
+        c.when - max(s.when for s in paths[c.conv_id])
+        for c in run.conversions
+        if paths[c.conv_id] and (c.user_id, c.when) not in times
+    ]
+    assert len(gaps) / len(run.conversions) > 0.9
+    assert all(timedelta(0) < gap <= timedelta(days=2) for gap in gaps)
+    assert statistics.median(gaps) < timedelta(hours=3)
+    assert sum(1 for path in paths.values() if len(path) > 200) == 1, "one heavy journey only"
+    # Costs: for sessions of the file, most of the paying channels' sessions, none for Direct.
+    assert set(run.costs) <= {row[0] for row in run.rows["session_sources"]}
+    paying = [s for s in sessions if s.channel != "Direct"]
+    missing = sum(1 for s in paying if s.session_id not in run.costs) / len(paying)
+    null = sum(1 for cost in run.costs.values() if not cost) / len(run.costs)
+    assert 0.01 < missing < 0.1 and 0.005 < null < 0.05
+    assert_marketing_costs(run)
+    # Dirt stays a trickle.
+    bad = sum(n for reason, n in run.session_reasons.items() if reason) / len(sessions)
+    assert 0 < bad < 0.02
+    lines = run.files["session_sources"].lines
+    assert 0 < (len(lines) - len(set(lines))) / len(lines) < 0.02
+
+
+def test_marketing_id_range_stays_clear_of_the_other_ids() -> None:
+    assert gen.marketing_id_range(200) == 70001
+    for customers in (0, 20, 1000, 59_000, 60_000, 69_000, 75_000, 100_000, 10**6):
+        first = gen.marketing_id_range(customers)
+        last = first + max(4, -(-customers // 10)) - 1
+        crm_first, unknown_first = gen.crm_id_range(customers)
+        crm_last = unknown_first + gen.CRM_UNKNOWN_SPAN - 1
+        store_first, late_first = gen.store_id_ranges(customers)
+        store_last = late_first + customers
+        assert 10_000 + customers < first, customers
+        assert last < crm_first or first > crm_last, customers
+        assert last < store_first or first > store_last, customers
+
+
+def test_marketing_is_written_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marketing users stream through one at a time; their rows wait in bounded buffers."""
+    monkeypatch.setattr(gen, "BUFFER_SIZE", 100)
+    joined = datetime(2017, 1, 1, tzinfo=timezone.utc)
+    customers = (gen.Customer(10001 + n, joined, "Kim", "Boston", "MA", 1.0) for n in range(10**9))
+    with ExitStack() as stack:
+        marketing = gen.MarketingWriter(stack, tmp_path, 1, date(2017, 1, 1), 120, 10**9)
+        tapped = marketing.tap(customers)
+        for _ in range(100):
+            next(tapped)
+            assert marketing.buffered_rows <= 3 * 100
+    # Rows were released while the customers streamed through (finish never ran).
+    assert len(read_csv_file(tmp_path / "marketing" / "session_sources.csv").lines) > 500
