@@ -49,7 +49,7 @@ journey_sessions as (
     inner join sessions
         on
             conversions.user_id = sessions.user_id
-            and sessions.session_at < conversions.converted_at
+            and conversions.converted_at > sessions.session_at
 
 ),
 
