@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo demo-attribution test lint format docs clean lock
+.PHONY: help setup setup-postgres demo demo-attribution test lint format docs clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ demo-attribution: setup
 		$(BIN)/runner attribute --api-url http://127.0.0.1:$(EMULATOR_PORT); \
 	fi
 
+setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables
+	$(BIN)/runner setup-postgres --target postgres
+
 lint: setup  ## ruff and SQLFluff
 	$(BIN)/ruff check runner
 	$(BIN)/ruff format --check runner
@@ -87,9 +90,12 @@ format: setup  ## fix what ruff and SQLFluff can fix
 test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
 	$(BIN)/pytest
 
-docs: setup  ## generate the dbt docs site and serve it on http://localhost:8080
-	$(BIN)/dbt docs generate
-	$(BIN)/dbt docs serve --port 8080 --host 127.0.0.1
+# The docs site: lineage (sources, models, exposures) and the DuckDB warehouse's catalog.
+DOCS_PORT ?= 8080
+
+docs: setup  ## generate the dbt docs site and serve it on http://localhost:8080 (DOCS_PORT=...)
+	$(BIN)/dbt docs generate --target duckdb
+	$(BIN)/dbt docs serve --target duckdb --host 127.0.0.1 --port $(DOCS_PORT)
 
 lock:  ## re-pin every dependency after changing pyproject.toml
 	rm -rf .tmp/lockenv && $(PYTHON) -m venv .tmp/lockenv

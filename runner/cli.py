@@ -695,6 +695,36 @@ def export_channel_reporting(
     click.echo(f"{out}: {len(rows)} channel-days")
 
 
+@cli.command("setup-postgres")
+@warehouse_options
+@click.option("--bi-role", default="bi_reader", show_default=True, help="The BI tools' role.")
+@click.option(
+    "--login/--no-login",
+    default=False,
+    show_default=True,
+    help="Let the role log in itself (password from BI_PASSWORD, if set); otherwise grant "
+    "it to your BI tools' users.",
+)
+def setup_postgres(settings: Settings, bi_role: str, login: bool) -> None:
+    """Create the BI role on the PostgreSQL target if missing (run as a role with
+    CREATEROLE). Builds then grant it SELECT on every mart and nothing else."""
+    import os
+
+    from runner.warehouse import PostgresWarehouse, connect, setup_bi_role
+
+    with connect(settings) as warehouse:
+        if not isinstance(warehouse, PostgresWarehouse):
+            raise RunnerError(
+                f"Target {settings.target} is not PostgreSQL: DuckDB has no roles to set up."
+            )
+        created = setup_bi_role(warehouse, bi_role, login, os.environ.get("BI_PASSWORD"))
+    state = "created" if created else "already exists"
+    click.echo(
+        f"Role {bi_role} {state}. `runner build --target {settings.target}` grants it SELECT "
+        f"on the marts (a role other than bi_reader: --vars '{{bi_role: {bi_role}}}')."
+    )
+
+
 @cli.command()
 @click.option("--customers", type=click.IntRange(min=1), required=True, help="How many customers.")
 @click.option("--seed", type=int, required=True, help="Random seed: same seed, same files.")

@@ -208,3 +208,22 @@ def connect(settings: Settings, read_only: bool = False) -> Warehouse:
         f"Target {settings.target!r} uses the {settings.adapter_type} adapter; the runner "
         "supports duckdb and postgres."
     )
+
+
+def setup_bi_role(
+    warehouse: PostgresWarehouse, role: str, login: bool, password: str | None
+) -> bool:
+    """Create (or update) the BI role; True when it was created."""
+    from psycopg2 import sql
+
+    _, rows = warehouse.query("select count(*) from pg_roles where rolname = ?", (role,))
+    exists = rows[0][0] > 0
+    options = sql.SQL("login" if login else "nologin")
+    with warehouse._con.cursor() as cursor:
+        verb = sql.SQL("alter role" if exists else "create role")
+        cursor.execute(sql.SQL("{} {} {}").format(verb, sql.Identifier(role), options))
+        if login and password:
+            cursor.execute(
+                sql.SQL("alter role {} password %s").format(sql.Identifier(role)), (password,)
+            )
+    return not exists
