@@ -62,17 +62,30 @@ def cli() -> None:
 
 @cli.command(context_settings={"ignore_unknown_options": True})
 @warehouse_options
+@click.option(
+    "--freshness/--no-freshness",
+    default=True,
+    show_default=True,
+    help="Check source freshness first and report stale sources (never blocks the build).",
+)
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
-def build(settings: Settings, dbt_args: tuple[str, ...]) -> None:
-    """Run `dbt build` (seeds, models, snapshots, tests) on the target.
+def build(settings: Settings, freshness: bool, dbt_args: tuple[str, ...]) -> None:
+    """Run `dbt source freshness` (reporting stale sources), then `dbt build` (seeds,
+    models, snapshots, tests) on the target.
 
     Anything after `--` goes to dbt, e.g. `runner build -- --select customer_ltv+`.
     """
-    from runner.dbt_invoke import run_dbt
+    from runner.dbt_invoke import run_dbt, source_freshness
     from runner.warehouse import connect
 
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables(settings.project_dir)
+    if freshness:
+        stale = source_freshness(settings)
+        if stale:
+            click.echo("Stale sources (dbt source freshness):\n  " + "\n  ".join(stale), err=True)
+        else:
+            click.echo("Every source with a freshness threshold is fresh.", err=True)
     click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
     if not run_dbt(settings, ["build"], dbt_args):
         raise RunnerError("dbt build failed: see dbt's output above for the failing nodes.")

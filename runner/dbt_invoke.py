@@ -63,3 +63,29 @@ def release_dbt_connections() -> None:
     if environment is not None:
         environment.close()
     DuckDBConnectionManager.close_all_connections()
+
+
+def source_freshness(settings: Settings) -> list[str]:
+    """Run `dbt source freshness`; one line per source that is stale or never loaded."""
+    from dbt.cli.main import dbtRunner
+
+    with _working_directory(settings.project_dir):
+        try:
+            result = dbtRunner().invoke(
+                dbt_args(settings, ["source", "freshness"], ["--quiet"])
+            )
+        finally:
+            release_dbt_connections()
+    problems = []
+    for item in getattr(result.result, "results", None) or []:
+        status = str(getattr(item, "status", "")).lower()
+        if status == "pass" or not hasattr(item.node, "source_name"):  # hooks report too
+            continue
+        name = f"{item.node.source_name}.{item.node.name}"
+        loaded = getattr(item, "max_loaded_at", None)
+        age = getattr(item, "age", None)
+        if loaded is None or age is None or loaded.year < 1970:  # empty: dbt reports year 1
+            problems.append(f"{name}: never loaded ({status})")
+        else:
+            problems.append(f"{name}: last loaded {age / 86400:.1f} days ago ({status})")
+    return problems

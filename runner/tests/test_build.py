@@ -81,3 +81,18 @@ def test_a_failing_build_exits_non_zero(settings: Settings, target: str):
     assert result.returncode != 0
     assert "ltv_timeframe must be 'customer' or 'dataset'" in result.stdout
     assert "dbt build failed" in result.stderr
+
+
+def test_freshness_reports_stale_and_never_loaded_sources(settings: Settings):
+    from runner.dbt_invoke import source_freshness
+
+    loaded = runner_command("load", "web-events", str(SAMPLE))
+    assert loaded.returncode == 0, loaded.stderr
+    report = source_freshness(settings)
+    assert "raw.store_sales: never loaded (warn)" in report
+    assert not any(line.startswith("raw.web_events") for line in report)
+
+    with connect(settings) as warehouse:  # the web events were landed 5 days ago
+        warehouse.execute("update raw.web_events set loaded_at = loaded_at - interval '5 days'")
+    stale = [line for line in source_freshness(settings) if line.startswith("raw.web_events")]
+    assert stale == ["raw.web_events: last loaded 5.0 days ago (warn)"]

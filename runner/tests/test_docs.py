@@ -1,0 +1,340 @@
+"""The dbt docs site (`make docs`): generated from an empty DuckDB warehouse into a
+temporary folder, served on a free local port and opened in headless Chromium, which
+must show the lineage of the marts (what they read, and the exposures that read them).
+The generated manifest and catalog are checked too: every mart is read by an exposure.
+
+Chromium is Debian's /usr/bin/chromium. When it is missing, the tests install it with
+apt-get (as root) or are skipped, except with CI=true, where they fail.
+Set DOCS_SCREENSHOT_DIR to keep screenshots of the lineage graphs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.tests.conftest import PROJECT_DIR
+
+CHROMIUM = Path("/usr/bin/chromium")
+DBT = Path(sys.executable).with_name("dbt")
+PROJECT = "customer_analytics"
+MARTS = {
+    "customer_ltv",
+    "dim_customers",
+    "fct_orders",
+    "customer_ytd_spend",
+    "customer_days_since_last_purchase",
+    "customer_channel_interactions",
+    "customer_topic_channel_interactions",
+    "fct_crm_interactions",
+    "dim_crm_channels",
+    "customer_engagement",
+    "channel_reporting",
+}
+API_MARTS = {"fct_crm_interactions", "dim_crm_channels", "customer_channel_interactions"}
+
+
+def model_id(name: str) -> str:
+    return f"model.{PROJECT}.{name}"
+
+
+def exposure_id(name: str) -> str:
+    return f"exposure.{PROJECT}.{name}"
+
+
+def unavailable(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: the docs tests must run, not be skipped)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed with apt-get when missing and running as root."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0:
+        unavailable(f"{CHROMIUM} is missing; install it with: apt-get install chromium")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock_wait = ["-o", "DPkg::Lock::Timeout=300"]
+    for command in (
+        ["apt-get", *lock_wait, "update", "-qq"],
+        ["apt-get", *lock_wait, "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+    ):
+        try:
+            done = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=900, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            unavailable(f"cannot install Chromium: {' '.join(command)}: {exc}")
+        if done.returncode != 0:
+            unavailable(
+                f"cannot install Chromium: {' '.join(command)} exited {done.returncode}: "
+                f"{done.stderr[-2000:]}"
+            )
+    if not CHROMIUM.exists():
+        unavailable(f"apt-get installed chromium but {CHROMIUM} is still missing")
+    return CHROMIUM
+
+
+@dataclass(frozen=True)
+class DocsSite:
+    folder: Path
+    url: str
+    manifest: dict[str, Any]
+    catalog: dict[str, Any]
+
+
+def dbt(*args: str, env: dict[str, str], folder: Path) -> None:
+    command = [
+        str(DBT),
+        *args,
+        "--project-dir",
+        str(PROJECT_DIR),
+        "--target",
+        "duckdb",
+        "--target-path",
+        str(folder / "target"),
+        "--log-path",
+        str(folder / "logs"),
+    ]
+    done = subprocess.run(
+        command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"{' '.join(args)}:\n{done.stdout[-4000:]}{done.stderr[-2000:]}"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        pass
+
+
+@pytest.fixture(scope="module")
+def docs_site(
+    tmp_path_factory: pytest.TempPathFactory, profiles_dir: Path
+) -> Iterator[DocsSite]:
+    """`dbt docs generate` against a DuckDB warehouse of its own, served over HTTP.
+
+    The marts and everything upstream are built first (models, seeds and snapshots; no
+    tests) from empty raw tables, so the catalog describes real relations."""
+    folder = tmp_path_factory.mktemp("docs")
+    env = {
+        **os.environ,
+        "DBT_PROFILES_DIR": str(profiles_dir),
+        "DBT_PROJECT_DIR": str(PROJECT_DIR),
+        "DUCKDB_PATH": str(folder / "warehouse.duckdb"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    dbt(
+        "build",
+        "--select",
+        "+tag:marts",
+        "--exclude-resource-type",
+        "test",
+        "unit_test",
+        env=env,
+        folder=folder,
+    )
+    # The build compiled every model already; the site needs no second compile.
+    dbt("docs", "generate", "--no-compile", env=env, folder=folder)
+    site = folder / "target"
+    handler = functools.partial(QuietHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield DocsSite(
+            folder=site,
+            url=f"http://127.0.0.1:{server.server_address[1]}/",
+            manifest=json.loads((site / "manifest.json").read_text(encoding="utf-8")),
+            catalog=json.loads((site / "catalog.json").read_text(encoding="utf-8")),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def run_chromium(chromium: Path, workdir: Path, *args: str, timeout: float = 60) -> str:
+    """Headless Chromium with a fresh profile; its stdout. The whole process group is
+    killed on timeout (Chromium starts helper processes)."""
+    profile = workdir / "profile"
+    profile.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(chromium),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=15000",
+        *args,
+    ]
+    env = {
+        **os.environ,
+        "HOME": str(workdir),
+        "XDG_CONFIG_HOME": str(workdir / "config"),
+        "XDG_CACHE_HOME": str(workdir / "cache"),
+    }
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"Chromium did not finish within {timeout} s: {' '.join(command)}")
+    assert process.returncode == 0, f"Chromium exited {process.returncode}:\n{stderr[-3000:]}"
+    return stdout
+
+
+def page_text(dom: str) -> str:
+    """The visible text of a dumped DOM, whitespace collapsed (scripts and styles out)."""
+    dom = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", dom)
+    text = re.sub(r"(?s)<[^>]+>", " ", dom)
+    return re.sub(r"\s+", " ", text)
+
+
+def model_page(docs_site: DocsSite, chromium: Path, tmp_path: Path, name: str) -> str:
+    url = f"{docs_site.url}#!/model/{model_id(name)}"
+    dom = run_chromium(chromium, tmp_path / "dom", "--dump-dom", url)
+    screenshots = os.environ.get("DOCS_SCREENSHOT_DIR")
+    if screenshots:
+        Path(screenshots).mkdir(parents=True, exist_ok=True)
+        run_chromium(
+            chromium,
+            tmp_path / "screenshot",
+            f"--screenshot={Path(screenshots).resolve() / f'{name}_lineage.png'}",
+            "--window-size=1400,1000",
+            f"{url}?g_v=1",
+        )
+    return dom
+
+
+@pytest.mark.parametrize(
+    ("name", "upstream", "downstream"),
+    [
+        pytest.param(
+            "channel_reporting",
+            [
+                "attribution_customer_journey",
+                "stg_marketing__sessions",
+                "stg_marketing__session_costs",
+                "stg_marketing__conversions",
+            ],
+            ["channel_performance_dashboard"],
+            id="channel_reporting",
+        ),
+        pytest.param(
+            "customer_ltv",
+            ["int_web_events_deduplicated", "fct_orders"],
+            ["customer_value_dashboard"],
+            id="customer_ltv",
+        ),
+    ],
+)
+def test_docs_site_shows_the_lineage_in_chromium(
+    docs_site: DocsSite,
+    chromium: Path,
+    tmp_path: Path,
+    name: str,
+    upstream: list[str],
+    downstream: list[str],
+):
+    dom = model_page(docs_site, chromium, tmp_path, name)
+    text = page_text(dom)
+    # The single-page app loaded manifest.json and catalog.json and rendered the model.
+    assert f"{name} table" in text or f"{name}" in text, text[:2000]
+    assert "Depends On" in text and "Referenced By" in text, text[:2000]
+    for parent in upstream:
+        assert parent in text, f"{name}'s page does not show its parent {parent}"
+    for child in downstream:
+        assert child in text, f"{name}'s page does not show {child} reading it"
+
+
+def test_manifest_lineage_of_channel_reporting_and_customer_ltv(docs_site: DocsSite):
+    parents = docs_site.manifest["parent_map"]
+    assert {
+        f"source.{PROJECT}.raw.attribution_customer_journey",
+        model_id("stg_marketing__sessions"),
+        model_id("stg_marketing__session_costs"),
+        model_id("stg_marketing__conversions"),
+    } <= set(parents[model_id("channel_reporting")])
+    assert set(parents[model_id("customer_ltv")]) == {
+        model_id("int_web_events_deduplicated"),
+        model_id("fct_orders"),
+    }
+    children = docs_site.manifest["child_map"]
+    assert exposure_id("channel_performance_dashboard") in children[model_id("channel_reporting")]
+    assert exposure_id("customer_value_dashboard") in children[model_id("customer_ltv")]
+
+
+def test_every_mart_is_read_by_an_exposure(docs_site: DocsSite):
+    nodes = docs_site.manifest["nodes"]
+    marts = {
+        node["name"]
+        for node in nodes.values()
+        if node["resource_type"] == "model"
+        and node["package_name"] == PROJECT
+        and node["original_file_path"].startswith("models/marts/")
+    }
+    assert marts >= MARTS, f"marts missing from the manifest: {MARTS - marts}"
+
+    exposures = docs_site.manifest["exposures"]
+    read = {
+        parent.removeprefix(f"model.{PROJECT}.")
+        for exposure in exposures.values()
+        for parent in exposure["depends_on"]["nodes"]
+    }
+    assert not marts - read, f"marts no exposure reads: {sorted(marts - read)}"
+
+    for exposure in exposures.values():
+        assert exposure["description"].strip(), exposure["name"]
+        assert exposure["owner"]["name"] and exposure["owner"]["email"], exposure["name"]
+        assert exposure["maturity"] in {"low", "medium", "high"}, exposure["name"]
+        assert exposure["url"].startswith("http"), exposure["name"]
+    dashboards = [e for e in exposures.values() if e["type"] == "dashboard"]
+    assert {
+        parent.removeprefix(f"model.{PROJECT}.")
+        for exposure in dashboards
+        for parent in exposure["depends_on"]["nodes"]
+    } >= marts, "every mart is on a BI dashboard"
+
+    api = exposures[exposure_id("interactions_api")]
+    assert api["type"] == "application"
+    assert set(api["depends_on"]["nodes"]) == {model_id(name) for name in API_MARTS}
+
+
+def test_catalog_describes_the_marts_and_the_attribution_source(docs_site: DocsSite):
+    catalog_nodes = docs_site.catalog["nodes"]
+    for name in MARTS:
+        assert model_id(name) in catalog_nodes, f"{name} is not in the catalog"
+    assert "ltv" in {c.lower() for c in catalog_nodes[model_id("customer_ltv")]["columns"]}
+    assert "roas" in {c.lower() for c in catalog_nodes[model_id("channel_reporting")]["columns"]}
+    assert f"source.{PROJECT}.raw.attribution_customer_journey" in docs_site.catalog["sources"]
