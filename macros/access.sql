@@ -35,6 +35,7 @@
 {%- endmacro %}
 
 {% macro default__grant_marts_usage() -%}
+    create schema if not exists marts;
     grant usage on schema marts to "{{ customer_analytics.bi_role() }}"
 {%- endmacro %}
 

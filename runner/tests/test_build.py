@@ -83,10 +83,10 @@ def test_a_failing_build_exits_non_zero(settings: Settings, target: str):
     assert "dbt build failed" in result.stderr
 
 
-def test_freshness_reports_stale_and_never_loaded_sources(settings: Settings):
+def test_freshness_reports_stale_and_never_loaded_sources(settings: Settings, target: str):
     from runner.dbt_invoke import source_freshness
 
-    loaded = runner_command("load", "web-events", str(SAMPLE))
+    loaded = runner_command("load", "web-events", str(SAMPLE), "--target", target)
     assert loaded.returncode == 0, loaded.stderr
     report = source_freshness(settings)
     assert "raw.store_sales: never loaded (warn)" in report
