@@ -92,37 +92,22 @@ def render(columns: Sequence[str], rows: Sequence[tuple], fmt: str) -> str:
     return "\n".join(lines)
 
 
-SOURCES = (
-    ("web_events", "stg_web__events", "stg_web__events_quarantine"),
-    ("store_customers", "stg_store__customers", "stg_store__customers_quarantine"),
-    ("store_sales", "stg_store__sales", "stg_store__sales_quarantine"),
-    ("crm_customers", "stg_crm__customers", "stg_crm__customers_quarantine"),
-    ("crm_interactions", "stg_crm__interactions", "stg_crm__interactions_quarantine"),
-    ("crm_products", "stg_crm__products", "stg_crm__products_quarantine"),
-    ("app_sessions", "stg_app__sessions", "stg_app__sessions_quarantine"),
-    ("app_purchases", "stg_app__purchases", "stg_app__purchases_quarantine"),
-    ("session_sources", "stg_marketing__sessions", "stg_marketing__sessions_quarantine"),
-    ("conversions", "stg_marketing__conversions", "stg_marketing__conversions_quarantine"),
-    ("session_costs", "stg_marketing__session_costs", "stg_marketing__session_costs_quarantine"),
-)
-
-
 def data_quality(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
-    """Per raw source: rows landed, rows valid, and rows quarantined by reason."""
-    parts = [
-        f"select '{source}' as source, "
-        f"(select count(*) from raw.{source}) as landed, "
-        f"(select count(*) from staging.{valid}) as valid, "
-        f"quarantined.reason as quarantine_reason, quarantined.rows_quarantined "
-        f"from (select 1 as one) as anchor left join ("
-        f"select reason, count(*) as rows_quarantined from staging.{quarantine} group by reason"
-        f") as quarantined on true"
-        for source, valid, quarantine in SOURCES
-    ]
-    for _, valid, _ in SOURCES:
-        if not warehouse.table_exists("staging", valid):
-            require_mart(warehouse, "customer_ltv")
-    return warehouse.query(" union all ".join(parts) + " order by source, quarantine_reason")
+    """Per raw source: rows landed, valid, and quarantined by reason (marts.data_quality)."""
+    require_mart(warehouse, "data_quality")
+    return warehouse.query(
+        "with per_source as ("
+        "    select source_table, outcome, sum(row_count) as row_count"
+        "    from marts.data_quality group by source_table, outcome"
+        "), landed as ("
+        "    select source_table, sum(row_count) as landed from per_source group by source_table"
+        ") "
+        "select per_source.source_table as source, landed.landed, per_source.outcome, "
+        "per_source.row_count as row_count, "
+        "cast(100.0 * per_source.row_count / landed.landed as decimal(6, 2)) as percent "
+        "from per_source inner join landed on per_source.source_table = landed.source_table "
+        "order by source, case when outcome = 'valid' then 0 else 1 end, outcome"
+    )
 
 
 def ytd_spend_leaders(warehouse: Warehouse, limit: int) -> tuple[list[str], list[tuple]]:
