@@ -71,9 +71,7 @@ def source_freshness(settings: Settings) -> list[str]:
 
     with _working_directory(settings.project_dir):
         try:
-            result = dbtRunner().invoke(
-                dbt_args(settings, ["source", "freshness"], ["--quiet"])
-            )
+            result = dbtRunner().invoke(dbt_args(settings, ["source", "freshness"], ["--quiet"]))
         finally:
             release_dbt_connections()
     problems = []
