@@ -5,12 +5,13 @@ The generated manifest and catalog are checked too: every mart is read by an exp
 
 Chromium is Debian's /usr/bin/chromium. When it is missing, the tests install it with
 apt-get (as root) or are skipped, except with CI=true, where they fail.
-Set DOCS_SCREENSHOT_DIR to keep screenshots of the lineage graphs.
+Set DOCS_SCREENSHOT_DIR to keep screenshots of the lineage graphs (PNG).
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -118,14 +120,12 @@ def dbt(*args: str, env: dict[str, str], folder: Path) -> None:
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 @pytest.fixture(scope="module")
-def docs_site(
-    tmp_path_factory: pytest.TempPathFactory, profiles_dir: Path
-) -> Iterator[DocsSite]:
+def docs_site(tmp_path_factory: pytest.TempPathFactory, profiles_dir: Path) -> Iterator[DocsSite]:
     """`dbt docs generate` against a DuckDB warehouse of its own, served over HTTP.
 
     The marts and everything upstream are built first (models, seeds and snapshots; no
@@ -214,47 +214,87 @@ def run_chromium(chromium: Path, workdir: Path, *args: str, timeout: float = 60)
     return stdout
 
 
+def without_scripts(dom: str) -> str:
+    """The rendered DOM without scripts and styles (the app's templates live in scripts)."""
+    return re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", dom)
+
+
 def page_text(dom: str) -> str:
-    """The visible text of a dumped DOM, whitespace collapsed (scripts and styles out)."""
-    dom = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", dom)
-    text = re.sub(r"(?s)<[^>]+>", " ", dom)
-    return re.sub(r"\s+", " ", text)
+    """The visible text of a dumped DOM, whitespace collapsed."""
+    text = re.sub(r"(?s)<[^>]+>", " ", without_scripts(dom))
+    return re.sub(r"\s+", " ", html.unescape(text))
 
 
-def model_page(docs_site: DocsSite, chromium: Path, tmp_path: Path, name: str) -> str:
-    url = f"{docs_site.url}#!/model/{model_id(name)}"
-    dom = run_chromium(chromium, tmp_path / "dom", "--dump-dom", url)
-    screenshots = os.environ.get("DOCS_SCREENSHOT_DIR")
-    if screenshots:
-        Path(screenshots).mkdir(parents=True, exist_ok=True)
-        run_chromium(
-            chromium,
-            tmp_path / "screenshot",
-            f"--screenshot={Path(screenshots).resolve() / f'{name}_lineage.png'}",
-            "--window-size=1400,1000",
-            f"{url}?g_v=1",
-        )
-    return dom
+@dataclass(frozen=True)
+class References:
+    """A rendered 'Depends On' or 'Referenced By' section: its tabs (one per resource
+    type) and the unique ids linked from the open tab (the first)."""
+
+    tabs: list[str]
+    linked: set[str]
+
+
+def references(dom: str, heading: str) -> References:
+    section = re.search(
+        rf"<h6>{heading}</h6>\s*<reference-list\b.*?</reference-list>",
+        without_scripts(dom),
+        re.DOTALL,
+    )
+    assert section, f"the page has no rendered '{heading}' section"
+    tabs = re.findall(r'ng-click="setType\(resource_type\)"[^>]*>(.*?)</a>', section[0], re.S)
+    linked = re.findall(r'href="#!/\w+/([^"]+)"', section[0])
+    return References([" ".join(tab.split()) for tab in tabs], set(linked))
+
+
+def dump_pages(chromium: Path, workdir: Path, urls: dict[str, str]) -> dict[str, str]:
+    """The DOM of each page once the app has rendered it, the pages loaded in parallel."""
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        futures = {
+            key: pool.submit(run_chromium, chromium, workdir / key, "--dump-dom", url)
+            for key, url in urls.items()
+        }
+        return {key: future.result() for key, future in futures.items()}
+
+
+def screenshot_lineage(chromium: Path, workdir: Path, site_url: str, name: str) -> None:
+    """With DOCS_SCREENSHOT_DIR set, a PNG of the lineage graph of +name+ (the graph is
+    drawn on a canvas, so it is seen, not asserted)."""
+    folder = os.environ.get("DOCS_SCREENSHOT_DIR")
+    if not folder:
+        return
+    target = Path(folder).resolve() / f"{name}_lineage.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run_chromium(
+        chromium,
+        workdir / "screenshot",
+        f"--screenshot={target}",
+        "--window-size=1400,1000",
+        f"{site_url}#!/model/{model_id(name)}?g_v=1&g_i=%2B{name}%2B",
+    )
+    assert target.stat().st_size > 0
 
 
 @pytest.mark.parametrize(
-    ("name", "upstream", "downstream"),
+    ("name", "parent_models", "source", "exposure", "typed_column"),
     [
         pytest.param(
             "channel_reporting",
-            [
-                "attribution_customer_journey",
+            {
                 "stg_marketing__sessions",
                 "stg_marketing__session_costs",
                 "stg_marketing__conversions",
-            ],
-            ["channel_performance_dashboard"],
+            },
+            "raw.attribution_customer_journey",
+            "channel_performance_dashboard",
+            "roas DECIMAL(18,4)",
             id="channel_reporting",
         ),
         pytest.param(
             "customer_ltv",
-            ["int_web_events_deduplicated", "fct_orders"],
-            ["customer_value_dashboard"],
+            {"int_web_events_deduplicated", "fct_orders"},
+            None,
+            "customer_value_dashboard",
+            "ltv DECIMAL(18,2)",
             id="customer_ltv",
         ),
     ],
@@ -264,18 +304,44 @@ def test_docs_site_shows_the_lineage_in_chromium(
     chromium: Path,
     tmp_path: Path,
     name: str,
-    upstream: list[str],
-    downstream: list[str],
+    parent_models: set[str],
+    source: str | None,
+    exposure: str,
+    typed_column: str,
 ):
-    dom = model_page(docs_site, chromium, tmp_path, name)
-    text = page_text(dom)
-    # The single-page app loaded manifest.json and catalog.json and rendered the model.
-    assert f"{name} table" in text or f"{name}" in text, text[:2000]
-    assert "Depends On" in text and "Referenced By" in text, text[:2000]
-    for parent in upstream:
-        assert parent in text, f"{name}'s page does not show its parent {parent}"
-    for child in downstream:
-        assert child in text, f"{name}'s page does not show {child} reading it"
+    """The model's page lists its parents and has exposures among what references it;
+    the exposure's page lists the model; the source's page lists the model."""
+    urls = {
+        "model": f"{docs_site.url}#!/model/{model_id(name)}",
+        "exposure": f"{docs_site.url}#!/exposure/{exposure_id(exposure)}",
+    }
+    if source:
+        urls["source"] = f"{docs_site.url}#!/source/source.{PROJECT}.{source}"
+    pages = dump_pages(chromium, tmp_path, urls)
+
+    # The single-page app loaded manifest.json (the model, its SQL) and catalog.json (the
+    # relation and its column types) and rendered the model's page.
+    model_text = page_text(pages["model"])
+    assert f"{name} table" in model_text, model_text[-3000:]
+    assert re.search(rf"\.marts\.{name}\b", model_text), "no relation: the catalog did not load"
+    assert typed_column in model_text, "no column types: the catalog did not load"
+
+    depends_on = references(pages["model"], "Depends On")
+    assert depends_on.tabs[0] == "Models", depends_on
+    assert depends_on.linked == {model_id(parent) for parent in parent_models}
+    referenced_by = references(pages["model"], "Referenced By")
+    assert "Exposures" in referenced_by.tabs, referenced_by
+
+    exposure_text = page_text(pages["exposure"])
+    assert f"Exposure name {exposure}" in exposure_text, exposure_text[-3000:]
+    assert "analytics@example.com" in exposure_text
+    assert model_id(name) in references(pages["exposure"], "Depends On").linked
+
+    if source:
+        assert f"{source} source table" in page_text(pages["source"])
+        assert model_id(name) in references(pages["source"], "Referenced By").linked
+
+    screenshot_lineage(chromium, tmp_path, docs_site.url, name)
 
 
 def test_manifest_lineage_of_channel_reporting_and_customer_ltv(docs_site: DocsSite):
