@@ -33,10 +33,23 @@ def profiles_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def dbt_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """dbt's target and log folders for this test process (one per xdist worker), so
+    parallel workers never write the same manifest; kept for the session, so partial
+    parsing still saves work between tests."""
+    return tmp_path_factory.mktemp("dbt-target"), tmp_path_factory.mktemp("dbt-logs")
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, profiles_dir: Path
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    profiles_dir: Path,
+    dbt_folders: tuple[Path, Path],
 ) -> None:
+    monkeypatch.setenv("DBT_TARGET_PATH", str(dbt_folders[0]))
+    monkeypatch.setenv("DBT_LOG_PATH", str(dbt_folders[1]))
     monkeypatch.setenv("DBT_PROFILES_DIR", str(profiles_dir))
     monkeypatch.setenv("DBT_PROJECT_DIR", str(PROJECT_DIR))
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
