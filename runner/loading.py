@@ -162,7 +162,7 @@ def _read_json_array(path: Path) -> Iterator[RawRecord]:
             return
         try:
             _, end = decoder.raw_decode(text, index)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             remainder = text[index:].strip()
             if remainder:
                 yield RawRecord(position + 1, remainder, f"broken JSON array: {exc}")
@@ -204,7 +204,10 @@ def read_csv_records(
                 continue
             text, error = _decode(line)
             if not seen_header:
-                found = next(csv.reader([text]), [])
+                try:
+                    found = next(csv.reader([text]), [])
+                except csv.Error:  # e.g. a line break inside it, or a field over csv's limit
+                    found = []
                 if [name.strip().lower() for name in found] not in accepted:
                     raise RunnerError(
                         f"{path}: the first line should be the header {','.join(header)}, "
@@ -535,5 +538,8 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
         # Rows stream to a temporary file before anything is written: a bad table
         # fails the load with nothing landed from it.
         records = read_sqlite_table(path, name, columns)
-        results.append(land_records(warehouse, RAW_TABLES[name], path, records, sha256))
+        try:
+            results.append(land_records(warehouse, RAW_TABLES[name], path, records, sha256))
+        except sqlite3.DatabaseError as exc:  # a damaged file, text that is not UTF-8
+            raise RunnerError(f"{path}: cannot read the table {name!r}: {exc}.") from None
     return results

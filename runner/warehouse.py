@@ -115,6 +115,7 @@ class DuckDBWarehouse(Warehouse):
             f"select {', '.join(columns)} from read_csv(?, columns = {{{column_types}}}, "
             "header = false, delim = ',', quote = '\"', escape = '\"', "
             "allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
+            "new_line = '\\n', "  # never guessed from the first row: a CR inside a field is data
             f"parallel = false, max_line_size = {max_line}, buffer_size = {4 * max_line})",
             [str(csv_path)],
         )
