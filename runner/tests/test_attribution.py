@@ -286,3 +286,24 @@ def test_attribute_builds_the_report_and_export_writes_it(settings, target, jour
     assert part.exit_code == 0
     days = {line.split(",")[0] for line in out.read_text().splitlines()[1:]}
     assert days == {"2023-09-03"}
+
+
+def test_retry_after_is_honoured_and_4xx_is_not_retried():
+    from runner.attribution import post_batch
+
+    journeys = [Journey("c1", [{"session_id": "s1"}])]
+    waits: list[float] = []
+    faults = FaultPlan(script=("429", "429", "ok"), retry_after_s=3)
+    with serve_in_thread(EmulatorConfig(api_key=KEY, faults=faults)) as emulator:
+        import requests
+
+        opts = options(emulator.url, backoff_seconds=0.01, max_backoff_seconds=10)
+        body = [{"conversion_id": "c1", "session_id": "s1", "timestamp": "2023-09-01 10:00:00",
+                 "channel_label": "Email", "holder_engagement": 0, "closer_engagement": 0,
+                 "conversion": 1, "impression_interaction": 0}]  # fmt: skip
+        answer = post_batch(requests.Session(), opts, [Journey("c1", body)], sleep=waits.append)
+    assert answer.body is not None and answer.attempts == 3
+    assert waits == [3, 3]  # Retry-After: 3 seconds, not the 10 ms backoff
+    with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
+        bad = post_batch(requests.Session(), options(emulator.url, conv_type_id="nope"), journeys)
+    assert bad.body is None and bad.attempts == 1 and "HTTP 400" in bad.error

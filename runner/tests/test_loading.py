@@ -157,3 +157,35 @@ def test_a_huge_record_lands_whole(settings: Settings, tmp_path: Path):
         len(json.dumps(event)),
         len(json.dumps(ORDER)),
     ]
+
+
+def test_marketing_loads_from_sqlite_like_from_csv(settings: Settings):
+    from runner.loading import load_marketing
+    from runner.tests.conftest import SAMPLE_DIR
+
+    with connect(settings) as warehouse:
+        first = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")
+        again = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")
+        counts = {
+            table: warehouse.query(f"select count(*) from raw.{table}")[1][0][0]
+            for table in ("session_sources", "conversions", "session_costs")
+        }
+    csv_rows = {
+        table: len((SAMPLE_DIR / "marketing" / f"{table}.csv").read_text().splitlines()) - 1
+        for table in counts
+    }
+    assert counts == csv_rows  # the same records as the CSV folder, every one landed
+    assert [r.rows_landed for r in first] == list(csv_rows.values())
+    assert all(r.skipped for r in again)
+
+
+def test_marketing_path_that_is_neither_is_refused(settings: Settings, tmp_path: Path):
+    from runner.loading import load_marketing
+
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database")
+    with connect(settings) as warehouse, pytest.raises(RunnerError, match="neither a SQLite"):
+        load_marketing(warehouse, settings.project_dir, junk)
+    (tmp_path / "folder").mkdir()
+    with connect(settings) as warehouse, pytest.raises(RunnerError, match="missing"):
+        load_marketing(warehouse, settings.project_dir, tmp_path / "folder")
