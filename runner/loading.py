@@ -496,6 +496,11 @@ def read_sqlite_table(path: Path, table: str, columns: tuple[str, ...]) -> Itera
         for position, row in enumerate(cursor, start=1):
             values = tuple(None if value is None else _sqlite_text(value) for value in row)
             text = orjson.dumps(dict(zip(columns, row, strict=True)), default=str).decode()
+            if any(value is not None and "\x00" in value for value in values):
+                # PostgreSQL text cannot hold NUL: keep it visible, quarantine the row
+                escaped = tuple(v if v is None else v.replace("\x00", "\\x00") for v in values)
+                yield RawRecord(position, text, "contains a NUL character", escaped)
+                continue
             yield RawRecord(position, text, None, values)
 
 

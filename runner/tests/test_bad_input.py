@@ -1263,7 +1263,7 @@ def test_every_reader_keeps_every_line_of_random_bytes(tmp_path: Path, table: st
 def test_a_first_record_with_a_carriage_return_lands(settings: Settings, tmp_path: Path):
     """A Windows-formatted JSON array (CRLF inside its first element) and a CSV file whose
     first row holds a bare CR land whole. On DuckDB this is the known bug
-    KNOWN_DUCKDB_CR_BUG, reported as an expected failure until it is fixed."""
+    KNOWN_DUCKDB_CR_BUG, a regression test: it must land."""
     elements = ('{"type": "SITE_VISIT",\r\n  "key": "p1"}', '{"b": 2}')
     array = ("[" + ",\r\n ".join(elements) + "]\r\n").encode()
     csv_data = b"date,product\r\n01-2019,Sand\rstorm\r\n02-2019,Orange\r\n"

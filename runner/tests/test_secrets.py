@@ -53,7 +53,18 @@ def test_password_and_key_never_appear(pg_database: str, tmp_path: Path):
     ok = [
         run("load", "web-events", str(SAMPLE_DIR / "web_events.jsonl"), "-t", "postgres", env=env),
         run("load", "marketing", str(SAMPLE_DIR / "marketing"), "-t", "postgres", env=env),
-        run("build", "-t", "postgres", env=env),
+        run(
+            "build",
+            "-t",
+            "postgres",
+            "--",
+            "--select",
+            "+customer_ltv",
+            "+int_journeys_built",
+            "--indirect-selection",
+            "cautious",
+            env=env,
+        ),  # what the next commands read
         run("top-ltv", "3", "-t", "postgres", env=env),
     ]
     with serve_in_thread(EmulatorConfig(api_key=key)) as emulator:
