@@ -97,6 +97,11 @@ def load() -> None:
     landed is skipped)."""
 
 
+def fault_rate_option(name: str, help: str) -> Callable[..., Any]:
+    """An emulator fault rate: the share of requests (0 to 1) that get the fault."""
+    return click.option(name, type=click.FloatRange(0, 1), default=0.0, metavar="RATE", help=help)
+
+
 def _load_command(source_table: str, files: tuple[Path, ...], settings: Settings) -> None:
     from runner.loading import load_file
     from runner.warehouse import connect
@@ -106,12 +111,56 @@ def _load_command(source_table: str, files: tuple[Path, ...], settings: Settings
             click.echo(load_file(warehouse, settings.project_dir, source_table, path).summary())
 
 
-@load.command("web-events")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_web_events(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land web event files (a JSON array or JSON Lines) in raw.web_events."""
-    _load_command("web_events", files, settings)
+FILE_SOURCES = {
+    # command: (raw table, what the command's help says)
+    "web-events": (
+        "web_events",
+        "Land web event files (a JSON array or JSON Lines) in raw.web_events.",
+    ),
+    "store-sales": (
+        "store_sales",
+        "Land store sales files (CSV: CustomerID,Product,SalesAmount,ShopId,TransactionDate) "
+        "in raw.store_sales.",
+    ),
+    "crm-customers": (
+        "crm_customers",
+        "Land CRM customer exports (CSV: Customer_Id,Occupation,Type) in raw.crm_customers.",
+    ),
+    "crm-interactions": (
+        "crm_interactions",
+        "Land CRM interaction exports (CSV: date_start,event,customers, or "
+        "Date Start,Interaction,Customers) in raw.crm_interactions.",
+    ),
+    "crm-products": (
+        "crm_products",
+        "Land CRM products of discussion (CSV: date,product with MM-YYYY months) in "
+        "raw.crm_products.",
+    ),
+    "app-sessions": (
+        "app_sessions",
+        "Land app sessions (CSV with header customer_id,session_started_at, or JSON Lines "
+        "with those keys) in raw.app_sessions.",
+    ),
+    "app-purchases": (
+        "app_purchases",
+        "Land app purchases (CSV with header customer_id,purchased_at,amount, or JSON Lines "
+        "with those keys) in raw.app_purchases.",
+    ),
+}
+
+
+def _file_load_command(name: str, table: str, help: str) -> None:
+    """Register `runner load NAME FILE...` for a source whose files land as they are."""
+
+    @load.command(name, help=help)
+    @warehouse_options
+    @click.argument("files", nargs=-1, required=True, type=FILE)
+    def command(settings: Settings, files: tuple[Path, ...]) -> None:
+        _load_command(table, files, settings)
+
+
+for _name, (_table, _help) in FILE_SOURCES.items():
+    _file_load_command(_name, _table, _help)
 
 
 @load.command("store-customers")
@@ -149,59 +198,6 @@ def load_store_customers(
                 "The extract landed, but its snapshot failed: see dbt's output above. "
                 "Fix the cause and run `runner build` before loading the next extract."
             )
-
-
-@load.command("store-sales")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_store_sales(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land store sales files (CSV: CustomerID,Product,SalesAmount,ShopId,TransactionDate)
-    in raw.store_sales."""
-    _load_command("store_sales", files, settings)
-
-
-@load.command("crm-customers")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_crm_customers(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land CRM customer exports (CSV: Customer_Id,Occupation,Type) in raw.crm_customers."""
-    _load_command("crm_customers", files, settings)
-
-
-@load.command("crm-interactions")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_crm_interactions(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land CRM interaction exports (CSV: date_start,event,customers, or
-    Date Start,Interaction,Customers) in raw.crm_interactions."""
-    _load_command("crm_interactions", files, settings)
-
-
-@load.command("crm-products")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_crm_products(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land CRM products of discussion (CSV: date,product with MM-YYYY months) in
-    raw.crm_products."""
-    _load_command("crm_products", files, settings)
-
-
-@load.command("app-sessions")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_app_sessions(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land app sessions (CSV with header customer_id,session_started_at, or JSON
-    Lines with those keys) in raw.app_sessions."""
-    _load_command("app_sessions", files, settings)
-
-
-@load.command("app-purchases")
-@warehouse_options
-@click.argument("files", nargs=-1, required=True, type=FILE)
-def load_app_purchases(settings: Settings, files: tuple[Path, ...]) -> None:
-    """Land app purchases (CSV with header customer_id,purchased_at,amount, or JSON
-    Lines with those keys) in raw.app_purchases."""
-    _load_command("app_purchases", files, settings)
 
 
 @load.command("marketing")
@@ -389,13 +385,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     metavar="ID",
     help="An accepted conv_type_id (repeatable; default: default and coding_challenge).",
 )
-@click.option(
-    "--fault-429",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    metavar="RATE",
-    help="Share of requests answered 429 with Retry-After.",
-)
+@fault_rate_option("--fault-429", "Share of requests answered 429 with Retry-After.")
 @click.option(
     "--retry-after",
     type=click.IntRange(min=0),
@@ -404,20 +394,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     metavar="S",
     help="The Retry-After seconds of 429 answers.",
 )
-@click.option(
-    "--fault-5xx",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    metavar="RATE",
-    help="Share of requests answered 500, 502 or 503.",
-)
-@click.option(
-    "--fault-slow",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    metavar="RATE",
-    help="Share of requests answered only after --slow-ms more.",
-)
+@fault_rate_option("--fault-5xx", "Share of requests answered 500, 502 or 503.")
+@fault_rate_option("--fault-slow", "Share of requests answered only after --slow-ms more.")
 @click.option(
     "--slow-ms",
     type=click.IntRange(min=0),
@@ -425,27 +403,13 @@ def serve(settings: Settings, host: str, port: int) -> None:
     show_default=True,
     help="The extra delay of slow answers.",
 )
-@click.option(
-    "--fault-drop",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    metavar="RATE",
-    help="Share of requests whose connection is closed without an answer.",
+@fault_rate_option(
+    "--fault-drop", "Share of requests whose connection is closed without an answer."
 )
-@click.option(
-    "--fault-partial",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    metavar="RATE",
-    help="Share of requests answered 206 with a third of the journeys failed.",
+@fault_rate_option(
+    "--fault-partial", "Share of requests answered 206 with a third of the journeys failed."
 )
-@click.option(
-    "--fault-wrong-sum",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    metavar="RATE",
-    help="Share of requests where one journey's ihc sums to 0.8.",
-)
+@fault_rate_option("--fault-wrong-sum", "Share of requests where one journey's ihc sums to 0.8.")
 @click.option(
     "--fault-seed",
     type=int,
