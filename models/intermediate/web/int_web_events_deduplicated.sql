@@ -1,11 +1,22 @@
 {#- One row per distinct web event. The same event landed twice (a file that
     repeats events, or the same event twice in one file) is kept once, with the
-    load and position where it first landed. -#}
+    load and position where it first landed.
+    Incremental: the events of loads not built yet are ranked among themselves,
+    and those already here (an event_id landed earlier) are left out. A repeat
+    carries its original's event_at, so only rows from the batch's earliest
+    event_at on are searched. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 events as (
 
     select * from {{ ref('stg_web__events') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -18,6 +29,22 @@ ranked as (
             order by loaded_at, load_id, file_position
         ) as occurrence
     from events
+
+),
+
+first_landings as (
+
+    select * from ranked
+    where occurrence = 1
+    {% if is_incremental() -%}
+        and not exists (
+            select 1
+            from {{ this }} as built
+            where
+                built.event_id = ranked.event_id
+                and built.event_at >= (select min(events.event_at) from events)
+        )
+    {%- endif %}
 
 ),
 
@@ -41,8 +68,7 @@ final as (
         total_amount_usd,
         event_at,
         loaded_at
-    from ranked
-    where occurrence = 1
+    from first_landings
 
 )
 

@@ -1,6 +1,12 @@
 {#- Every app purchase row (from CSV or JSON Lines), typed, with the reason it is
     not used. A time without a zone is UTC; amounts are USD with at most 2
     decimals (negative: a refund). The same purchase landed twice counts once. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -16,6 +22,7 @@ source as (
         amount,
         loaded_at
     from {{ source('raw', 'app_purchases') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -68,13 +75,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by purchase_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence
-    from checked
+    {{ customer_analytics.ranked_landings('purchase_id') }}
 
 ),
 

@@ -1,6 +1,12 @@
 {#- Every app session row (from CSV or JSON Lines), typed, with the reason it is
     not used. A time without a zone is UTC. The same session (customer, start)
     landed twice counts once. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -15,6 +21,7 @@ source as (
         session_started_at as started_at_field,
         loaded_at
     from {{ source('raw', 'app_sessions') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -59,13 +66,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by session_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence
-    from checked
+    {{ customer_analytics.ranked_landings('session_id') }}
 
 ),
 

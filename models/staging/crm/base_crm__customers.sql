@@ -2,6 +2,8 @@
     The latest export wins: for each customer the last line of the latest load is
     kept; an earlier identical row is a duplicate_row, an earlier different one is
     superseded. -#}
+{{ config(materialized='table') }}
+
 with
 
 source as (

@@ -1,6 +1,12 @@
 {#- Every row of every CRM interaction export, typed, with the reason it is not
     used. Date Start is DD/MM/YYYY HH:MM (seconds optional), taken as UTC. The same
     interaction (customer, channel, minute) landed twice counts once. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -16,6 +22,7 @@ source as (
         customers,
         loaded_at
     from {{ source('raw', 'crm_interactions') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -72,13 +79,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by interaction_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence
-    from checked
+    {{ customer_analytics.ranked_landings('interaction_id') }}
 
 ),
 

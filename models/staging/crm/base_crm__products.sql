@@ -2,6 +2,8 @@
     is not used. The month is MM-YYYY. One product per month: the latest load's last
     line for a month wins; an earlier identical row is a duplicate_row, an earlier
     different one is superseded. -#}
+{{ config(materialized='table') }}
+
 with
 
 source as (

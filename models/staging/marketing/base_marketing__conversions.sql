@@ -1,5 +1,11 @@
 {#- Every conversion row, typed, with the reason it is not used. A conversion id
     landed again counts once (the first landed row wins). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -17,6 +23,7 @@ source as (
         revenue,
         loaded_at
     from {{ source('raw', 'conversions') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -75,13 +82,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by conv_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence
-    from checked
+    {{ customer_analytics.ranked_landings('conv_id') }}
 
 ),
 

@@ -1,6 +1,12 @@
 {#- Every session cost row, typed, with the reason it is not used. A blank cost is
     valid (unknown: it counts 0 in reporting). A session's cost landed again counts
     once (the first landed row wins). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -15,6 +21,7 @@ source as (
         cost,
         loaded_at
     from {{ source('raw', 'session_costs') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -55,13 +62,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by session_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence
-    from checked
+    {{ customer_analytics.ranked_landings('session_id') }}
 
 ),
 

@@ -1,6 +1,12 @@
 {#- Every marketing session row, typed, with the reason it is not used. A session
     id landed again counts once: the first landed row wins; a later identical row
     is a duplicate_row, a later different one a conflicting_session_id. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -21,6 +27,7 @@ source as (
         impression_interaction,
         loaded_at
     from {{ source('raw', 'session_sources') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -84,17 +91,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by session_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence,
-        first_value(content_hash) over (
-            partition by session_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as first_content_hash
-    from checked
+    {{ customer_analytics.ranked_landings('session_id', compare_content=true) }}
 
 ),
 
@@ -111,6 +108,7 @@ final as (
         closer_flag as closer_engagement,
         impression_flag as impression_interaction,
         raw_text,
+        content_hash,
         case
             when row_problem is not null then row_problem
             when occurrence > 1 and content_hash = first_content_hash then 'duplicate_row'

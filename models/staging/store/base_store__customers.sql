@@ -1,6 +1,8 @@
 {#- Every row of every store customer extract, typed, with the reason it cannot be
     used (null when valid). Split by stg_store__customers and
     stg_store__customers_quarantine, so every raw row lands in exactly one. -#}
+{{ config(materialized='table') }}
+
 with
 
 source as (

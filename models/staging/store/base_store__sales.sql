@@ -1,6 +1,12 @@
 {#- Every row of every store sales file, typed, with the reason it cannot be used
     (null when valid). Exact duplicates (the same typed values, in any file) count
     once: the first landed is kept, the others are quarantined as duplicate_row. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -18,6 +24,7 @@ source as (
         transactiondate,
         loaded_at
     from {{ source('raw', 'store_sales') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -81,13 +88,7 @@ checked as (
 
 ranked as (
 
-    select
-        *,
-        row_number() over (
-            partition by sale_id, row_problem
-            order by loaded_at, load_id, file_position
-        ) as occurrence
-    from checked
+    {{ customer_analytics.ranked_landings('sale_id') }}
 
 ),
 

@@ -1,6 +1,13 @@
 {#- Every raw web event row, parsed and typed, with the reason it is invalid
     (null when valid). stg_web__events and stg_web__events_quarantine split it,
-    so the rules live in one place and every raw row lands in exactly one. -#}
+    so the rules live in one place and every raw row lands in exactly one.
+    Incremental: each load is parsed once, when it first lands. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+) }}
+
 with
 
 source as (
@@ -13,6 +20,7 @@ source as (
         parse_error,
         loaded_at
     from {{ source('raw', 'web_events') }}
+    where {{ customer_analytics.unprocessed_loads() }}
 
 ),
 
@@ -99,7 +107,7 @@ validated as (
 
 ),
 
-final as (
+described as (
 
     select
         load_id,
@@ -139,6 +147,20 @@ final as (
         event_at,
         loaded_at
     from validated
+
+),
+
+final as (
+
+    select
+        {{ customer_analytics.generate_surrogate_key(['load_id', 'file_position']) }} as event_row_id,
+        case when reason is null then {{ customer_analytics.generate_surrogate_key([
+            'event_type', 'verb', 'entity_key', 'event_at', 'customer_id',
+            'last_name', 'adr_city', 'adr_state', 'camera_make', 'camera_model',
+            'total_amount_usd', 'tags_json',
+        ]) }} end as event_id,
+        *
+    from described
 
 )
 

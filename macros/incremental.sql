@@ -1,0 +1,65 @@
+{#- What an incremental run reads. Rows are picked by the load that landed them,
+    never by event time, so an event of any age is processed when its file lands.
+    The lookback (var incremental_lookback_days) only bounds how far back in load
+    time a run looks for loads it has not seen yet: a load that committed after a
+    later-started one within that window is still picked up. -#}
+
+{% macro incremental_lookback_start(loaded_at_column='loaded_at') -%}
+    {{ dbt.dateadd(
+        'day',
+        -1 * var('incremental_lookback_days'),
+        "coalesce((select max(" ~ loaded_at_column ~ ") from " ~ this ~ "), "
+            ~ "cast('1900-01-01' as " ~ dbt.type_timestamp() ~ "))",
+    ) }}
+{%- endmacro %}
+
+{% macro unprocessed_loads(load_id_column='load_id', loaded_at_column='loaded_at') -%}
+    {%- if is_incremental() -%}
+        {{ loaded_at_column }} >= {{ customer_analytics.incremental_lookback_start() }}
+        and {{ load_id_column }} not in (
+            select distinct load_id
+            from {{ this }}
+            where loaded_at >= {{ customer_analytics.incremental_lookback_start() }}
+        )
+    {%- else -%}
+        true
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro ranked_landings(key, compare_content=false) -%}
+    {#- Body of the `ranked` CTE of a staging base model: the rows of `checked`
+        with `occurrence`, their rank among the rows of the same key and problem
+        by landing order (the first landed wins). Incremental, a valid row whose
+        key already has a valid row built counts as a later landing. With
+        compare_content, also `first_content_hash`: the content_hash of the
+        first landing, so a repeat can be told from a conflict. -#}
+    {%- set landing_order -%}
+        partition by checked.{{ key }}, checked.row_problem
+        order by checked.loaded_at, checked.load_id, checked.file_position
+    {%- endset -%}
+    select
+        checked.*,
+        row_number() over ({{ landing_order }})
+        {%- if is_incremental() %} + case when earlier.{{ key }} is null then 0 else 1 end{% endif %} as occurrence
+        {%- if compare_content %},
+        coalesce(
+            {%- if is_incremental() %} earlier.content_hash,{% endif %}
+            first_value(checked.content_hash) over ({{ landing_order }})
+        ) as first_content_hash
+        {%- endif %}
+    from checked
+    {%- if is_incremental() %}
+    left join (
+        select
+            {{ key }}{% if compare_content %},
+            content_hash{% endif %}
+        from {{ this }}
+        where
+            reason is null
+            and {{ key }} in (select {{ key }} from checked where row_problem is null)
+    ) as earlier
+        on
+            checked.row_problem is null
+            and checked.{{ key }} = earlier.{{ key }}
+    {%- endif %}
+{%- endmacro %}
