@@ -39,7 +39,7 @@ from typing import Any
 
 import requests
 
-from runner.errors import RunnerError
+from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.loading import write_csv
 from runner.warehouse import Warehouse
 
@@ -452,6 +452,12 @@ def run_attribution(
 ) -> RunSummary:
     """Attribute every selected journey; see the module's docstring."""
     warehouse.ensure_raw_tables(project_dir)
+    if not warehouse.try_exclusive("runner attribute"):
+        raise RunnerError(
+            "Another `runner attribute` run is in progress on this warehouse; this one did "
+            "nothing (two at once would send the same journeys twice). Wait for it to finish, "
+            "then run this again: it sends only the conversions still without results."
+        )
     summary = RunSummary(run_id=f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
     warehouse.execute(
         "insert into raw.attribution_runs (run_id, started_at, start_date, end_date, "
@@ -490,6 +496,15 @@ def run_attribution(
         summary.status, summary.message = "failed", exc.message
         _log_run(warehouse, summary, options)
         raise
+    except WarehouseConnectionLost as exc:  # nothing more can be written, not even the log
+        raise RunnerError(
+            f"The connection to the warehouse was lost during attribution run {summary.run_id} "
+            f"({exc.reason}). What was written before is kept ({summary.conversions_written} "
+            f"conversions with results, {summary.conversions_rejected} rejects); the answer "
+            "being written was rolled back, so nothing is doubled. The run stays 'running' in "
+            "raw.attribution_runs. Run the same command again: it sends only the conversions "
+            "still without results."
+        ) from None
     except BaseException as exc:
         summary.status = "failed"
         summary.message = redact(f"{type(exc).__name__}: {exc}", options.api_key)[:500]

@@ -5,3 +5,13 @@ import click
 
 class RunnerError(click.ClickException):
     """An expected failure. The CLI prints `Error: <message>` (no traceback), exits 1."""
+
+
+class WarehouseConnectionLost(RunnerError):
+    """The warehouse connection broke mid-run (server restart, terminated backend, network).
+    The transaction in progress was rolled back by the server; `reason` is the driver's
+    first line, for callers that add what the rollback means for their work."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from runner.errors import RunnerError
+from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.warehouse import Warehouse
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -444,6 +444,13 @@ def load_file(
         return LoadResult(source_table, str(path), earlier, 0, 0, True)
     try:
         return land_records(warehouse, table, path, table.read(path), sha256, constants)
+    except WarehouseConnectionLost as exc:
+        raise RunnerError(
+            f"{path}: the connection to the warehouse was lost while loading it into "
+            f"raw.{source_table} ({exc.reason}). Nothing from this file was landed: its rows "
+            "and its line in raw.loads were one transaction, which was rolled back. Run the "
+            "same command again (files it already loaded are skipped)."
+        ) from None
     except Exception as exc:
         if "unique" in str(exc).lower() or "duplicate key" in str(exc).lower():
             raise RunnerError(

@@ -7,6 +7,7 @@ placeholders on both engines.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any
 import jinja2
 
 from runner.config import Settings
-from runner.errors import RunnerError
+from runner.errors import RunnerError, WarehouseConnectionLost
 
 RAW_DDL_MACRO = Path("macros") / "create_raw_landing_tables.sql"
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
@@ -68,6 +69,12 @@ class Warehouse:
         for statement in raw_table_statements(project_dir):
             self.execute(statement)
 
+    def try_exclusive(self, name: str) -> bool:
+        """Claim the right to be the only run doing `name` on this warehouse, for as long
+        as this connection lives (a dropped or killed run releases it). False when
+        another run holds it. DuckDB: always True, its file already has one writer."""
+        return True
+
 
 def raw_table_statements(project_dir: Path) -> list[str]:
     source = (project_dir / RAW_DDL_MACRO).read_text(encoding="utf-8")
@@ -91,9 +98,12 @@ class DuckDBWarehouse(Warehouse):
             self._con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
+                holder = re.search(r"lock is held in (.*?)(?:\. See also|$)", str(exc))
+                who = f" ({holder.group(1).strip()})" if holder else ""
                 raise RunnerError(
-                    f"The DuckDB warehouse {path} is in use by another process (DuckDB allows "
-                    "one writer at a time). Wait for it to finish, then run this again."
+                    f"The DuckDB warehouse {path} is in use by another process{who}. DuckDB "
+                    "allows one writer at a time, so this run did nothing. Wait for the other "
+                    "one to finish, then run this again."
                 ) from None
             raise RunnerError(f"Cannot open the DuckDB warehouse {path}: {exc}") from None
         self.path = path
@@ -148,7 +158,7 @@ class PostgresWarehouse(Warehouse):
                 password=credentials.password or None,
                 dbname=credentials.database,
                 connect_timeout=10,
-                application_name="customer_analytics runner",
+                application_name=APPLICATION_NAME,
             )
         except psycopg2.OperationalError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
@@ -160,19 +170,49 @@ class PostgresWarehouse(Warehouse):
             ) from None
         self._con.autocommit = True
         self._in_transaction = False
+        self._where = f"{credentials.host}:{credentials.port}, database {credentials.database!r}"
+
+    def _lost(self, exc: Exception) -> WarehouseConnectionLost | None:
+        """The error to raise when `exc` means the connection is gone, else None. A broken
+        connection is closed by psycopg2 (`closed` != 0); every later call raises
+        InterfaceError. Other OperationalErrors (lock or statement timeouts) are not this."""
+        import psycopg2
+
+        if not isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+            return None
+        if not self._con.closed:
+            return None
+        reason = (str(exc).strip().splitlines() or ["closed"])[0]
+        return WarehouseConnectionLost(
+            f"The connection to the PostgreSQL warehouse ({self._where}) was lost: {reason} "
+            "(the server restarted, the session was terminated, or the network dropped). "
+            "PostgreSQL rolled back the transaction in progress, so none of it was written; "
+            "what was committed before is kept. Run the same command again.",
+            reason,
+        )
 
     @staticmethod
     def _placeholders(sql: str) -> str:
         return re.sub(r"\?", "%s", sql.replace("%", "%%"))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self._con.cursor() as cursor:
-            cursor.execute(self._placeholders(sql), tuple(params))
+        try:
+            with self._con.cursor() as cursor:
+                cursor.execute(self._placeholders(sql), tuple(params))
+        except Exception as exc:
+            if lost := self._lost(exc):
+                raise lost from None
+            raise
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
-        with self._con.cursor() as cursor:
-            cursor.execute(self._placeholders(sql), tuple(params))
-            return [d[0] for d in cursor.description], cursor.fetchall()
+        try:
+            with self._con.cursor() as cursor:
+                cursor.execute(self._placeholders(sql), tuple(params))
+                return [d[0] for d in cursor.description], cursor.fetchall()
+        except Exception as exc:
+            if lost := self._lost(exc):
+                raise lost from None
+            raise
 
     def copy_csv(
         self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
@@ -184,19 +224,45 @@ class PostgresWarehouse(Warehouse):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self._con.autocommit = False
         try:
-            yield
-        except BaseException:
-            self._con.rollback()
+            self._con.autocommit = False
+            try:
+                yield
+            except BaseException:
+                if not self._con.closed:  # a lost connection was rolled back by the server
+                    self._con.rollback()
+                raise
+            else:
+                self._con.commit()
+            finally:
+                if not self._con.closed:
+                    self._con.autocommit = True
+        except Exception as exc:
+            if lost := self._lost(exc):
+                raise lost from None
             raise
-        else:
-            self._con.commit()
-        finally:
-            self._con.autocommit = True
+
+    def ensure_raw_tables(self, project_dir: Path) -> None:
+        # Runs starting together on a new database would race on `create ... if not
+        # exists` (PostgreSQL then fails with a duplicate key in its catalog): one at a time.
+        with self.transaction():
+            self.execute("select pg_advisory_xact_lock(?)", (_lock_key("raw landing tables"),))
+            super().ensure_raw_tables(project_dir)
+
+    def try_exclusive(self, name: str) -> bool:
+        _, rows = self.query("select pg_try_advisory_lock(?)", (_lock_key(name),))
+        return bool(rows[0][0])
 
     def close(self) -> None:
         self._con.close()
+
+
+APPLICATION_NAME = "customer_analytics runner"  # how the runner's sessions show in pg_stat_activity
+
+
+def _lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def connect(settings: Settings, read_only: bool = False) -> Warehouse:
