@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-postgres demo demo-attribution test lint format docs clean lock
+.PHONY: help setup setup-postgres demo demo-attribution test bench lint format docs clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -89,6 +89,13 @@ format: setup  ## fix what ruff and SQLFluff can fix
 
 test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
 	$(BIN)/pytest
+
+# Benchmarks: figures beside their references, written to BENCHMARKS.md. The default
+# size fits in 15 minutes on 2 cores; BENCH_SCALE=large adds 10M events (about an hour).
+BENCH_SCALE ?= default
+
+bench: setup  ## run the benchmarks and write BENCHMARKS.md (BENCH_SCALE=small|default|large)
+	$(BIN)/python bench/bench.py --scale $(BENCH_SCALE)
 
 # The docs site: lineage (sources, models, exposures) and the DuckDB warehouse's catalog.
 DOCS_PORT ?= 8080

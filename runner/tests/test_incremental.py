@@ -43,6 +43,7 @@ INCREMENTAL_MODELS = [
     "staging.base_marketing__session_costs",
     "intermediate.int_web_events_deduplicated",
     "intermediate.int_web_orders_resolved",
+    "intermediate.int_journeys_built",
 ]
 
 

@@ -2,8 +2,34 @@
     started strictly before the conversion, in time order (ties by session_id).
     The latest of them has conversion = 1, the others 0. A session can sit in
     several conversions' journeys. Conversions with no earlier session have no
-    journey here (see int_conversions_without_journeys). -#}
+    journey here (see int_conversions_without_journeys).
+    Incremental: the journeys of every user with a session or a conversion
+    landed in the lookback window (see macro unprocessed_loads) are built again
+    from all their sessions and replace their earlier rows, so a late session
+    lands in the journeys it belongs to. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key='conv_id',
+    on_schema_change='fail',
+) }}
+
 with
+
+{% if is_incremental() -%}
+touched_users as (
+
+    select user_id
+    from {{ ref('stg_marketing__sessions') }}
+    where loaded_at >= {{ customer_analytics.incremental_lookback_start('last_loaded_at') }}
+    union
+    select user_id
+    from {{ ref('stg_marketing__conversions') }}
+    where loaded_at >= {{ customer_analytics.incremental_lookback_start('last_loaded_at') }}
+
+),
+
+{% endif -%}
 
 sessions as (
 
@@ -15,8 +41,12 @@ sessions as (
         closer_engagement,
         impression_interaction,
         event_date,
-        session_at
+        session_at,
+        loaded_at
     from {{ ref('stg_marketing__sessions') }}
+    {%- if is_incremental() %}
+    where user_id in (select user_id from touched_users)
+    {%- endif %}
 
 ),
 
@@ -26,8 +56,12 @@ conversions as (
         conv_id,
         user_id,
         revenue,
-        converted_at
+        converted_at,
+        loaded_at
     from {{ ref('stg_marketing__conversions') }}
+    {%- if is_incremental() %}
+    where user_id in (select user_id from touched_users)
+    {%- endif %}
 
 ),
 
@@ -44,7 +78,11 @@ journey_sessions as (
         conversions.revenue,
         sessions.event_date,
         sessions.session_at,
-        conversions.converted_at
+        conversions.converted_at,
+        case
+            when sessions.loaded_at > conversions.loaded_at then sessions.loaded_at
+            else conversions.loaded_at
+        end as loaded_at
     from conversions
     inner join sessions
         on
@@ -60,7 +98,8 @@ ordered as (
         row_number() over (
             partition by conv_id order by session_at, session_id
         ) as session_position,
-        count(*) over (partition by conv_id) as journey_sessions
+        count(*) over (partition by conv_id) as journey_sessions,
+        max(loaded_at) over (partition by conv_id) as last_loaded_at
     from journey_sessions
 
 ),
@@ -81,7 +120,8 @@ final as (
         revenue,
         event_date,
         session_at,
-        converted_at
+        converted_at,
+        last_loaded_at
     from ordered
 
 )
