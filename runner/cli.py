@@ -703,24 +703,76 @@ def setup_postgres(settings: Settings, bi_role: str, login: bool) -> None:
 
 
 @cli.command()
-@click.option("--customers", type=click.IntRange(min=1), required=True, help="How many customers.")
-@click.option("--seed", type=int, required=True, help="Random seed: same seed, same files.")
+@click.option(
+    "--customers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many customers (required, but with --append, which reads it from generate.json).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Random seed: same seed, same files (required, but with --append).",
+)
+@click.option(
+    "--start-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    default=None,
+    help="First day of the window, YYYY-MM-DD (default 2017-01-01).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Days in the window (default 120); with --append, days to add (default 1).",
+)
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add the next --days days to the world generated in --out (read from its "
+    "generate.json): one new web_events_<YYYY-MM-DD>.jsonl per day, the same customers "
+    "plus newcomers; no existing data file changes. Only the web stream grows: the store, "
+    "CRM, app and marketing files keep their initial window.",
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
     help="Folder to write the files to (created if missing).",
 )
-def generate(customers: int, seed: int, out: Path) -> None:
+def generate(
+    customers: int | None,
+    seed: int | None,
+    start_date: datetime | None,
+    days: int | None,
+    append: bool,
+    out: Path,
+) -> None:
     """Write realistic raw files for every source, deterministic for a seed, with a
-    trickle of deliberately bad records."""
+    trickle of deliberately bad records, and the manifest generate.json that --append
+    continues from."""
+    from runner.generate import DEFAULT_DAYS, DEFAULT_START_DATE, append_days
     from runner.generate import generate as generate_files
 
-    for written in generate_files(out, customers=customers, seed=seed):
-        how = f"runner load {written.source} {written.path}"
-        if written.extract_date is not None:
-            how += f" --extract-date {written.extract_date}"
-        click.echo(f"{written.path}: {written.rows} records; load with `{how}`")
+    start = start_date.date() if start_date is not None else None
+    if append:
+        written = append_days(out, days or 1, customers=customers, seed=seed, start_date=start)
+    else:
+        for option, value in (("--customers", customers), ("--seed", seed)):
+            if value is None:
+                raise click.UsageError(f"Missing option '{option}' (required unless --append).")
+        written = generate_files(
+            out, customers, seed, start or DEFAULT_START_DATE, days or DEFAULT_DAYS
+        )
+    for file in written:
+        how = f"runner load {file.source} {file.path}"
+        if file.extract_date is not None:
+            how += f" --extract-date {file.extract_date}"
+        click.echo(f"{file.path}: {file.rows} records; load with `{how}`")
+    if not append:
+        click.echo(f"Add days to this world with `runner generate --append --out {out}`.", err=True)
 
 
 def main() -> None:

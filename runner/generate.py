@@ -12,6 +12,31 @@ out of time order, verbatim duplicates, a few valid times with an explicit UTC o
 trickle of deliberately bad records of every kind in ``BAD_KINDS`` (named after the quarantine
 reasons of ``base_web__events``); each kind appears at least once in every file.
 
+Every run also writes two files that are not raw data: the manifest ``generate.json``
+(``MANIFEST_FILE``), which records the world (``customers``, ``seed``, ``start_date`` and
+``days`` of the initial window, ``days_appended`` so far, the files written: name, ``runner
+load`` source, records) and names its customers file, ``generate-customers-<YYYY-MM-DD>.csv``:
+one line per web customer, in id order, with what later days need to know of them (id, join
+time, last name, current city and state, visits per week) as they stand at the end of that day,
+written as the stream goes. A new run in a folder removes the appended days and the customers
+file of the world generated there before.
+
+``append_days`` (``runner generate --append``) continues the web stream of such a folder one day
+at a time: ``web_events_<YYYY-MM-DD>.jsonl`` and the next customers file are new files, the
+manifest is rewritten (it commits the day) and the previous customers file is removed; no other
+file changes. Each day is drawn from its own ``random.Random(f"web-{seed}-{YYYY-MM-DD}")`` in
+one streaming pass over the customers file (whatever the history's size, memory stays bounded),
+so appending one day twice writes exactly what appending two days at once does. In a day: every
+customer visits at their weekly rate (images, orders and order updates as before), a few move
+house (customer UPDATE events, about ``CUSTOMER_UPDATE_RATE`` per customer per initial window),
+new customers join at the initial rate (``customers / days`` a day, ids after the last one, see
+``_new_customer_id``), a few visits are late (``LATE_RATE``: they happened on one of the
+``LATE_DAYS`` days before and arrive in this file; every file has at least one), and the file
+has the stream's disorder, duplicates, offset times and bad records of every kind. Keys of
+appended events carry the day (``_key``), so they never equal a key of another file, except
+for updates of an entity (a customer who moves, an order) and verbatim duplicates. Only the web
+stream grows: the store, CRM, app and marketing files keep their initial window.
+
 The store system delivers CSV files (see ``StoreWriter``): full customer extracts on up to three
 delivery days, ``store_customers_<YYYY-MM-DD>.csv`` (``ID,Name,City``; each overwrites the last,
 no history), and its sales, ``store_sales.csv``
@@ -55,11 +80,13 @@ duplicate session row.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import itertools
 import json
 import math
 import random
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
@@ -67,9 +94,16 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from runner.errors import RunnerError
+
 WEB_EVENTS_SOURCE = "web-events"
 WEB_EVENTS_FILE = "web_events.jsonl"
 FIRST_CUSTOMER_ID = 10001
+DEFAULT_START_DATE = date(2017, 1, 1)
+DEFAULT_DAYS = 120
+MANIFEST_FILE = "generate.json"
+CUSTOMERS_HEADER = ("customer_id", "joined_at", "last_name", "city", "state", "visits_per_week")
+DAY_FILE = re.compile(r"web_events_\d{4}-\d{2}-\d{2}\.jsonl")  # an appended day's file
 
 BUFFER_SIZE = 2000  # lines held back to simulate out-of-order arrival
 BAD_RATE = 0.02  # bad records per valid event
@@ -81,6 +115,8 @@ IMAGE_RATE = 0.05  # per site visit
 ORDER_RATE = 0.08  # per site visit
 ORDER_UPDATE_RATE = 0.10  # per order
 MEDIAN_ORDER_CENTS = 4000
+LATE_RATE = 0.02  # visits of an appended day that happened on an earlier day
+LATE_DAYS = 3  # how many days before their file late visits happened, at most
 
 BAD_KINDS = (
     "invalid_json",
@@ -333,7 +369,11 @@ class Customer:
 
 
 def generate(
-    out_dir: Path, customers: int, seed: int, start_date: date = date(2017, 1, 1), days: int = 120
+    out_dir: Path,
+    customers: int,
+    seed: int,
+    start_date: date = DEFAULT_START_DATE,
+    days: int = DEFAULT_DAYS,
 ) -> list[GeneratedFile]:
     """Write raw files for every source into out_dir and describe them, in this order: the web
     events, the store customer extracts (by date), the store sales, the CRM customers,
@@ -345,6 +385,9 @@ def generate(
     ``CrmWriter.tap``, ``AppWriter.tap``, ``MarketingWriter.tap``), each drawing from its own
     random stream and never from the web's, so adding a source never changes the files of the
     others.
+
+    Also writes the customers file and the manifest (see the module docstring), after removing
+    the appended days and customers file of a world generated there before.
     """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")
@@ -352,10 +395,13 @@ def generate(
     start = datetime(start_date.year, start_date.month, start_date.day, tzinfo=timezone.utc)
     end = start + timedelta(days=days)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_previous_world(out_dir)
+    manifest = Manifest(customers, seed, start_date, days, 0, ())
     path = out_dir / WEB_EVENTS_FILE
     rows = 0
     with ExitStack() as stack:
         file = stack.enter_context(path.open("w", encoding="utf-8", newline="\n"))
+        customers_out = _CustomersOut(stack, out_dir / manifest.customers_file)
         store = StoreWriter(stack, out_dir, seed, start_date, days, customers)
         crm = CrmWriter(stack, out_dir, seed, start_date, days, customers)
         app = AppWriter(stack, out_dir, seed, start_date, days)
@@ -363,20 +409,24 @@ def generate(
         web_customers = marketing.tap(
             app.tap(crm.tap(store.tap(iter_customers(rng, customers, start, end))))
         )
-        for line in web_event_lines(rng, web_customers, start, end):
+        lines = web_event_lines(rng, web_customers, start, end, customers_out=customers_out)
+        for line in lines:
             file.write(line + "\n")
             rows += 1
         store_files = store.finish()
         crm_files = crm.finish()
         app_files = app.finish()
         marketing_files = marketing.finish()
-    return [
+    written = [
         GeneratedFile(WEB_EVENTS_SOURCE, path, rows),
         *store_files,
         *crm_files,
         *app_files,
         *marketing_files,
     ]
+    files = tuple(_manifest_entry(generated) for generated in written)
+    _write_manifest(out_dir, dataclasses.replace(manifest, files=files))
+    return written
 
 
 def iter_customers(
@@ -402,25 +452,43 @@ def web_events_for_customer(
 
     ``event_time`` is a timezone-aware datetime here; ``web_event_lines`` serialises it.
     """
-    cid = customer.customer_id
     events = [_customer_event("NEW", customer, customer.joined_at)]
-    if rng.random() < CUSTOMER_UPDATE_RATE:  # moved house
-        city, state = rng.choice(CITIES)
-        moved = dataclasses.replace(customer, city=city, state=state)
-        events.append(_customer_event("UPDATE", moved, _between(rng, customer.joined_at, end)))
-    serial = itertools.count(1)
+    if rng.random() < CUSTOMER_UPDATE_RATE:
+        events.append(_move(rng, customer, customer.joined_at, end))
+    serials = itertools.count(1)
     seconds_per_visit = 7 * 86400 / customer.visits_per_week
     when = customer.joined_at + timedelta(seconds=rng.uniform(1, 120))
     while when < end:
-        events.append(_site_visit(rng, cid, when, next(serial)))
-        if rng.random() < IMAGE_RATE:
-            events.append(_image(rng, cid, _minutes_later(rng, when), next(serial)))
-        if rng.random() < ORDER_RATE:
-            order = _order(rng, cid, _minutes_later(rng, when), next(serial))
-            events.append(order)
-            if rng.random() < ORDER_UPDATE_RATE:
-                events.append(_order_update(rng, order))
+        events.extend(_visit(rng, customer.customer_id, when, serials))
         when += timedelta(seconds=rng.expovariate(1 / seconds_per_visit))
+    return _sorted_before(events, end)
+
+
+def _move(rng: random.Random, customer: Customer, low: datetime, high: datetime) -> dict[str, Any]:
+    """The customer moved house: an UPDATE with a random city, at a random time in [low, high)."""
+    city, state = rng.choice(CITIES)
+    moved = dataclasses.replace(customer, city=city, state=state)
+    return _customer_event("UPDATE", moved, _between(rng, low, high))
+
+
+def _visit(
+    rng: random.Random, cid: int, when: datetime, serials: Iterator[int | str]
+) -> list[dict[str, Any]]:
+    """The events of one site visit: the visit, maybe an image upload, maybe an order (which
+    maybe gets updated later; the caller drops events past its window)."""
+    events = [_site_visit(rng, cid, when, next(serials))]
+    if rng.random() < IMAGE_RATE:
+        events.append(_image(rng, cid, _minutes_later(rng, when), next(serials)))
+    if rng.random() < ORDER_RATE:
+        order = _order(rng, cid, _minutes_later(rng, when), next(serials))
+        events.append(order)
+        if rng.random() < ORDER_UPDATE_RATE:
+            events.append(_order_update(rng, order))
+    return events
+
+
+def _sorted_before(events: list[dict[str, Any]], end: datetime) -> list[dict[str, Any]]:
+    """The events before ``end``, sorted by time."""
     events = [event for event in events if event["event_time"] < end]
     events.sort(key=lambda event: event["event_time"])
     return events
@@ -432,9 +500,13 @@ def web_event_lines(
     start: datetime,
     end: datetime,
     buffer_size: int = BUFFER_SIZE,
+    customers_out: _CustomersOut | None = None,
 ) -> Iterator[str]:
-    """Lazily yield the lines of the web event file, in arrival order."""
-    return arrival_order(rng, _web_records(rng, customers, start, end), buffer_size)
+    """Lazily yield the lines of the web event file, in arrival order; write each customer's
+    line of the customers file to ``customers_out``, if given."""
+    customer_events = ((c, web_events_for_customer(rng, c, end)) for c in customers)
+    records = _web_records(rng, customer_events, start, end, itertools.count(1), customers_out)
+    return arrival_order(rng, records, buffer_size)
 
 
 def arrival_order(
@@ -476,26 +548,36 @@ def format_event_time(when: datetime, offset: timezone = timezone.utc) -> str:
 
 
 def _web_records(
-    rng: random.Random, customers: Iterable[Customer], start: datetime, end: datetime
+    rng: random.Random,
+    customer_events: Iterable[tuple[Customer, list[dict[str, Any]]]],
+    start: datetime,
+    end: datetime,
+    serials: Iterator[int | str],
+    customers_out: _CustomersOut | None = None,
 ) -> Iterator[tuple[str, bool]]:
-    """``(line, is_valid)`` in generation order: one bad record of each kind, then each
-    customer's events with a trickle of bad records among them."""
-    serial = itertools.count(1)  # makes the keys of bad records unique
+    """``(line, is_valid)`` in generation order: one bad record of each kind (at a time in
+    [start, end)), then each customer's events with a trickle of bad records among them.
+
+    ``serials`` make the keys of bad records unique. ``customers_out`` gets each customer's line
+    of the customers file, as the customer stands after their events.
+    """
     for kind in BAD_KINDS:
         when = _between(rng, start, end)
-        yield _bad_record(rng, kind, FIRST_CUSTOMER_ID, when, next(serial)), False
-    for customer in customers:
+        yield _bad_record(rng, kind, FIRST_CUSTOMER_ID, when, next(serials)), False
+    for customer, events in customer_events:
+        if customers_out is not None:
+            customers_out.write(customer, events)
         cid = customer.customer_id
-        for event in web_events_for_customer(rng, customer, end):
+        for event in events:
             when = event["event_time"]
             offset = rng.choice(OFFSETS) if rng.random() < OFFSET_TIME_RATE else timezone.utc
             yield _dumps({**event, "event_time": format_event_time(when, offset)}), True
             if rng.random() < BAD_RATE:
-                yield _bad_record(rng, rng.choice(BAD_KINDS), cid, when, next(serial)), False
+                yield _bad_record(rng, rng.choice(BAD_KINDS), cid, when, next(serials)), False
 
 
 def _bad_record(
-    rng: random.Random, kind: str, customer_id: int, when: datetime, serial: int
+    rng: random.Random, kind: str, customer_id: int, when: datetime, serial: int | str
 ) -> str:
     """One line that the staging layer must quarantine for reason ``kind``."""
     if kind in ("non_usd_total_amount", "unparseable_total_amount", "missing_total_amount"):
@@ -549,28 +631,35 @@ def _customer_event(verb: str, customer: Customer, when: datetime) -> dict[str, 
     )
 
 
-def _site_visit(rng: random.Random, cid: int, when: datetime, serial: int) -> dict[str, Any]:
+def _key(prefix: str, cid: int, serial: int | str) -> str:
+    """An event key: ``p-10001-0042`` for serial 42. Appended days use text serials
+    (``20170501-0042``, see ``_day_serials``), so their keys never equal a key of the initial
+    file nor of another day."""
+    return f"{prefix}-{cid}-{serial:04d}" if isinstance(serial, int) else f"{prefix}-{cid}-{serial}"
+
+
+def _site_visit(rng: random.Random, cid: int, when: datetime, serial: int | str) -> dict[str, Any]:
     names = rng.sample(TAGS, rng.choice((0, 1, 1, 2, 3)))
     tags = [{name: rng.choice(values)} for name, values in names]
     return _event(
-        "SITE_VISIT", "NEW", f"p-{cid}-{serial:04d}", when, customer_id=str(cid), tags=tags
+        "SITE_VISIT", "NEW", _key("p", cid, serial), when, customer_id=str(cid), tags=tags
     )
 
 
-def _image(rng: random.Random, cid: int, when: datetime, serial: int) -> dict[str, Any]:
+def _image(rng: random.Random, cid: int, when: datetime, serial: int | str) -> dict[str, Any]:
     make, model = rng.choice(CAMERAS)
-    key = f"i-{cid}-{serial:04d}"
+    key = _key("i", cid, serial)
     return _event(
         "IMAGE", "UPLOAD", key, when, customer_id=str(cid), camera_make=make, camera_model=model
     )
 
 
-def _order(rng: random.Random, cid: int, when: datetime, serial: int) -> dict[str, Any]:
+def _order(rng: random.Random, cid: int, when: datetime, serial: int | str) -> dict[str, Any]:
     """A new order with a log-normal amount (median ``MEDIAN_ORDER_CENTS``, at least 1 USD)."""
     cents = max(100, round(rng.lognormvariate(math.log(MEDIAN_ORDER_CENTS), 0.75)))
     amount = _usd(cents)
     return _event(
-        "ORDER", "NEW", f"o-{cid}-{serial:04d}", when, customer_id=str(cid), total_amount=amount
+        "ORDER", "NEW", _key("o", cid, serial), when, customer_id=str(cid), total_amount=amount
     )
 
 
@@ -597,6 +686,301 @@ def _minutes_later(rng: random.Random, when: datetime) -> datetime:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- The manifest and appended days ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """What ``MANIFEST_FILE`` records about the world generated in a folder."""
+
+    customers: int  # of the initial window
+    seed: int
+    start_date: date
+    days: int  # the initial window
+    days_appended: int
+    files: tuple[dict[str, Any], ...]  # see _manifest_entry
+
+    @property
+    def next_day(self) -> date:
+        """The first day not generated yet."""
+        return self.start_date + timedelta(days=self.days + self.days_appended)
+
+    @property
+    def customers_file(self) -> str:
+        """``generate-customers-<YYYY-MM-DD>.csv``: the customers as they stand at the end of
+        the last day generated."""
+        return f"generate-customers-{self.next_day - timedelta(days=1)}.csv"
+
+
+def web_events_day_file(day: date) -> str:
+    """``web_events_<YYYY-MM-DD>.jsonl``: the name of the file of an appended day."""
+    return f"web_events_{day.isoformat()}.jsonl"
+
+
+def read_manifest(out_dir: Path) -> Manifest:
+    """The manifest of the world generated in ``out_dir``; a ``RunnerError`` saying what to do
+    if there is none or it is not one ``generate`` wrote."""
+    path = out_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise RunnerError(
+            f"{path} does not exist: run `runner generate --customers N --seed S --out {out_dir}` "
+            "first, then --append adds days to the world it wrote."
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Manifest(
+            customers=int(data["customers"]),
+            seed=int(data["seed"]),
+            start_date=date.fromisoformat(data["start_date"]),
+            days=int(data["days"]),
+            days_appended=int(data["days_appended"]),
+            files=tuple(dict(entry) for entry in data["files"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunnerError(
+            f"{path} is not a manifest written by `runner generate` ({exc!r}): generate the "
+            "world again."
+        ) from exc
+
+
+def append_days(
+    out_dir: Path,
+    days: int = 1,
+    customers: int | None = None,
+    seed: int | None = None,
+    start_date: date | None = None,
+) -> list[GeneratedFile]:
+    """Write the next ``days`` days of the world generated in ``out_dir`` (see the module
+    docstring), one ``web_events_<YYYY-MM-DD>.jsonl`` each, and describe them in order.
+
+    ``customers``, ``seed`` and ``start_date`` come from the manifest; if given, they must be
+    the manifest's. Each day is complete before the next starts: its file and the next
+    customers file are written aside and renamed into place, then the manifest, which commits
+    the day, and only then is the previous customers file removed. A run interrupted before
+    the manifest leaves the world as it was (the files it wrote are written again, with the
+    same bytes).
+    """
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    manifest = read_manifest(out_dir)
+    recorded = {
+        "--customers": (customers, manifest.customers),
+        "--seed": (seed, manifest.seed),
+        "--start-date": (start_date, manifest.start_date),
+    }
+    for option, (given, value) in recorded.items():
+        if given is not None and given != value:
+            raise RunnerError(
+                f"The world in {out_dir} was generated with {option} {value}, not {given}: "
+                f"leave {option} out to append to it, or generate another world elsewhere."
+            )
+    written = []
+    for _ in range(days):
+        manifest, day_file = _append_day(out_dir, manifest)
+        written.append(day_file)
+    return written
+
+
+def _append_day(out_dir: Path, manifest: Manifest) -> tuple[Manifest, GeneratedFile]:
+    """Write the file of ``manifest.next_day`` and the customers file and manifest after it."""
+    customers_before = out_dir / manifest.customers_file
+    if not customers_before.is_file():
+        raise RunnerError(
+            f"{customers_before} is missing: generate the world again with `runner generate`."
+        )
+    day = manifest.next_day
+    rng = random.Random(f"web-{manifest.seed}-{day.isoformat()}")
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    end = start + timedelta(days=1)
+    path = out_dir / web_events_day_file(day)
+    after = dataclasses.replace(manifest, days_appended=manifest.days_appended + 1)
+    customers_after = out_dir / after.customers_file
+    rows = 0
+    with ExitStack() as stack:
+        file = stack.enter_context(_aside(path).open("w", encoding="utf-8", newline="\n"))
+        customers_out = _CustomersOut(stack, _aside(customers_after))
+        customers = _read_customers(customers_before)
+        customer_events = _day_customer_events(rng, customers, manifest, start, end)
+        serials = _day_serials(day)
+        records = _web_records(rng, customer_events, start, end, serials, customers_out)
+        for line in arrival_order(rng, records):
+            file.write(line + "\n")
+            rows += 1
+    _aside(path).replace(path)
+    _aside(customers_after).replace(customers_after)
+    written = GeneratedFile(WEB_EVENTS_SOURCE, path, rows)
+    after = dataclasses.replace(after, files=(*manifest.files, _manifest_entry(written)))
+    _write_manifest(out_dir, after)
+    customers_before.unlink()
+    return after, written
+
+
+def _day_customer_events(
+    rng: random.Random,
+    customers: Iterable[Customer],
+    manifest: Manifest,
+    start: datetime,
+    end: datetime,
+) -> Iterator[tuple[Customer, list[dict[str, Any]]]]:
+    """Each customer of the day [start, end) with their events: the existing ``customers`` (the
+    first with a late visit for sure), then those who join that day, at the initial rate."""
+    move_rate = CUSTOMER_UPDATE_RATE / manifest.days
+    last_id: int | None = None
+    for customer in customers:
+        first = last_id is None
+        yield customer, _day_events_for_customer(rng, customer, start, end, move_rate, first)
+        last_id = customer.customer_id
+    # customers * n // days have joined by n days into the world, as in the initial window
+    n = (start.date() - manifest.start_date).days
+    joining = (
+        manifest.customers * (n + 1) // manifest.days - manifest.customers * n // manifest.days
+    )
+    for joined in iter_customers(rng, joining, start, end):
+        last_id = _new_customer_id(manifest.customers, last_id)
+        customer = dataclasses.replace(joined, customer_id=last_id)
+        yield customer, web_events_for_customer(rng, customer, end)
+
+
+def _day_events_for_customer(
+    rng: random.Random,
+    customer: Customer,
+    start: datetime,
+    end: datetime,
+    move_rate: float,
+    force_late: bool,
+) -> list[dict[str, Any]]:
+    """An existing customer's events of the day [start, end), sorted by time: maybe a move,
+    and visits at their weekly rate, of which about ``LATE_RATE`` (and one more if
+    ``force_late``)
+    happened on one of the ``LATE_DAYS`` days before (never before the customer joined)."""
+    events = []
+    if rng.random() < move_rate:
+        events.append(_move(rng, customer, start, end))
+    visits = [_late_visit_time(rng, customer, start)] if force_late else []
+    seconds_per_visit = 7 * 86400 / customer.visits_per_week
+    when = start + timedelta(seconds=rng.expovariate(1 / seconds_per_visit))
+    while when < end:
+        late = rng.random() < LATE_RATE
+        visits.append(_late_visit_time(rng, customer, start) if late else when)
+        when += timedelta(seconds=rng.expovariate(1 / seconds_per_visit))
+    if visits:  # most customers have none in a day: spare them the rest
+        serials = _day_serials(start.date())
+        for visit in visits:
+            events.extend(_visit(rng, customer.customer_id, visit, serials))
+    return _sorted_before(events, end) if events else events
+
+
+def _late_visit_time(rng: random.Random, customer: Customer, start: datetime) -> datetime:
+    """A time on one of the ``LATE_DAYS`` days before ``start``, after the customer joined."""
+    return _between(rng, max(customer.joined_at, start - timedelta(days=LATE_DAYS)), start)
+
+
+def _day_serials(day: date) -> Iterator[str]:
+    """Serials of the keys made on an appended day: ``20170501-0001``, ``20170501-0002``..."""
+    prefix = f"{day:%Y%m%d}"
+    return (f"{prefix}-{number:04d}" for number in itertools.count(1))
+
+
+def _new_customer_id(customers: int, last_id: int | None) -> int:
+    """The id of a web customer who joins after ``last_id`` (None: nobody yet).
+
+    The next id, unless the other sources use it for their own customers: their ids (from
+    ``marketing_id_range``, ``crm_id_range`` and ``store_id_ranges`` of the initial
+    ``customers``) lie below a power of ten (100000 at the usual scale); new web customers
+    skip to just above it.
+    """
+    candidate = FIRST_CUSTOMER_ID if last_id is None else last_id + 1
+    firsts = (
+        marketing_id_range(customers),
+        crm_id_range(customers)[0],
+        store_id_ranges(customers)[0],
+    )
+    ceiling = 10 ** len(str(max(firsts)))
+    if min(firsts) <= candidate <= ceiling:
+        return ceiling + 1
+    return candidate
+
+
+class _CustomersOut:
+    """A customers file being written (LF line endings, a header), one customer at a time."""
+
+    def __init__(self, stack: ExitStack, path: Path) -> None:
+        file = stack.enter_context(path.open("w", encoding="utf-8", newline=""))
+        self._rows = csv.writer(file, lineterminator="\n")
+        self._rows.writerow(CUSTOMERS_HEADER)
+
+    def write(self, customer: Customer, events: list[dict[str, Any]]) -> None:
+        """The customer's row, with the city of their latest customer event (``events`` sorted
+        by time), if any. Times and rates are written so that they read back exactly."""
+        city, state = customer.city, customer.state
+        for event in reversed(events):
+            if event["type"] == "CUSTOMER":
+                city, state = event["adr_city"], event["adr_state"]
+                break
+        joined_at = customer.joined_at.isoformat()
+        rate = repr(customer.visits_per_week)
+        self._rows.writerow(
+            (customer.customer_id, joined_at, customer.last_name, city, state, rate)
+        )
+
+
+def _read_customers(path: Path) -> Iterator[Customer]:
+    """Stream the customers of a customers file."""
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = csv.reader(file)
+        if tuple(next(rows, ())) != CUSTOMERS_HEADER:
+            raise RunnerError(f"{path}: not a customers file written by `runner generate`.")
+        for cid, joined_at, last_name, city, state, visits_per_week in rows:
+            joined = datetime.fromisoformat(joined_at)
+            yield Customer(int(cid), joined, last_name, city, state, float(visits_per_week))
+
+
+def _manifest_entry(generated: GeneratedFile) -> dict[str, Any]:
+    """A written file as the manifest lists it: its name in the folder, how to load it, its
+    records (and a store extract's delivery day)."""
+    entry: dict[str, Any] = {
+        "path": generated.path.name,
+        "source": generated.source,
+        "rows": generated.rows,
+    }
+    if generated.extract_date is not None:
+        entry["extract_date"] = generated.extract_date.isoformat()
+    return entry
+
+
+def _write_manifest(out_dir: Path, manifest: Manifest) -> None:
+    data = {
+        "customers": manifest.customers,
+        "seed": manifest.seed,
+        "start_date": manifest.start_date.isoformat(),
+        "days": manifest.days,
+        "days_appended": manifest.days_appended,
+        "customers_file": manifest.customers_file,
+        "files": list(manifest.files),
+    }
+    path = out_dir / MANIFEST_FILE
+    aside = _aside(path)
+    aside.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8", newline="\n")
+    aside.replace(path)
+
+
+def _remove_previous_world(out_dir: Path) -> None:
+    """Remove the day files and the customers file of the world whose manifest is in
+    ``out_dir``, if any: a new ``generate`` replaces that world."""
+    try:
+        previous = read_manifest(out_dir)
+    except RunnerError:
+        return
+    names = [str(entry.get("path", "")) for entry in previous.files]
+    for name in [*filter(DAY_FILE.fullmatch, names), previous.customers_file]:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _aside(path: Path) -> Path:
+    """Where to write ``path`` before renaming it into place."""
+    return path.with_name(path.name + ".tmp")
 
 
 # --- The store system ------------------------------------------------------------------------

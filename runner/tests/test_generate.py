@@ -20,6 +20,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -32,8 +33,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+from click.testing import CliRunner
 
 from runner import generate as gen
+from runner.cli import cli
 from runner.tests.reference import classify, parse_time
 
 VALID_AMOUNT = re.compile(r"^\d+\.\d{2} USD$")
@@ -291,19 +294,22 @@ def test_store_files_leave_the_web_file_unchanged(sample_files) -> None:
 
 def test_bundled_sample_is_what_the_generator_makes(sample_files) -> None:
     """data/sample is documented as `runner generate --customers 200 --seed 42`: every file
-    the generator makes is bundled, byte for byte, and nothing else is (a folder holds exactly
-    the generated files). A SQLite database records the version of the SQLite library that
-    wrote it in its header, so a database written by another version must hold the same schema
-    and the same typed rows in the same order; by the same version, the same bytes."""
+    the generator makes is bundled, byte for byte (the manifest and the customers file for
+    --append too), and nothing else is (a folder holds exactly the generated files). A SQLite
+    database records the version of the SQLite library that wrote it in its header, so a
+    database written by another version must hold the same schema and the same typed rows in
+    the same order; by the same version, the same bytes."""
     bundled = Path(__file__).resolve().parents[2] / "data" / "sample"
-    written = sample_files
-    assert sorted(p.name for p in bundled.iterdir()) == sorted(f.path.name for f in written)
-    for generated in written:
-        copy = bundled / generated.path.name
-        if generated.path.suffix == ".sqlite" and sqlite_writer_version(copy) != sqlite_version():
-            assert sqlite_dump(generated.path) == sqlite_dump(copy)
+    written = [f.path for f in sample_files]
+    folder = written[0].parent
+    written += [folder / gen.MANIFEST_FILE, folder / gen.read_manifest(folder).customers_file]
+    assert sorted(p.name for p in bundled.iterdir()) == sorted(path.name for path in written)
+    for path in written:
+        copy = bundled / path.name
+        if path.suffix == ".sqlite" and sqlite_writer_version(copy) != sqlite_version():
+            assert sqlite_dump(path) == sqlite_dump(copy)
         else:
-            assert contents(generated.path) == contents(copy), generated.path.name
+            assert contents(path) == contents(copy), path.name
 
 
 def sqlite_version() -> int:
@@ -1675,3 +1681,293 @@ def test_marketing_is_written_in_bounded_memory(
             assert marketing.buffered_rows <= 3 * 100
     # Rows were released while the customers streamed through (finish never ran).
     assert len(read_csv_file(tmp_path / "marketing" / "session_sources.csv").lines) > 500
+
+
+# --- The manifest and appended days -----------------------------------------------------------
+
+WORLD_START = date(2020, 6, 1)
+WORLD_DAYS = 7
+WORLD_CUSTOMERS = 40
+FIRST_CUSTOMERS_FILE = "generate-customers-2020-06-07.csv"  # at the end of the initial window
+LAST_CUSTOMERS_FILE = "generate-customers-2020-06-09.csv"  # after the two appended days
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def folder_contents(folder: Path) -> dict[str, bytes | dict[str, bytes]]:
+    return {path.name: contents(path) for path in sorted(folder.iterdir())}
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)  # naive UTC, as parse_time returns
+
+
+def creations(lines: list[str]) -> set[tuple[str, str]]:
+    """(type, key) of the valid events that create an entity (anything but an UPDATE)."""
+    return {(e["type"], e["key"]) for e in valid_events(lines) if e["verb"] != "UPDATE"}
+
+
+def customer_id_of(event: dict[str, Any]) -> int:
+    return int(event["key"] if event["type"] == "CUSTOMER" else event["customer_id"])
+
+
+def customer_rows(data: bytes) -> list[list[str]]:
+    """The rows of a customers file, without its header."""
+    header, *rows = csv.reader(data.decode("utf-8").splitlines())
+    assert header == list(gen.CUSTOMERS_HEADER)
+    return rows
+
+
+def file_day(written: gen.GeneratedFile) -> date:
+    """The day of an appended day's file, from its name."""
+    return date.fromisoformat(written.path.stem.removeprefix("web_events_"))
+
+
+class World(NamedTuple):
+    folder: Path
+    before: dict[str, bytes | dict[str, bytes]]  # the folder's contents before appending
+    days: list[gen.GeneratedFile]  # the appended days, in order
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A week from 2020-06-01 with 40 customers, then two appended days."""
+    folder = tmp_path_factory.mktemp("world")
+    gen.generate(folder, WORLD_CUSTOMERS, seed=8, start_date=WORLD_START, days=WORLD_DAYS)
+    before = folder_contents(folder)
+    return World(folder, before, gen.append_days(folder, days=2))
+
+
+def test_start_date_and_days_place_the_world_in_time(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    result = invoke(
+        "generate", "--customers", "20", "--seed", "3", "--start-date", "2019-03-10",
+        "--days", "10", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    start = datetime(2019, 3, 10)
+    times = [
+        parse_time(e["event_time"]) for e in valid_events(read_lines(out / "web_events.jsonl"))
+    ]
+    assert all(start <= when < start + timedelta(days=10) for when in times)
+    assert min(times) < start + timedelta(days=2) and max(times) >= start + timedelta(days=8)
+    manifest = json.loads((out / gen.MANIFEST_FILE).read_text(encoding="utf-8"))
+    assert {key: manifest[key] for key in ("start_date", "days", "days_appended")} == {
+        "start_date": "2019-03-10",
+        "days": 10,
+        "days_appended": 0,
+    }
+
+
+def test_generate_requires_customers_and_seed_without_append(tmp_path: Path) -> None:
+    result = invoke("generate", "--seed", "3", "--out", str(tmp_path / "w"))
+    assert result.exit_code == 2 and "--customers" in result.output
+    assert not (tmp_path / "w").exists()
+
+
+def test_manifest_describes_the_world_and_what_was_written(world: World) -> None:
+    manifest = json.loads((world.folder / gen.MANIFEST_FILE).read_text(encoding="utf-8"))
+    assert {key: manifest[key] for key in ("customers", "seed", "start_date", "days")} == {
+        "customers": WORLD_CUSTOMERS,
+        "seed": 8,
+        "start_date": "2020-06-01",
+        "days": WORLD_DAYS,
+    }
+    assert manifest["days_appended"] == 2
+    assert manifest["customers_file"] == LAST_CUSTOMERS_FILE
+    listed = {entry["path"]: entry for entry in manifest["files"]}
+    assert set(world.before) - set(listed) == {gen.MANIFEST_FILE, FIRST_CUSTOMERS_FILE}
+    assert list(listed)[-2:] == ["web_events_2020-06-08.jsonl", "web_events_2020-06-09.jsonl"]
+    for name, entry in listed.items():
+        path = world.folder / name
+        assert path.exists(), name
+        if path.suffix == ".jsonl":
+            assert entry["rows"] == len(read_lines(path)), name
+    assert listed["store_sales.csv"]["source"] == "store-sales"
+    assert "extract_date" in listed["store_customers_2020-06-02.csv"]
+
+
+def test_append_writes_only_new_files(world: World) -> None:
+    """New day files and customers file; the manifest is rewritten, the customers file it
+    named is gone, and nothing else changes."""
+    after = folder_contents(world.folder)
+    new = [f"web_events_{day}.jsonl" for day in ("2020-06-08", "2020-06-09")]
+    kept = set(world.before) - {FIRST_CUSTOMERS_FILE}
+    assert sorted(after) == sorted([*kept, *new, LAST_CUSTOMERS_FILE])
+    assert [(f.source, f.path.name) for f in world.days] == [("web-events", n) for n in new]
+    for name in kept - {gen.MANIFEST_FILE}:
+        assert after[name] == world.before[name], name
+    for written in world.days:
+        assert written.rows == len(read_lines(written.path))
+
+
+def test_customers_file_keeps_profiles_and_follows_moves(world: World) -> None:
+    """Old customers keep their profile, newcomers are added, and every customer's city is
+    the one of their latest customer event in the web files."""
+    before = customer_rows(world.before[FIRST_CUSTOMERS_FILE])
+    after = customer_rows((world.folder / LAST_CUSTOMERS_FILE).read_bytes())
+    assert len(before) == WORLD_CUSTOMERS and len(after) > len(before)
+    for old, now in zip(before, after, strict=False):  # id, joined_at, last_name, visits
+        assert (old[0], old[1], old[2], old[5]) == (now[0], now[1], now[2], now[5])
+    customer_events = [
+        event
+        for path in [world.folder / gen.WEB_EVENTS_FILE, *(f.path for f in world.days)]
+        for event in valid_events(read_lines(path))
+        if event["type"] == "CUSTOMER"
+    ]
+    customer_events.sort(key=lambda event: parse_time(event["event_time"]))
+    latest = {event["key"]: (event["adr_city"], event["adr_state"]) for event in customer_events}
+    assert {row[0]: (row[3], row[4]) for row in after} == latest
+
+
+def test_append_is_deterministic_and_listed_by_the_cli(world: World, tmp_path: Path) -> None:
+    """The same manifest gives the same bytes; the CLI lists each file it wrote."""
+    again = tmp_path / "again"
+    gen.generate(again, WORLD_CUSTOMERS, seed=8, start_date=WORLD_START, days=WORLD_DAYS)
+    result = invoke("generate", "--append", "--days", "2", "--out", str(again))
+    assert result.exit_code == 0, result.output
+    paths = [again / written.path.name for written in world.days]
+    assert result.output.splitlines() == [
+        f"{path}: {written.rows} records; load with `runner load web-events {path}`"
+        for path, written in zip(paths, world.days, strict=True)
+    ]
+    assert folder_contents(again) == folder_contents(world.folder)
+
+
+def test_one_day_twice_is_two_days_at_once(tmp_path: Path) -> None:
+    gen.generate(tmp_path / "once", customers=25, seed=4, start_date=WORLD_START, days=5)
+    shutil.copytree(tmp_path / "once", tmp_path / "twice")
+    gen.append_days(tmp_path / "once", days=2)
+    gen.append_days(tmp_path / "twice")
+    gen.append_days(tmp_path / "twice")
+    assert folder_contents(tmp_path / "once") == folder_contents(tmp_path / "twice")
+
+
+def test_appended_keys_never_meet_earlier_keys(world: World) -> None:
+    """Entities created on a day are new; updates refer to entities created so far."""
+    known = creations(read_lines(world.folder / gen.WEB_EVENTS_FILE))
+    for written in world.days:
+        lines = read_lines(written.path)
+        created = creations(lines)
+        assert created and not created & known, written.path.name
+        events = valid_events(list(dict.fromkeys(lines)))  # verbatim duplicates removed
+        counts = Counter((e["type"], e["key"]) for e in events if e["verb"] != "UPDATE")
+        assert max(counts.values()) == 1
+        known |= created
+        updates = {(e["type"], e["key"]) for e in events if e["verb"] == "UPDATE"}
+        assert updates <= known
+
+
+def test_appended_days_bring_new_customers_and_keep_the_old_ones(world: World) -> None:
+    last_id = gen.FIRST_CUSTOMER_ID + WORLD_CUSTOMERS - 1
+    for written in world.days:
+        n = (file_day(written) - WORLD_START).days
+        events = valid_events(read_lines(written.path))
+        joined = sorted(
+            {int(e["key"]) for e in events if e["type"] == "CUSTOMER" and e["verb"] == "NEW"}
+        )
+        joining = WORLD_CUSTOMERS * (n + 1) // WORLD_DAYS - WORLD_CUSTOMERS * n // WORLD_DAYS
+        assert joined == list(range(last_id + 1, last_id + 1 + joining)), written.path.name
+        visitors = {customer_id_of(e) for e in events if e["type"] == "SITE_VISIT"}
+        assert {cid for cid in visitors if cid <= last_id}, "old customers keep visiting"
+        assert {customer_id_of(e) for e in events} <= set(
+            range(gen.FIRST_CUSTOMER_ID, joined[-1] + 1)
+        )
+        last_id = joined[-1]
+
+
+def test_appended_days_have_late_events_and_every_bad_kind(world: World) -> None:
+    joined = {}  # to the millisecond, as event times are written
+    for cid, when, *_ in customer_rows((world.folder / LAST_CUSTOMERS_FILE).read_bytes()):
+        moment = datetime.fromisoformat(when).replace(tzinfo=None)
+        joined[int(cid)] = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    for written in world.days:
+        lines = read_lines(written.path)
+        assert {classify(line) for line in lines} == {None, *gen.BAD_KINDS}
+        start = day_start(file_day(written))
+        events = valid_events(lines)
+        late = [e for e in events if parse_time(e["event_time"]) < start]
+        assert late, written.path.name
+        for event in events:
+            when = parse_time(event["event_time"])
+            assert joined[customer_id_of(event)] <= when < start + timedelta(days=1)
+            assert when >= start - timedelta(days=gen.LATE_DAYS)
+
+
+def test_append_without_manifest_says_what_to_do(tmp_path: Path) -> None:
+    result = invoke("generate", "--append", "--out", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "runner generate" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_append_rejects_another_world_s_options(tmp_path: Path) -> None:
+    gen.generate(tmp_path, customers=10, seed=2, start_date=WORLD_START, days=3)
+    for option, value in (("--customers", "11"), ("--seed", "3"), ("--start-date", "2020-06-02")):
+        result = invoke("generate", "--append", option, value, "--out", str(tmp_path))
+        assert result.exit_code == 1, option
+        assert result.output.startswith("Error: ") and option in result.output
+    same = invoke(
+        "generate", "--append", "--customers", "10", "--seed", "2", "--out", str(tmp_path)
+    )
+    assert same.exit_code == 0, same.output
+    assert (tmp_path / "web_events_2020-06-04.jsonl").exists()
+
+
+def test_generate_again_removes_the_appended_days(tmp_path: Path) -> None:
+    gen.generate(tmp_path, customers=10, seed=2, start_date=WORLD_START, days=3)
+    gen.append_days(tmp_path, days=2)
+    gen.generate(tmp_path, customers=10, seed=5, start_date=WORLD_START, days=2)
+    assert not list(tmp_path.glob("web_events_*-*.jsonl"))
+    assert gen.read_manifest(tmp_path).days_appended == 0
+    assert [path.name for path in tmp_path.glob("generate-customers-*")] == [
+        "generate-customers-2020-06-02.csv"
+    ]
+
+
+def test_new_customer_ids_skip_the_other_sources_ids() -> None:
+    assert gen._new_customer_id(200, 10200) == 10201
+    assert gen._new_customer_id(200, 70000) == 100001  # marketing-only users from 70001
+    assert gen._new_customer_id(200, 100001) == 100002
+    # 60000 customers: CRM-only customers from 80001, marketing-only users from 700001.
+    assert gen._new_customer_id(60000, 70000) == 70001
+    assert gen._new_customer_id(60000, 80000) == 1000001
+
+
+def test_appended_days_stream_through_the_customers() -> None:
+    """Writing the first lines of a day of a huge world reads only the first customers."""
+    manifest = gen.Manifest(10**9, 1, date(2017, 1, 1), 120, 0, ())
+    joined = datetime(2017, 1, 1, tzinfo=timezone.utc)
+    pulled = 0
+
+    def customers() -> Iterator[gen.Customer]:
+        nonlocal pulled
+        for n in range(10**9):
+            pulled += 1
+            assert pulled <= 1000 + gen.BUFFER_SIZE, "customers are being materialised"
+            yield gen.Customer(10001 + n, joined, "Kim", "Boston", "MA", 20.0)
+
+    rng = random.Random(1)
+    start = datetime(2017, 5, 1, tzinfo=timezone.utc)
+    end = start + timedelta(days=1)
+    events = gen._day_customer_events(rng, customers(), manifest, start, end)
+    records = gen._web_records(rng, events, start, end, gen._day_serials(start.date()))
+    assert len(list(itertools.islice(gen.arrival_order(rng, records), 1000))) == 1000
+
+
+def test_appended_day_loads_with_the_base(tmp_path: Path) -> None:
+    """Into a throwaway DuckDB warehouse (see conftest.py): every line of both files lands."""
+    from runner.config import load_settings
+    from runner.warehouse import connect
+
+    out = tmp_path / "w"
+    gen.generate(out, customers=15, seed=6, start_date=WORLD_START, days=4)
+    [day] = gen.append_days(out)
+    for path in (out / gen.WEB_EVENTS_FILE, day.path):
+        result = invoke("load", "web-events", str(path))
+        assert result.exit_code == 0, result.output
+    with connect(load_settings()) as warehouse:
+        _, rows = warehouse.query("select count(*) from raw.web_events")
+    assert rows[0][0] == len(read_lines(out / gen.WEB_EVENTS_FILE)) + len(read_lines(day.path))
