@@ -51,3 +51,18 @@
 {% macro duckdb__json_type(expression) -%}
     lower(json_type({{ expression }}))
 {%- endmacro %}
+
+{#- After `as` in `name as (...)`: keeps a CTE's results instead of re-evaluating
+    its expressions wherever they are used. PostgreSQL inlines a CTE read once,
+    so an expression such as a JSON parse runs again for every column derived
+    from it; DuckDB evaluates each expression once already. -#}
+{% macro materialized_cte() -%}
+    {{ return(adapter.dispatch('materialized_cte', 'customer_analytics')()) }}
+{%- endmacro %}
+
+{% macro default__materialized_cte() -%}
+{%- endmacro %}
+
+{% macro postgres__materialized_cte() -%}
+    materialized
+{%- endmacro %}

@@ -35,7 +35,7 @@ parsed as (
 
 ),
 
-extracted as (
+extracted as {{ customer_analytics.materialized_cte() }} (
 
     select
         load_id,
@@ -61,7 +61,7 @@ extracted as (
 
 ),
 
-typed as (
+typed as {{ customer_analytics.materialized_cte() }} (
 
     select
         *,
