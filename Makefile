@@ -76,14 +76,14 @@ setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of th
 	$(BIN)/runner setup-postgres --target postgres
 
 lint: setup  ## ruff and SQLFluff
-	$(BIN)/ruff check runner
-	$(BIN)/ruff format --check runner
+	$(BIN)/ruff check runner bench
+	$(BIN)/ruff format --check runner bench
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models
 
 format: setup  ## fix what ruff and SQLFluff can fix
-	$(BIN)/ruff check --fix runner
-	$(BIN)/ruff format runner
+	$(BIN)/ruff check --fix runner bench
+	$(BIN)/ruff format runner bench
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models
 

@@ -1,0 +1,1676 @@
+"""The benchmark suite behind `make bench`: measures the runner and the dbt build on DuckDB
+and PostgreSQL, each figure beside its reference in the same run, and writes BENCHMARKS.md
+(raw results in .tmp/bench/results.json).
+
+    .venv/bin/python bench/bench.py [--scale small|default|large] [--repeat N]
+                                    [--only load,build,incremental,attribute]
+                                    [--engines duckdb,postgres] [--report FILE] [--keep]
+
+What it measures (see BENCHMARKS.md for the targets):
+
+- load: `runner load web-events` of one generated file (the whole subprocess, as a user
+  runs it) against the engine's own bulk read of the same file: DuckDB's read_json into a
+  table, PostgreSQL COPY into a one-column text table. A fresh warehouse per repetition.
+- build: a full `runner build -- --full-refresh` after loading every source of a generated
+  world (as `make demo` does, minus attribution), with the peak RSS of the process tree.
+- incremental: one more day of the same world appended and loaded, then `runner build`
+  (incremental), against `--full-refresh` of the same data on the same warehouse. The full
+  builds of this step are the figures of `build` too (same data, same run).
+- attribute: `runner attribute --workers 8` against `--workers 1`, with the IHC emulator at
+  200 ms latency and 200 sessions per request; after each run every conversion sent must be
+  written or rejected exactly once.
+
+Nothing touches the user's warehouse: the profile is a temporary copy of
+profiles.yml.example, DuckDB files and dbt's target and log folders are temporary, and
+PostgreSQL runs in throwaway databases `bench_<pid>*` (on the server of the PG* variables,
+or a throwaway cluster), dropped at the end. Generated worlds are cached under
+.tmp/bench/worlds, keyed by customers, seed and a hash of runner/generate.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BIN = Path(sys.executable).parent
+RUNNER = str(BIN / "runner")
+DBT = str(BIN / "dbt")
+CACHE = REPO / ".tmp" / "bench"
+WORLDS = CACHE / "worlds"
+RESULTS_JSON = CACHE / "results.json"
+REPORT = REPO / "BENCHMARKS.md"
+
+SEED = int(os.environ.get("BENCH_SEED", "7"))
+CALIBRATION_CUSTOMERS = 2000
+DEFAULT_BUDGET_SECONDS = 14 * 60  # default scale: all of it within 15 minutes
+API_KEY = "bench-emulator-key-not-secret"
+LATENCY_MS = 200
+SESSIONS_PER_REQUEST = 200
+BENCHMARKS = ("load", "build", "incremental", "attribute")
+ENGINES = ("duckdb", "postgres")
+
+# Sizes per scale: web events of the load and build worlds, attributable conversions. The
+# default fits 15 minutes on 2 cores; large is the issue's sizes (about an hour).
+SCALES: dict[str, dict[str, Any]] = {
+    "small": {"load": 50_000, "build": {"duckdb": [50_000], "postgres": [50_000]},
+              "conversions": 500},
+    "default": {"load": 1_000_000, "build": {"duckdb": [250_000], "postgres": [250_000]},
+                "conversions": 5_000},
+    "large": {"load": 1_000_000,
+              "build": {"duckdb": [1_000_000, 10_000_000], "postgres": [1_000_000]},
+              "conversions": 20_000},
+}  # fmt: skip
+TARGETS = {
+    "load": "runner ≥ 0.5 x the engine's bulk read (events/s)",
+    "build_ratio": "time(10M) ≤ 12 x time(1M)",
+    "build_memory": "peak RSS at 10M < 4 GiB",
+    "incremental": "incremental ≤ 0.15 x full build",
+    "attribute": "workers 8 ≥ 6 x faster than workers 1; nothing lost or doubled",
+}
+GIB = 1 << 30
+
+
+class BenchError(Exception):
+    """A step of the benchmark failed; the message says which and where its log is."""
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+def human_events(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1000 and n % 1000 == 0:
+        return f"{n // 1000}k"
+    return f"{n:,}"
+
+
+# --- running and timing commands -------------------------------------------------------
+
+
+@dataclass
+class Timed:
+    seconds: float
+    peak_rss: int  # bytes: the larger of the polled process-tree sum and wait4's ru_maxrss
+    returncode: int
+    log_path: Path
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def tree_rss(root: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (from /proc)."""
+    children = _children_map()
+    page = os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                total += int(handle.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def run_timed(command: list[str], env: dict[str, str], log_path: Path) -> Timed:
+    """Run a command to completion, output to `log_path`; wall time and peak memory."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        out.write(f"$ {' '.join(command)}\n".encode())
+        out.flush()
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=REPO)
+        peak = [0]
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.2):
+                peak[0] = max(peak[0], tree_rss(process.pid))
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            done.set()
+        seconds = time.perf_counter() - started
+        poller.join()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return Timed(seconds, max(peak[0], usage.ru_maxrss * 1024), process.returncode, log_path)
+
+
+def run_checked(command: list[str], env: dict[str, str], log_path: Path) -> Timed:
+    timed = run_timed(command, env, log_path)
+    if timed.returncode != 0:
+        raise BenchError(
+            f"`{' '.join(command[:4])} ...` failed (exit {timed.returncode}); "
+            f"end of {log_path}:\n{tail(log_path)}"
+        )
+    return timed
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+        "values": values,
+    }
+
+
+# --- time budget (default scale) -------------------------------------------------------
+
+
+class Budget:
+    """Repetitions are trimmed (never below one) when the next would pass the deadline of
+    its part. Unlimited at small and large scale, and when BENCH_REPEAT is given."""
+
+    def __init__(self, seconds: float | None):
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def part(self, share: float) -> Budget:
+        """A budget for the next part: `share` (0-1) of what is left."""
+        if self.deadline is None:
+            return Budget(None)
+        return Budget(max(0.0, self.deadline - time.monotonic()) * share)
+
+    def another(self, done: int, last_seconds: float) -> bool:
+        if self.deadline is None or done == 0:
+            return True
+        return time.monotonic() + last_seconds <= self.deadline
+
+
+def repetitions(
+    budget: Budget, wanted: int, one: Callable[[int], float], what: str
+) -> tuple[int, bool]:
+    """Run `one(rep)` (which returns its duration) up to `wanted` times within the budget.
+    Returns (runs done, trimmed)."""
+    done, last = 0, 0.0
+    while done < wanted:
+        if not budget.another(done, last):
+            log(f"{what}: {done} of {wanted} repetitions fit the time budget; stopping there")
+            return done, True
+        last = one(done)
+        done += 1
+    return done, False
+
+
+# --- the environment: temporary profile, folders, PostgreSQL ---------------------------
+
+
+@dataclass
+class Context:
+    scale: str
+    repeat: int
+    repeat_given: bool
+    work: Path  # temporary folder of this run
+    engines: list[str]
+    pg_server: Any = None
+    pg_note: str = ""
+    databases: set[str] = field(default_factory=set)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def env(self, engine: str, warehouse: str) -> dict[str, str]:
+        """Environment for runner/dbt on `engine`: `warehouse` is the DuckDB file name or
+        the PostgreSQL database name."""
+        env = dict(os.environ)
+        env.update(
+            DBT_PROFILES_DIR=str(self.work / "profiles"),
+            DBT_PROJECT_DIR=str(REPO),
+            DBT_TARGET_PATH=str(self.work / f"target-{engine}"),
+            DBT_LOG_PATH=str(self.work / f"logs-{engine}"),
+            DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+            DUCKDB_PATH=str(self.work / "scratch.duckdb"),
+            IHC_API_KEY=API_KEY,
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("IHC_API_URL", None)
+        if engine == "duckdb":
+            env["DUCKDB_PATH"] = str(self.duckdb_file(warehouse))
+        else:
+            env.update(self.pg_server.env(warehouse))
+        return env
+
+    def duckdb_file(self, name: str) -> Path:
+        return self.work / f"{name}.duckdb"
+
+    def log(self, name: str) -> Path:
+        return self.work / "logs" / f"{name}.log"
+
+    # warehouses: a fresh one, a saved copy, restoring the copy
+
+    def fresh(self, engine: str, name: str) -> None:
+        if engine == "duckdb":
+            for suffix in ("", ".wal"):
+                Path(f"{self.duckdb_file(name)}{suffix}").unlink(missing_ok=True)
+        else:
+            self.pg_execute(f'drop database if exists "{name}" with (force)')
+            self.pg_execute(f'create database "{name}"')
+            self.databases.add(name)
+
+    def save(self, engine: str, name: str, copy: str) -> None:
+        if engine == "duckdb":
+            shutil.copyfile(self.duckdb_file(name), self.duckdb_file(copy))
+        else:
+            self.pg_execute(f'drop database if exists "{copy}" with (force)')
+            self.pg_template(copy, name)
+
+    def restore(self, engine: str, copy: str, name: str) -> None:
+        if engine == "duckdb":
+            Path(f"{self.duckdb_file(name)}.wal").unlink(missing_ok=True)
+            shutil.copyfile(self.duckdb_file(copy), self.duckdb_file(name))
+        else:
+            self.pg_execute(f'drop database if exists "{name}" with (force)')
+            self.pg_template(name, copy)
+
+    def drop(self, engine: str, name: str) -> None:
+        if engine == "duckdb":
+            for suffix in ("", ".wal"):
+                Path(f"{self.duckdb_file(name)}{suffix}").unlink(missing_ok=True)
+        else:
+            self.pg_execute(f'drop database if exists "{name}" with (force)')
+            self.databases.discard(name)
+
+    def pg_template(self, name: str, template: str) -> None:
+        """Create `name` as a copy of `template` (retried: the template must have no
+        sessions, and a client's server process may take a moment to end)."""
+        import psycopg2.errors
+
+        for attempt in range(20):
+            try:
+                self.pg_execute(f'create database "{name}" template "{template}"')
+                break
+            except psycopg2.errors.ObjectInUse:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        self.databases.add(name)
+
+    def pg_name(self, suffix: str = "") -> str:
+        return f"bench_{self.pid}{suffix}"
+
+    def pg_execute(self, sql: str) -> None:
+        con = self.pg_server.connect()
+        try:
+            with con.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            con.close()
+
+    def query(self, engine: str, name: str, sql: str) -> list[tuple]:
+        """Rows of a query on a warehouse (no other process may hold a DuckDB file)."""
+        if engine == "duckdb":
+            import duckdb
+
+            con = duckdb.connect(str(self.duckdb_file(name)), read_only=True)
+            try:
+                return con.execute(sql).fetchall()
+            finally:
+                con.close()
+        con = self.pg_server.connect(name)
+        try:
+            with con.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+        finally:
+            con.close()
+
+
+@contextlib.contextmanager
+def context(args: argparse.Namespace) -> Iterator[Context]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    work = CACHE / f"run-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "profiles").mkdir(parents=True)
+    shutil.copyfile(REPO / "profiles.yml.example", work / "profiles" / "profiles.yml")
+    ctx = Context(
+        scale=args.scale,
+        repeat=args.repeat,
+        repeat_given=args.repeat_given,
+        work=work,
+        engines=list(args.engines),
+    )
+    with contextlib.ExitStack() as stack:
+        if "postgres" in ctx.engines:
+            try:
+                from runner.tests.postgres import postgres_server
+
+                ctx.pg_server = stack.enter_context(postgres_server())
+                ctx.pg_note = f"{ctx.pg_server.host}:{ctx.pg_server.port}"
+            except Exception as exc:  # no server and no binaries: DuckDB only
+                ctx.pg_note = f"not available ({exc})"
+                ctx.engines.remove("postgres")
+                log(f"PostgreSQL {ctx.pg_note}: PostgreSQL figures are not run")
+        try:
+            yield ctx
+        finally:
+            for name in sorted(ctx.databases):
+                with contextlib.suppress(Exception):
+                    ctx.pg_execute(f'drop database if exists "{name}" with (force)')
+            if args.keep:
+                log(f"kept the run's files in {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+
+
+# --- generated worlds ------------------------------------------------------------------
+
+
+def generator_hash() -> str:
+    return hashlib.sha256((REPO / "runner" / "generate.py").read_bytes()).hexdigest()[:8]
+
+
+LOAD_LINE = re.compile(r"load with `runner load (\S+) (.+?)(?: --extract-date (\S+))?`")
+
+
+def count_lines(path: Path) -> int:
+    lines = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 24):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+def manifest_window(folder: Path) -> tuple[date, int]:
+    """Start date and days of a generated world, from its manifest (generate.json)."""
+    data = json.loads((folder / "generate.json").read_text(encoding="utf-8"))
+    return date.fromisoformat(data["start_date"]), int(data["days"])
+
+
+@dataclass
+class World:
+    folder: Path
+    customers: int
+    seed: int
+    loads: list[dict[str, Any]]  # {"source", "path", "extract_date"} in the generator's order
+    web_file: Path
+    events: int
+    window_end: date  # last day of the base window: the build's as_of_date
+    day_file: Path | None = None  # the appended day
+    day_events: int = 0
+    day: date | None = None
+    day_how: str = ""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder.relative_to(REPO)),
+            "customers": self.customers,
+            "seed": self.seed,
+            "web_events": self.events,
+            "web_file_bytes": self.web_file.stat().st_size,
+            "window_end": self.window_end.isoformat(),
+            "day": self.day.isoformat() if self.day else None,
+            "day_events": self.day_events,
+            "day_how": self.day_how,
+        }
+
+
+def ensure_world(customers: int, seed: int = SEED) -> World:
+    """Generate (or reuse the cached) world of `customers` customers."""
+    folder = WORLDS / f"c{customers}-s{seed}-g{generator_hash()}"
+    marker = folder / "bench-world.json"
+    if not marker.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"generating {customers:,} customers (seed {seed}) into {folder.relative_to(REPO)}")
+        done = subprocess.run(
+            [RUNNER, "generate", "--customers", str(customers), "--seed", str(seed),
+             "--out", str(folder)],
+            capture_output=True, text=True, check=False, cwd=REPO,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise BenchError(f"runner generate failed:\n{done.stderr[-2000:]}")
+        loads, seen_marketing = [], False
+        for line in done.stdout.splitlines():
+            match = LOAD_LINE.search(line)
+            if not match:
+                continue
+            source, path, extract = match.groups()
+            if source == "marketing":  # the same tables as a folder and as SQLite: one
+                if seen_marketing:
+                    continue
+                seen_marketing = True
+            loads.append({"source": source, "path": path, "extract_date": extract})
+        web = [item for item in loads if item["source"] == "web-events"]
+        if not web:
+            raise BenchError(f"runner generate listed no web events file:\n{done.stdout}")
+        window = manifest_window(folder)
+        end = window[0] + timedelta(days=window[1] - 1)
+        info = {
+            "customers": customers,
+            "seed": seed,
+            "loads": loads,
+            "web_file": web[0]["path"],
+            "events": sum(count_lines(Path(item["path"])) for item in web),
+            "window_end": end.isoformat(),
+        }
+        if len(web) > 1:
+            raise BenchError(f"expected one web events file, the generator wrote {len(web)}")
+        marker.write_text(json.dumps(info, indent=2), encoding="utf-8")
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    return World(
+        folder=folder,
+        customers=info["customers"],
+        seed=info["seed"],
+        loads=info["loads"],
+        web_file=Path(info["web_file"]),
+        events=info["events"],
+        window_end=date.fromisoformat(info["window_end"]),
+    )
+
+
+def ensure_day(world: World) -> World:
+    """One more day of the same world (`runner generate --append --days 1`), cached."""
+    marker = world.folder / "bench-day.json"
+    if not marker.is_file():
+        marker.write_text(json.dumps(_append_day(world), indent=2), encoding="utf-8")
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    world.day_file = Path(info["day_file"])
+    world.day_events = info["day_events"]
+    world.day = date.fromisoformat(info["day"])
+    world.day_how = info["how"]
+    return world
+
+
+def _append_day(world: World) -> dict[str, Any]:
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in world.folder.rglob("*")}
+    log(f"appending one day to {world.folder.relative_to(REPO)}")
+    done = subprocess.run(
+        [RUNNER, "generate", "--append", "--days", "1", "--out", str(world.folder)],
+        capture_output=True, text=True, check=False, cwd=REPO,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"runner generate --append failed:\n{done.stderr[-2000:]}")
+    changed = [
+        str(p)
+        for p, stamp in before.items()
+        if p.is_file() and p.name != "generate.json" and p.suffix != ".json"
+        and (p.stat().st_size, p.stat().st_mtime_ns) != stamp
+    ]  # fmt: skip
+    if changed:
+        raise BenchError(f"runner generate --append changed base files: {changed[:5]}")
+    days = sorted(
+        p for p in world.folder.glob("web_events_*.jsonl") if p not in before
+    )  # the new day's file
+    if len(days) != 1:
+        raise BenchError(f"expected one new web_events_<day>.jsonl, found {days}")
+    day = date.fromisoformat(days[0].stem.removeprefix("web_events_"))
+    return {
+        "how": "runner generate --append --days 1",
+        "day_file": str(days[0]),
+        "day_events": count_lines(days[0]),
+        "day": day.isoformat(),
+    }
+
+
+def calibration() -> dict[str, Any]:
+    """Web events and attributable conversions per customer, from a small generated world
+    (cached per generator version and seed)."""
+    path = CACHE / "calibration.json"
+    key = f"g{generator_hash()}-s{SEED}-c{CALIBRATION_CUSTOMERS}"
+    cached = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if key in cached and "attributable" in cached[key]:
+        return cached[key]
+    world = ensure_world(CALIBRATION_CUSTOMERS)
+    entry = {"customers": CALIBRATION_CUSTOMERS, "events": world.events}
+    cached[key] = entry
+    path.write_text(json.dumps(cached, indent=2), encoding="utf-8")
+    return entry
+
+
+def customers_for_events(events: int) -> int:
+    calib = calibration()
+    return max(10, round(events * calib["customers"] / calib["events"]))
+
+
+def set_attributable_calibration(value: int) -> None:
+    path = CACHE / "calibration.json"
+    cached = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    key = f"g{generator_hash()}-s{SEED}-c{CALIBRATION_CUSTOMERS}"
+    cached.setdefault(key, {})["attributable"] = value
+    path.write_text(json.dumps(cached, indent=2), encoding="utf-8")
+
+
+# --- 1. loading ------------------------------------------------------------------------
+
+
+def reference_load(ctx: Context, engine: str, name: str, path: Path) -> float:
+    """The engine's own bulk read of the file into a table, in seconds."""
+    if engine == "duckdb":
+        import duckdb
+
+        started = time.perf_counter()
+        con = duckdb.connect(str(ctx.duckdb_file(name)))
+        con.execute(
+            "create table t as select * from read_json(?, format = 'newline_delimited', "
+            "ignore_errors = true)",
+            [str(path)],
+        )
+        con.close()
+        return time.perf_counter() - started
+    con = ctx.pg_server.connect(name)
+    con.autocommit = False
+    try:
+        with con.cursor() as cursor, path.open("rb") as handle:
+            started = time.perf_counter()
+            cursor.execute("create table t (line text)")
+            cursor.copy_expert(
+                "copy t (line) from stdin with (format csv, delimiter e'\\x01', quote e'\\x02')",
+                handle,
+            )
+            con.commit()
+            return time.perf_counter() - started
+    finally:
+        con.close()
+
+
+def bench_load(ctx: Context, budget: Budget) -> None:
+    events = SCALES[ctx.scale]["load"]
+    world = ensure_world(customers_for_events(events))
+    path, lines = world.web_file, world.events
+    result: dict[str, Any] = {"world": world.describe(), "file": str(path), "events": lines}
+    ctx.results["load"] = result
+    for index, engine in enumerate(ctx.engines):
+        part = budget.part(1 / (len(ctx.engines) - index))
+        name = "load" if engine == "duckdb" else ctx.pg_name("_load")
+        refs, runners, ratios = [], [], []
+
+        def one(
+            rep: int, engine: str = engine, name: str = name, refs: list = refs,
+            runners: list = runners, ratios: list = ratios,
+        ) -> float:  # fmt: skip
+            started = time.perf_counter()
+            ctx.fresh(engine, name)
+            ref = reference_load(ctx, engine, name, path)
+            ctx.fresh(engine, name)
+            timed = run_checked(
+                [RUNNER, "load", "web-events", str(path), "--target", engine],
+                ctx.env(engine, name),
+                ctx.log(f"load-{engine}-{rep}"),
+            )
+            if "rows landed" not in tail(timed.log_path, 3):
+                raise BenchError(f"runner load did not land the file: {tail(timed.log_path, 3)}")
+            refs.append(lines / ref)
+            runners.append(lines / timed.seconds)
+            ratios.append(runners[-1] / refs[-1])
+            log(f"load {engine} rep {rep + 1}: reference {ref:.1f} s, runner {timed.seconds:.1f} s")
+            return time.perf_counter() - started
+
+        entry: dict[str, Any] = {}
+        result[engine] = entry
+        try:
+            _, trimmed = repetitions(part, ctx.repeat, one, f"load {engine}")
+            entry.update(
+                reference_eps=summary(refs),
+                runner_eps=summary(runners),
+                ratio=summary(ratios),
+                trimmed=trimmed,
+                target=TARGETS["load"],
+                passed=statistics.median(ratios) >= 0.5,
+            )
+            if not entry["passed"]:
+                entry["diagnosis"] = profile_load(ctx, engine, name, path)
+        except BenchError as exc:
+            entry["error"] = str(exc)
+            log(f"load {engine} failed: {exc}")
+        finally:
+            ctx.drop(engine, name)
+
+
+def profile_load(ctx: Context, engine: str, name: str, path: Path) -> dict[str, Any]:
+    """Where the runner's load time goes: one more load under cProfile, top functions."""
+    import pstats
+
+    ctx.fresh(engine, name)
+    stats_file = ctx.work / f"load-{engine}.prof"
+    command = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "runner"]
+    timed = run_timed(
+        [*command, "load", "web-events", str(path), "--target", engine],
+        ctx.env(engine, name),
+        ctx.log(f"load-{engine}-profile"),
+    )
+    if not stats_file.is_file():
+        return {"error": f"profiling failed: {tail(timed.log_path, 5)}"}
+    stats = pstats.Stats(str(stats_file))
+    rows = []
+    for (filename, line, function), (_, _, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = filename.replace(str(REPO) + "/", "")
+        if "site-packages/" in where:
+            where = where.split("site-packages/", 1)[1]
+        rows.append({"function": f"{where}:{line}({function})", "own": tottime, "cum": cumtime})
+    top_own = sorted(rows, key=lambda r: -r["own"])[:8]
+    top_runner = sorted(
+        (r for r in rows if r["function"].startswith("runner/")), key=lambda r: -r["cum"]
+    )[:8]
+    return {"seconds": timed.seconds, "top_own": top_own, "top_runner_cumulative": top_runner}
+
+
+# --- 2 and 3. full and incremental builds ----------------------------------------------
+
+
+def load_world(ctx: Context, engine: str, name: str, world: World, label: str) -> float:
+    """Every source of the world, as `make demo` loads it (extracts oldest first, each
+    snapshotted), with the base web file. Returns the seconds it took."""
+    started = time.perf_counter()
+    env = ctx.env(engine, name)
+    for item in world.loads:
+        path = str(world.web_file) if item["source"] == "web-events" else item["path"]
+        command = [RUNNER, "load", item["source"], path, "--target", engine]
+        if item["extract_date"]:
+            command += ["--extract-date", item["extract_date"]]
+        run_checked(command, env, ctx.log(f"setup-{label}"))
+    return time.perf_counter() - started
+
+
+# A production build: unit tests check the SQL, not the data, and run in CI (dbt's own
+# advice is to leave them out of production runs); every data test runs.
+PRODUCTION = ["--exclude-resource-type", "unit_test"]
+MODELS_ONLY = [*PRODUCTION, "--exclude-resource-type", "test"]
+
+
+def build_command(
+    engine: str, as_of: date, full_refresh: bool, select: list[str] = PRODUCTION
+) -> list[str]:
+    dbt_args = ["--full-refresh"] if full_refresh else []
+    return [RUNNER, "build", "--target", engine, "--no-freshness", "--", *dbt_args, *select,
+            "--vars", f"{{as_of_date: {as_of.isoformat()}}}"]  # fmt: skip
+
+
+def timed_build(
+    ctx: Context,
+    engine: str,
+    name: str,
+    as_of: date,
+    full_refresh: bool,
+    label: str,
+    select: list[str] = PRODUCTION,
+) -> dict[str, Any]:
+    timed = run_checked(
+        build_command(engine, as_of, full_refresh, select), ctx.env(engine, name), ctx.log(label)
+    )
+    return {"seconds": timed.seconds, "peak_rss": timed.peak_rss,
+            "nodes": dbt_timing(ctx, engine, label)}  # fmt: skip
+
+
+def dbt_timing(ctx: Context, engine: str, label: str) -> dict[str, Any]:
+    """dbt's own timing of the build just run (run_results.json): the slowest nodes, with
+    a copy of the compiled SQL of the slowest models for EXPLAIN ANALYZE."""
+    target = ctx.work / f"target-{engine}"
+    try:
+        results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+        manifest = json.loads((target / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"error": f"no run_results.json: {exc}"}
+    nodes = manifest.get("nodes", {})
+    rows = []
+    for item in results.get("results", []):
+        node = nodes.get(item["unique_id"], {})
+        rows.append(
+            {
+                "id": item["unique_id"],
+                "type": node.get("resource_type", item["unique_id"].split(".")[0]),
+                "materialized": node.get("config", {}).get("materialized"),
+                "seconds": item.get("execution_time") or 0.0,
+                "status": item.get("status"),
+                "path": node.get("original_file_path"),
+            }
+        )
+    rows.sort(key=lambda r: -r["seconds"])
+    saved = ctx.work / "compiled" / label
+    for row in [r for r in rows if r["type"] == "model"][:3]:
+        compiled = target / "compiled" / "customer_analytics" / (row["path"] or "")
+        if compiled.is_file():
+            saved.mkdir(parents=True, exist_ok=True)
+            copy = saved / f"{row['id']}.sql"
+            shutil.copyfile(compiled, copy)
+            row["compiled"] = str(copy)
+    by_type: dict[str, list[float]] = {}
+    for row in rows:
+        by_type.setdefault(row["type"], []).append(row["seconds"])
+    return {
+        "count": len(rows),
+        "sum_seconds": sum(r["seconds"] for r in rows),
+        "by_type": {k: {"count": len(v), "seconds": sum(v)} for k, v in by_type.items()},
+        "top": rows[:10],
+        "elapsed": results.get("elapsed_time"),
+    }
+
+
+def bench_builds(ctx: Context, budget: Budget, incremental: bool) -> None:
+    """Per engine and size: load the world, build it once (setup), keep a copy; then per
+    repetition: restore the copy, load the appended day, incremental build (timed), full
+    refresh of the same data (timed). The sizes of an engine alternate repetition by
+    repetition, so the 10M/1M ratio is measured in one stretch too."""
+    result: dict[str, Any] = ctx.results.setdefault("build", {})
+    for index, engine in enumerate(ctx.engines):
+        part = budget.part(1 / (len(ctx.engines) - index))
+        sizes = SCALES[ctx.scale]["build"][engine]
+        prepared = []
+        for events in sizes:
+            key = f"{engine}-{human_events(events)}"
+            entry: dict[str, Any] = {"engine": engine, "events_target": events}
+            result[key] = entry
+            try:
+                prepared.append(
+                    (key, entry, prepare_build(ctx, engine, events, entry, incremental))
+                )
+            except BenchError as exc:
+                entry["error"] = str(exc)
+                log(f"build {key} failed: {exc}")
+        full: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in prepared}
+        incr: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in prepared}
+        failed: set[str] = set()
+
+        def one(
+            rep: int, prepared: list = prepared, engine: str = engine, full: dict = full,
+            incr: dict = incr, failed: set = failed,
+        ) -> float:  # fmt: skip
+            started = time.perf_counter()
+            for key, entry, (world, name, copy) in prepared:
+                if key in failed:
+                    continue
+                try:
+                    if rep:
+                        ctx.restore(engine, copy, name)
+                    if incremental:
+                        run_checked(
+                            [RUNNER, "load", "web-events", str(world.day_file), "--target",
+                             engine],
+                            ctx.env(engine, name), ctx.log(f"day-{key}"),
+                        )  # fmt: skip
+                        incr[key].append(
+                            timed_build(ctx, engine, name, world.day, False, f"incr-{key}-{rep}")
+                        )
+                    as_of = world.day if incremental else world.window_end
+                    full[key].append(
+                        timed_build(ctx, engine, name, as_of, True, f"full-{key}-{rep}")
+                    )
+                    line = f"build {key} rep {rep + 1}: full {full[key][-1]['seconds']:.1f} s"
+                    if incremental:
+                        line += f", incremental {incr[key][-1]['seconds']:.1f} s"
+                    log(line)
+                except BenchError as exc:
+                    entry["error"] = str(exc)
+                    failed.add(key)
+                    log(f"build {key} failed: {exc}")
+            return time.perf_counter() - started
+
+        _, trimmed = repetitions(part, ctx.repeat, one, f"build {engine}")
+        for key, entry, (_, name, copy) in prepared:
+            entry["trimmed"] = trimmed
+            entry["data"] = "base + appended day" if incremental else "base"
+            if full[key]:
+                entry["full"] = summary([b["seconds"] for b in full[key]])
+                entry["full_peak_rss"] = summary([b["peak_rss"] for b in full[key]])
+                entry["full_builds"] = full[key]
+            if incr[key] and full[key]:
+                pairs = list(zip(incr[key], full[key], strict=False))
+                entry["incremental"] = summary([b["seconds"] for b in incr[key]])
+                entry["incremental_builds"] = incr[key]
+                entry["incremental_ratio"] = summary(
+                    [i["seconds"] / f["seconds"] for i, f in pairs]
+                )
+                entry["incremental_passed"] = entry["incremental_ratio"]["median"] <= 0.15
+                if not entry["incremental_passed"]:
+                    entry["incremental_diagnosis"] = diagnose(
+                        ctx, engine, name, incr[key][-1], full[key][-1], "incremental"
+                    )
+            ctx.drop(engine, name)
+            ctx.drop(engine, copy)
+        judge_scaling(ctx, engine, result, prepared)
+
+
+def prepare_build(
+    ctx: Context, engine: str, events: int, entry: dict[str, Any], incremental: bool
+) -> tuple[World, str, str]:
+    """The world loaded and built once (untimed), and a copy of that warehouse. Every build
+    of a world uses one as_of_date (dbt parses the whole project again when vars change)."""
+    world = ensure_day(ensure_world(customers_for_events(events)))
+    entry["world"] = world.describe()
+    label = f"{engine}-{human_events(events)}"
+    name = f"build_{human_events(events)}" if engine == "duckdb" else ctx.pg_name(f"_b{events}")
+    copy = f"{name}_built" if engine == "duckdb" else ctx.pg_name(f"_b{events}_built")
+    ctx.fresh(engine, name)
+    log(f"build {label}: loading every source of {world.folder.name}")
+    entry["setup_load_seconds"] = load_world(ctx, engine, name, world, label)
+    log(f"build {label}: first build of the base (setup)")
+    as_of = world.day if incremental else world.window_end
+    first = timed_build(ctx, engine, name, as_of, False, f"setup-build-{label}", MODELS_ONLY)
+    entry["setup_build_seconds"] = first["seconds"]
+    ctx.save(engine, name, copy)
+    return world, name, copy
+
+
+def judge_scaling(ctx: Context, engine: str, result: dict[str, Any], prepared: list) -> None:
+    """10M against 1M on the same engine: the time ratio and peak memory."""
+    if engine != "duckdb":
+        return
+    small, large = result.get("duckdb-1M", {}), result.get("duckdb-10M", {})
+    scaling: dict[str, Any] = {"target_ratio": TARGETS["build_ratio"],
+                               "target_memory": TARGETS["build_memory"]}  # fmt: skip
+    result["scaling"] = scaling
+    if "full" not in large or "full" not in small:
+        scaling["not_run"] = "not run (BENCH_SCALE=large)" if ctx.scale != "large" else "failed"
+        return
+    ratio = large["full"]["median"] / small["full"]["median"]
+    peak = large["full_peak_rss"]["max"]
+    scaling.update(
+        ratio=ratio, ratio_passed=ratio <= 12, peak_rss=peak, memory_passed=peak < 4 * GIB
+    )
+    if not (scaling["ratio_passed"] and scaling["memory_passed"]):
+        by_id = {n["id"]: n["seconds"] for n in small["full_builds"][-1]["nodes"].get("top", [])}
+        worst = [
+            {"id": n["id"], "seconds_10m": n["seconds"], "seconds_1m": by_id.get(n["id"]),
+             "ratio": n["seconds"] / by_id[n["id"]] if by_id.get(n["id"]) else None}
+            for n in large["full_builds"][-1]["nodes"].get("top", [])
+        ]  # fmt: skip
+        scaling["worst_scaling"] = worst
+        name = next(n for k, _, (_, n, _) in prepared if k == "duckdb-10M")
+        scaling["diagnosis"] = diagnose(
+            ctx, engine, name, large["full_builds"][-1], None, "full", explain=False
+        )
+
+
+def diagnose(
+    ctx: Context,
+    engine: str,
+    name: str,
+    build: dict[str, Any],
+    reference: dict[str, Any] | None,
+    kind: str,
+    explain: bool = True,
+) -> dict[str, Any]:
+    """Where a build's time goes: dbt's slowest nodes, the overhead outside them, EXPLAIN
+    ANALYZE of the slowest model (on the warehouse as the run left it), and a likely fix."""
+    nodes = build["nodes"]
+    threads = 2
+    outside = build["seconds"] - nodes.get("sum_seconds", 0.0) / threads
+    models = [n for n in nodes.get("top", []) if n["type"] == "model"]
+    out: dict[str, Any] = {
+        "wall_seconds": build["seconds"],
+        "nodes": nodes.get("count"),
+        "by_type": nodes.get("by_type"),
+        "outside_nodes_seconds": max(0.0, outside),
+        "top": nodes.get("top", [])[:5],
+    }
+    slowest = models[0] if models else None
+    if slowest and explain and slowest.get("compiled"):
+        out["explain_model"] = slowest["id"]
+        out["explain"] = explain_analyze(ctx, engine, name, Path(slowest["compiled"]))
+    hints = []
+    if kind == "incremental" and reference:
+        share_fixed = out["outside_nodes_seconds"] / max(build["seconds"], 1e-9)
+        if share_fixed > 0.4:
+            hints.append(
+                f"{share_fixed:.0%} of the incremental build is outside the nodes (dbt start, "
+                f"parse, {out['nodes']} nodes to schedule): a fixed cost that a larger "
+                "warehouse amortises; build only what the new day touches "
+                "(`--select source:raw.web_events+`) or run the tests separately"
+            )
+        tables = [n for n in models[:3] if n.get("materialized") not in ("incremental", "view")]
+        if tables:
+            names = ", ".join(n["id"].split(".")[-1] for n in tables)
+            hints.append(f"the slowest models are still rebuilt whole ({names}): make them "
+                         "incremental")  # fmt: skip
+        tests = (nodes.get("by_type") or {}).get("test", {})
+        if tests.get("seconds", 0) > 0.3 * nodes.get("sum_seconds", 1):
+            hints.append(
+                f"tests take {tests['seconds']:.0f} s of node time: limit the big ones to "
+                "the new rows (`where` config on the incremental window)"
+            )
+    if kind == "full" and slowest:
+        hints.append(
+            f"{slowest['id'].split('.')[-1]} grows fastest: check its plan (joins that "
+            "fan out, window functions over all rows) and DuckDB's memory_limit/threads"
+        )
+    out["fix"] = hints or ["no single cause stands out: see the slowest nodes"]
+    return out
+
+
+def explain_analyze(ctx: Context, engine: str, name: str, compiled: Path) -> str:
+    sql = compiled.read_text(encoding="utf-8").strip().rstrip(";")
+    try:
+        rows = ctx.query(engine, name, f"explain analyze {sql}")
+    except Exception as exc:
+        return f"EXPLAIN ANALYZE failed: {str(exc).splitlines()[0][:300]}"
+    if engine == "duckdb":
+        text = "\n".join(str(row[-1]) for row in rows)
+    else:
+        text = "\n".join(str(row[0]) for row in rows)
+    lines = text.splitlines()
+    return "\n".join(lines[:60] + (["..."] if len(lines) > 60 else []))
+
+
+# --- 4. attribution --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def emulator(ctx: Context) -> Iterator[str]:
+    """`runner ihc-emulator` on a free port at 200 ms and 200 sessions per request."""
+    env = ctx.env("duckdb", "scratch")
+    log_path = ctx.log("ihc-emulator")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [RUNNER, "ihc-emulator", "--port", "0", "--latency-ms", str(LATENCY_MS),
+         "--max-sessions", str(SESSIONS_PER_REQUEST)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    url: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        with log_path.open("a", encoding="utf-8") as out:
+            for line in process.stderr:  # type: ignore[union-attr]
+                if not url and (match := re.search(r"listening on (http://\S+)", line)):
+                    url.append(match.group(1))
+                    ready.set()
+                out.write(line)
+        ready.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        if not ready.wait(60) or not url:
+            raise BenchError(f"the IHC emulator did not start: {tail(log_path)}")
+        yield url[0]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(5)
+
+
+def attribution_state(ctx: Context, engine: str, name: str) -> dict[str, Any]:
+    """What the latest run did, checked: every conversion sent written or rejected, once."""
+    run = ctx.query(
+        engine, name,
+        "select run_id, status, journeys_selected, conversions_written, conversions_rejected, "
+        "requests from raw.attribution_runs order by started_at desc limit 1",
+    )[0]  # fmt: skip
+    run_id = run[0]
+    if not re.fullmatch(r"[\w-]+", run_id):
+        raise BenchError(f"unexpected run id {run_id!r}")
+    expected = {r[0] for r in ctx.query(
+        engine, name, "select distinct conv_id from intermediate.int_journeys_built")}  # fmt: skip
+    written = [r[0] for r in ctx.query(
+        engine, name, "select conv_id from raw.attribution_customer_journey "
+        f"where run_id = '{run_id}' group by conv_id")]  # fmt: skip
+    rejected = [
+        r[0]
+        for r in ctx.query(
+            engine, name, f"select conv_id from raw.attribution_rejects where run_id = '{run_id}'"
+        )
+    ]
+    doubled_rows = ctx.query(
+        engine, name,
+        "select count(*) from (select conv_id, session_id from raw.attribution_customer_journey "
+        "group by conv_id, session_id having count(*) > 1) as d",
+    )[0][0]  # fmt: skip
+    written_set, rejected_set = set(written), set(rejected)
+    lost = expected - written_set - rejected_set
+    twice = {c for c, n in Counter(rejected).items() if n > 1}
+    doubled = (written_set & rejected_set) | twice
+    return {
+        "run_id": run_id,
+        "status": run[1],
+        "sent": run[2],
+        "written": run[3],
+        "rejected": run[4],
+        "requests": run[5],
+        "lost": len(lost),
+        "doubled": len(doubled) + doubled_rows,
+        "ok": not lost and not doubled and not doubled_rows
+        and run[3] + run[4] == run[2] == len(expected) and run[3] == len(written_set),
+    }  # fmt: skip
+
+
+def attribute_world(ctx: Context, engine: str, name: str, world: World) -> int:
+    """Marketing data of the world and the journeys built from it; the attributable count."""
+    ctx.fresh(engine, name)
+    env = ctx.env(engine, name)
+    marketing = next(item["path"] for item in world.loads if item["source"] == "marketing")
+    run_checked([RUNNER, "load", "marketing", marketing, "--target", engine], env,
+                ctx.log(f"attribute-setup-{engine}"))  # fmt: skip
+    run_checked(
+        [DBT, "run", "--select", "+int_journeys_built", "--target", engine, "--project-dir",
+         str(REPO), "--vars", f"{{as_of_date: {world.window_end.isoformat()}}}"],
+        env, ctx.log(f"attribute-setup-{engine}"),
+    )  # fmt: skip
+    return ctx.query(
+        engine, name, "select count(distinct conv_id) from intermediate.int_journeys_built"
+    )[0][0]
+
+
+def bench_attribute(ctx: Context, budget: Budget) -> None:
+    wanted = SCALES[ctx.scale]["conversions"]
+    result: dict[str, Any] = {"conversions_target": wanted, "latency_ms": LATENCY_MS,
+                              "sessions_per_request": SESSIONS_PER_REQUEST}  # fmt: skip
+    ctx.results["attribute"] = result
+    calib_key = f"g{generator_hash()}-s{SEED}-c{CALIBRATION_CUSTOMERS}"
+    calib = calibration()
+    if "attributable" not in calib:
+        world = ensure_world(CALIBRATION_CUSTOMERS)
+        count = attribute_world(ctx, "duckdb", "calibration", world)
+        ctx.drop("duckdb", "calibration")
+        set_attributable_calibration(count)
+        calib = json.loads((CACHE / "calibration.json").read_text(encoding="utf-8"))[calib_key]
+    customers = max(10, round(wanted * calib["customers"] / calib["attributable"]))
+    world = ensure_world(customers)
+    result["world"] = world.describe()
+    with emulator(ctx) as url:
+        result["emulator"] = url
+        for index, engine in enumerate(ctx.engines):
+            part = budget.part(1 / (len(ctx.engines) - index))
+            name = "attribute" if engine == "duckdb" else ctx.pg_name("_attr")
+            entry: dict[str, Any] = {}
+            result[engine] = entry
+            times: dict[int, list[float]] = {1: [], 8: []}
+            checks: list[dict[str, Any]] = []
+
+            def one(
+                rep: int, engine: str = engine, name: str = name, times: dict = times,
+                checks: list = checks,
+            ) -> float:  # fmt: skip
+                started = time.perf_counter()
+                for workers in (1, 8):
+                    timed = run_checked(
+                        [RUNNER, "attribute", "--target", engine, "--api-url", url,
+                         "--conv-type-id", "default", "--workers", str(workers),
+                         "--max-sessions", str(SESSIONS_PER_REQUEST), "--force", "--no-build"],
+                        ctx.env(engine, name), ctx.log(f"attribute-{engine}-{rep}-w{workers}"),
+                    )  # fmt: skip
+                    times[workers].append(timed.seconds)
+                    state = attribution_state(ctx, engine, name)
+                    state["workers"] = workers
+                    checks.append(state)
+                    log(f"attribute {engine} rep {rep + 1} workers {workers}: "
+                        f"{timed.seconds:.1f} s, {state['written']} written, "
+                        f"{state['rejected']} rejected, ok={state['ok']}")  # fmt: skip
+                return time.perf_counter() - started
+
+            try:
+                entry["attributable"] = attribute_world(ctx, engine, name, world)
+                _, trimmed = repetitions(part, ctx.repeat, one, f"attribute {engine}")
+                speedups = [a / b for a, b in zip(times[1], times[8], strict=True)]
+                entry.update(
+                    workers_1=summary(times[1]),
+                    workers_8=summary(times[8]),
+                    speedup=summary(speedups),
+                    checks=checks,
+                    all_ok=all(c["ok"] for c in checks),
+                    trimmed=trimmed,
+                    target=TARGETS["attribute"],
+                )
+                entry["passed"] = entry["speedup"]["median"] >= 6 and entry["all_ok"]
+                if not entry["passed"]:
+                    requests = checks[-1]["requests"]
+                    ideal = requests * LATENCY_MS / 1000
+                    entry["diagnosis"] = {
+                        "requests": requests,
+                        "latency_floor_workers_1": ideal,
+                        "latency_floor_workers_8": ideal / 8,
+                        "outside_requests_workers_1": entry["workers_1"]["median"] - ideal,
+                        "outside_requests_workers_8": entry["workers_8"]["median"] - ideal / 8,
+                    }
+            except BenchError as exc:
+                entry["error"] = str(exc)
+                log(f"attribute {engine} failed: {exc}")
+            finally:
+                ctx.drop(engine, name)
+
+
+# --- machine, versions, report ---------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = int(line.split()[1]) * 1024
+    os_name = platform.system()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_bytes": ram,
+        "os": f"{os_name}, Linux {platform.release()}",
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def versions(ctx: Context) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    if ctx.pg_server is not None:
+        con = ctx.pg_server.connect()
+        try:
+            with con.cursor() as cursor:
+                cursor.execute("show server_version")
+                found["PostgreSQL server"] = cursor.fetchone()[0]
+        finally:
+            con.close()
+    else:
+        found["PostgreSQL server"] = ctx.pg_note or "not used"
+    return found
+
+
+def fmt_seconds(s: dict[str, Any]) -> str:
+    return f"{s['median']:.1f} s ({s['min']:.1f}-{s['max']:.1f}, {s['runs']} runs)"
+
+
+def fmt_rate(s: dict[str, Any]) -> str:
+    return f"{s['median']:,.0f}/s ({s['min']:,.0f}-{s['max']:,.0f}, {s['runs']} runs)"
+
+
+def fmt_ratio(s: dict[str, Any], digits: int = 2) -> str:
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+def verdict(passed: bool) -> str:
+    return "**PASS**" if passed else "**MISS**"
+
+
+def trimmed_note(entry: dict[str, Any], ctx: Context) -> str:
+    return (
+        f" (trimmed from {ctx.repeat} to fit the 15-minute budget)" if entry.get("trimmed") else ""
+    )
+
+
+def render_report(ctx: Context, meta: dict[str, Any]) -> str:
+    r = ctx.results
+    out: list[str] = []
+    add = out.append
+    add("# Benchmarks\n")
+    add(
+        f"Written by `make bench` (`bench/bench.py --scale {ctx.scale}`) on "
+        f"{meta['finished']} in {meta['seconds'] / 60:.1f} minutes. Raw results: "
+        "`.tmp/bench/results.json`. Each figure is the median of its runs, with the min and "
+        "max; each ratio is taken run by run against its reference measured in the same "
+        "run (reference and subject alternate), and the median of those ratios is judged.\n"
+    )
+    if ctx.scale == "small" or meta["only"] != list(BENCHMARKS):
+        add(
+            f"> **Harness check only** (scale `{ctx.scale}`, benchmarks "
+            f"{', '.join(meta['only'])}): these are not the project's figures. Run "
+            "`make bench` (or `BENCH_SCALE=large make bench`) on a quiet machine for them.\n"
+        )
+    m = meta["machine"]
+    add("## Machine\n")
+    add(f"- CPU: {m['cpu']}, {m['cores']} cores")
+    add(f"- RAM: {m['ram_bytes'] / GIB:.1f} GiB")
+    add(f"- OS: {m['os']}")
+    load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
+    add(f"- load average at start: {load} (other work on the machine slows every figure)\n")
+    add("## Versions\n")
+    add(" | ".join(f"{k} {v}" for k, v in meta["versions"].items()) + "\n")
+    add("## Sizes\n")
+    add(
+        f"Scale `{ctx.scale}`; repetitions: {ctx.repeat} per figure"
+        + (" (BENCH_REPEAT)" if ctx.repeat_given else
+           ", trimmed where stated to fit 15 minutes" if ctx.scale == "default" else "")
+        + ". Worlds from `runner generate --seed "
+        f"{SEED}` (customers chosen from a calibration run of {CALIBRATION_CUSTOMERS:,} "
+        f"customers), cached in `.tmp/bench/worlds/`.\n"
+    )  # fmt: skip
+    add("| used by | customers | web events | appended day | as_of_date |")
+    add("| --- | ---: | ---: | --- | --- |")
+    for used, world in meta["worlds"]:
+        day = (f"{world['day_events']:,} events on {world['day']}" if world.get("day")
+               else "-")  # fmt: skip
+        add(f"| {used} | {world['customers']:,} | {world['web_events']:,} | {day} | "
+            f"{world['window_end']} |")  # fmt: skip
+    days = {w["day_how"] for _, w in meta["worlds"] if w.get("day_how")}
+    if days:
+        add(f"\nThe appended day: {'; '.join(sorted(days))}.")
+    add("")
+
+    if "load" in r:
+        render_load(out, ctx, r["load"])
+    if "build" in r:
+        render_build(out, ctx, r["build"], meta)
+    if "attribute" in r:
+        render_attribute(out, ctx, r["attribute"])
+    misses = meta["misses"]
+    add("## Summary\n")
+    if misses:
+        add("Targets missed: " + "; ".join(misses) + ". Where the time goes is under each.")
+    else:
+        add("Every target measured here is met.")
+    add("")
+    return "\n".join(out)
+
+
+def render_load(out: list[str], ctx: Context, load: dict[str, Any]) -> None:
+    add = out.append
+    add(f"## 1. `runner load web-events`, {load['events']:,} events\n")
+    add(
+        "The whole `runner load web-events FILE` subprocess (start-up, hashing, parsing, "
+        "landing) into a fresh warehouse, against the engine's own bulk read of the same "
+        "file: DuckDB `create table t as select * from read_json(FILE, format = "
+        "'newline_delimited', ignore_errors = true)` (ignore_errors: the file holds "
+        "deliberately invalid JSON lines, on which read_json stops otherwise), PostgreSQL "
+        "`COPY` into a one-column text table (CSV with \\x01 and \\x02 as delimiter and "
+        f"quote). Target: {TARGETS['load']}.\n"
+    )
+    add("| engine | engine's bulk read | runner load | runner / reference | result |")
+    add("| --- | ---: | ---: | ---: | --- |")
+    for engine in ENGINES:
+        entry = load.get(engine)
+        if entry is None:
+            continue
+        if "error" in entry:
+            add(f"| {engine} | - | - | - | failed: {entry['error'].splitlines()[0]} |")
+            continue
+        add(
+            f"| {engine} | {fmt_rate(entry['reference_eps'])} | {fmt_rate(entry['runner_eps'])}"
+            f"{trimmed_note(entry, ctx)} | {fmt_ratio(entry['ratio'])} | "
+            f"{verdict(entry['passed'])} |"
+        )
+    for engine in ENGINES:
+        diag = (load.get(engine) or {}).get("diagnosis")
+        if not diag:
+            continue
+        add(f"\nWhere the runner's time goes on {engine} (one more load under cProfile, "
+            f"{diag.get('seconds', 0):.1f} s with the profiler):\n")  # fmt: skip
+        if "error" in diag:
+            add(f"    {diag['error']}")
+            continue
+        add("| runner function | cumulative s |")
+        add("| --- | ---: |")
+        for row in diag["top_runner_cumulative"]:
+            add(f"| `{row['function']}` | {row['cum']:.1f} |")
+        add("\n| function (own time) | own s |")
+        add("| --- | ---: |")
+        for row in diag["top_own"]:
+            add(f"| `{row['function']}` | {row['own']:.1f} |")
+        add(
+            "\nFix: the per-record Python work above is what separates the runner from the "
+            "engine's reader; hand the file to the engine's bulk reader (DuckDB read_json/"
+            "read_csv, PostgreSQL COPY of the raw lines) and compute the line metadata there."
+        )
+    add("")
+
+
+def render_build(out: list[str], ctx: Context, build: dict[str, Any], meta: dict) -> None:
+    add = out.append
+    add("## 2. Full `dbt build`\n")
+    add(
+        "`runner build --no-freshness -- --full-refresh --exclude-resource-type unit_test "
+        "--vars '{as_of_date: <window end>}'` (models, snapshots, seeds and every data test: "
+        "a production build; the unit tests check SQL, not data, and run in CI), timed as a "
+        "subprocess, after every source "
+        "of the world was loaded as `make demo` does (minus attribution) and the appended "
+        "day too (these are the reference builds of section 3: the same data). Peak memory "
+        "is the resident size of the build's process tree (DuckDB runs inside dbt's "
+        f"process). Targets: {TARGETS['build_ratio']}; {TARGETS['build_memory']}.\n"
+    )
+    add("| engine | web events | full build | peak RSS (max) | dbt's slowest nodes |")
+    add("| --- | ---: | ---: | ---: | --- |")
+    entries = [(k, v) for k, v in build.items() if k != "scaling"]
+    for key, entry in entries:
+        if "error" in entry and "full" not in entry:
+            add(f"| {entry['engine']} | {key.split('-')[1]} | failed: "
+                f"{entry['error'].splitlines()[0][:200]} | - | - |")  # fmt: skip
+            continue
+        if "full" not in entry:
+            continue
+        events = entry["world"]["web_events"] + entry["world"]["day_events"]
+        top = entry["full_builds"][-1]["nodes"].get("top", [])[:3]
+        slow = ", ".join(f"{n['id'].split('.')[-1]} {n['seconds']:.1f} s" for n in top)
+        add(
+            f"| {entry['engine']} | {events:,} | {fmt_seconds(entry['full'])}"
+            f"{trimmed_note(entry, ctx)} | {entry['full_peak_rss']['max'] / GIB:.2f} GiB | "
+            f"{slow} |"
+        )
+    scaling = build.get("scaling")
+    if scaling is not None:
+        add("")
+        if "not_run" in scaling:
+            add(f"- 10M ÷ 1M on DuckDB: {scaling['not_run']}.")
+            add(f"- peak memory at 10M: {scaling['not_run']}.")
+        else:
+            add(f"- 10M ÷ 1M on DuckDB: {scaling['ratio']:.1f}x (target ≤ 12x): "
+                f"{verdict(scaling['ratio_passed'])}")  # fmt: skip
+            add(f"- peak memory at 10M: {scaling['peak_rss'] / GIB:.2f} GiB (target < 4 GiB): "
+                f"{verdict(scaling['memory_passed'])}")  # fmt: skip
+            if "diagnosis" in scaling:
+                render_diagnosis(out, scaling["diagnosis"], "the 10M full build")
+                add("\n| node | 1M s | 10M s | x |")
+                add("| --- | ---: | ---: | ---: |")
+                for n in scaling["worst_scaling"]:
+                    ratio = f"{n['ratio']:.1f}" if n["ratio"] else "-"
+                    one = f"{n['seconds_1m']:.1f}" if n["seconds_1m"] else "-"
+                    add(f"| {n['id'].split('.')[-1]} | {one} | {n['seconds_10m']:.1f} | {ratio} |")
+    add("")
+    if not any("incremental" in entry for _, entry in entries):
+        return
+    add("## 3. Incremental `dbt build` after one appended day\n")
+    add(
+        "Per run: the warehouse as built from the base world is restored, the appended day is "
+        "loaded (`runner load web-events <day file>`), then `runner build` without "
+        "`--full-refresh` (timed), then `--full-refresh` of the same data on the same "
+        f"warehouse (timed: the reference). Target: {TARGETS['incremental']}.\n"
+    )
+    add("| engine | web events (+ day) | incremental | full build | incremental / full | result |")
+    add("| --- | ---: | ---: | ---: | ---: | --- |")
+    for _, entry in entries:
+        if "incremental" not in entry:
+            continue
+        w = entry["world"]
+        add(
+            f"| {entry['engine']} | {w['web_events']:,} (+{w['day_events']:,}) | "
+            f"{fmt_seconds(entry['incremental'])} | {fmt_seconds(entry['full'])} | "
+            f"{fmt_ratio(entry['incremental_ratio'])} | "
+            f"{verdict(entry['incremental_passed'])} |"
+        )
+    for key, entry in entries:
+        if "incremental_diagnosis" in entry:
+            render_diagnosis(out, entry["incremental_diagnosis"], f"the incremental build, {key}")
+    add("")
+
+
+def render_diagnosis(out: list[str], diag: dict[str, Any], what: str) -> None:
+    add = out.append
+    add(f"\nWhere the time goes in {what} ({diag['wall_seconds']:.1f} s wall, {diag['nodes']} "
+        f"nodes; dbt's run_results.json):\n")  # fmt: skip
+    types = ", ".join(
+        f"{k} {v['count']} ({v['seconds']:.1f} s)" for k, v in (diag["by_type"] or {}).items()
+    )
+    add(f"- node time by type: {types}")
+    add(f"- outside the nodes (dbt start-up, parsing, scheduling; 2 threads): "
+        f"{diag['outside_nodes_seconds']:.1f} s")  # fmt: skip
+    add("- slowest nodes: " + ", ".join(
+        f"{n['id'].split('.')[-1]} ({n['type']}, {n['materialized'] or '-'}) {n['seconds']:.1f} s"
+        for n in diag["top"]))  # fmt: skip
+    for hint in diag["fix"]:
+        add(f"- fix: {hint}")
+    if diag.get("explain"):
+        add(f"\n`EXPLAIN ANALYZE` of {diag['explain_model']} (its compiled SQL from this "
+            "build, on the warehouse as the run left it):\n")  # fmt: skip
+        add("```")
+        add(diag["explain"])
+        add("```")
+
+
+def render_attribute(out: list[str], ctx: Context, attr: dict[str, Any]) -> None:
+    add = out.append
+    add("## 4. `runner attribute`, `--workers 8` against `--workers 1`\n")
+    world = attr.get("world", {})
+    size_note = ""
+    if ctx.scale != "large":
+        size_note = (
+            f" At this scale about {attr['conversions_target']:,} conversions (20,000 at "
+            "BENCH_SCALE=large: workers 1 at 200 ms per request alone would take most of "
+            "the 15 minutes)."
+        )
+    add(
+        f"`runner ihc-emulator --latency-ms {LATENCY_MS} --max-sessions "
+        f"{SESSIONS_PER_REQUEST}` and `runner attribute --max-sessions "
+        f"{SESSIONS_PER_REQUEST} --force --no-build` (the dbt build after the round trip is "
+        "left out: it is the same for both), workers 1 and 8 alternating, on a warehouse "
+        f"holding the marketing data of {world.get('customers', 0):,} customers and the "
+        f"journeys built from it.{size_note} After each run: every conversion sent is "
+        "written or rejected (journeys longer than 200 sessions are rejected as too long), "
+        f"none twice. Target: {TARGETS['attribute']}.\n"
+    )
+    add("| engine | conversions | workers 1 | workers 8 | speed-up | lost / doubled | result |")
+    add("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+    for engine in ENGINES:
+        entry = attr.get(engine)
+        if entry is None:
+            continue
+        if "error" in entry:
+            add(f"| {engine} | - | - | - | - | - | failed: {entry['error'].splitlines()[0]} |")
+            continue
+        last = entry["checks"][-1]
+        lost = sum(c["lost"] for c in entry["checks"])
+        doubled = sum(c["doubled"] for c in entry["checks"])
+        add(
+            f"| {engine} | {entry['attributable']:,} ({last['written']:,} written, "
+            f"{last['rejected']} rejected) | {fmt_seconds(entry['workers_1'])}"
+            f"{trimmed_note(entry, ctx)} | {fmt_seconds(entry['workers_8'])} | "
+            f"{fmt_ratio(entry['speedup'], 1)}x | {lost} / {doubled} | "
+            f"{verdict(entry['passed'])} |"
+        )
+    for engine in ENGINES:
+        diag = (attr.get(engine) or {}).get("diagnosis")
+        if not diag:
+            continue
+        add(
+            f"\nWhere the time goes on {engine}: {diag['requests']} requests; at "
+            f"{LATENCY_MS} ms each the latency floor is {diag['latency_floor_workers_1']:.1f} "
+            f"s with one worker and {diag['latency_floor_workers_8']:.1f} s with eight. "
+            f"Outside the requests (start-up, reading the journeys, checking and writing each "
+            f"answer in the one writing thread): {diag['outside_requests_workers_1']:.1f} s "
+            f"with one worker, {diag['outside_requests_workers_8']:.1f} s with eight. Fix: "
+            "that fixed and serial part caps the speed-up (Amdahl); write answers in larger "
+            "transactions or from a queue, and start faster, so the 8 workers stay busy."
+        )
+    add("")
+
+
+def misses(ctx: Context) -> list[str]:
+    r, found = ctx.results, []
+    for engine in ENGINES:
+        entry = r.get("load", {}).get(engine, {})
+        if entry.get("passed") is False:
+            found.append(f"load on {engine}")
+        if "error" in entry:
+            found.append(f"load on {engine} (failed)")
+        entry = r.get("attribute", {}).get(engine, {})
+        if entry.get("passed") is False:
+            found.append(f"attribute on {engine}")
+        if "error" in entry:
+            found.append(f"attribute on {engine} (failed)")
+    for key, entry in r.get("build", {}).items():
+        if key == "scaling":
+            if entry.get("ratio_passed") is False:
+                found.append("10M/1M build time")
+            if entry.get("memory_passed") is False:
+                found.append("peak memory at 10M")
+            continue
+        if entry.get("incremental_passed") is False:
+            found.append(f"incremental build {key}")
+        if "error" in entry:
+            found.append(f"build {key} (failed)")
+    return found
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Run the benchmark suite and write BENCHMARKS.md.",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=sorted(SCALES),
+        default=os.environ.get("BENCH_SCALE") or "default",
+        help="small: ~50k events, to check the harness; default: loads 1M events, builds "
+        "250k, attributes 5,000 conversions, within 15 minutes; large: builds 1M and 10M "
+        "(DuckDB) and 1M (PostgreSQL), attributes 20,000 (env BENCH_SCALE).",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="Runs per figure (env BENCH_REPEAT, default 3; at default scale trimmed to fit "
+        "15 minutes unless given).",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"Comma-separated subset of {','.join(BENCHMARKS)}.",
+    )
+    parser.add_argument("--engines", default=",".join(ENGINES), help="duckdb,postgres or one.")
+    parser.add_argument("--report", type=Path, default=REPORT, help="Where to write the report.")
+    parser.add_argument("--keep", action="store_true", help="Keep the run's temporary files.")
+    args = parser.parse_args(argv)
+    env_repeat = os.environ.get("BENCH_REPEAT")
+    args.repeat_given = args.repeat is not None or bool(env_repeat)
+    args.repeat = args.repeat or int(env_repeat or 3)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    args.only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(args.only) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    args.engines = [x.strip() for x in args.engines.split(",") if x.strip()]
+    if set(args.engines) - set(ENGINES) or not args.engines:
+        parser.error("--engines takes duckdb, postgres or both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    limited = args.scale == "default" and not args.repeat_given
+    budget = Budget(DEFAULT_BUDGET_SECONDS if limited else None)
+    with context(args) as ctx:
+        only = [b for b in BENCHMARKS if b in args.only]
+        # shares of what is left of the budget, in the order the sections run
+        shares = {"load": 0.25, "build": 0.75, "attribute": 1.0}
+        if "load" in only:
+            log("== load")
+            safely(ctx, "load", lambda: bench_load(ctx, budget.part(shares["load"])))
+        if "build" in only or "incremental" in only:
+            log("== build" + (" + incremental" if "incremental" in only else ""))
+            part = budget.part(shares["build"] if "attribute" in only else 1.0)
+            safely(ctx, "build", lambda: bench_builds(ctx, part, "incremental" in only))
+        if "attribute" in only:
+            log("== attribute")
+            safely(ctx, "attribute", lambda: bench_attribute(ctx, budget.part(1.0)))
+        meta = {
+            "scale": ctx.scale,
+            "only": only,
+            "repeat": ctx.repeat,
+            "repeat_given": ctx.repeat_given,
+            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "seconds": time.monotonic() - started,
+            "machine": machine(),
+            "versions": versions(ctx),
+            "engines": ctx.engines,
+            "postgres": ctx.pg_note,
+        }
+        meta["worlds"] = worlds_used(ctx.results)
+        meta["misses"] = misses(ctx)
+        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS_JSON.write_text(
+            json.dumps({"meta": meta, "results": ctx.results}, indent=2, default=str),
+            encoding="utf-8",
+        )
+        args.report.write_text(render_report(ctx, meta), encoding="utf-8")
+        log(f"wrote {args.report} and {RESULTS_JSON} in {meta['seconds'] / 60:.1f} minutes")
+        failed = _has_error(ctx.results)
+    return 1 if failed else 0
+
+
+def _has_error(value: Any) -> bool:
+    if isinstance(value, dict):
+        return "error" in value or any(_has_error(v) for v in value.values())
+    return False
+
+
+def safely(ctx: Context, name: str, step: Callable[[], None]) -> None:
+    """Run a section; a failure is recorded in the results and the report, not fatal."""
+    try:
+        step()
+    except BenchError as exc:
+        ctx.results.setdefault(name, {})["error"] = str(exc)
+        log(f"{name} failed: {exc}")
+    except Exception as exc:
+        ctx.results.setdefault(name, {})["error"] = "".join(
+            traceback.format_exception_only(type(exc), exc)
+        ).strip()
+        log(f"{name} failed:\n{traceback.format_exc()}")
+
+
+def worlds_used(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if "world" in results.get("load", {}):
+        found.append(("load", results["load"]["world"]))
+    for key, entry in results.get("build", {}).items():
+        if isinstance(entry, dict) and "world" in entry:
+            found.append((f"build {key}", entry["world"]))
+    if "world" in results.get("attribute", {}):
+        found.append(("attribute", results["attribute"]["world"]))
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())
