@@ -1,16 +1,21 @@
 """One configuration: the runner reads the same dbt project, profile and target as dbt.
 
-The profile is rendered by dbt's own renderer, so `env_var(...)` defaults, targets and
-credentials mean exactly what they mean to `dbt build`.
+Targets written like the project's own profiles (plain values and
+`{{ env_var('NAME', 'default') }}`, optionally `| as_number`) are read directly, which
+takes milliseconds; any other profile, and every profile with a problem, is rendered by
+dbt's own renderer (importing dbt takes seconds), so `env_var(...)` defaults, targets,
+credentials and error messages always mean exactly what they mean to `dbt build`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from runner.errors import RunnerError
 
@@ -25,7 +30,9 @@ class Settings:
     project_dir: Path
     profiles_dir: Path
     target: str
-    credentials: Any  # the adapter's credentials object (DuckDBCredentials, PostgresCredentials)
+    # ProfileCredentials, or the adapter's own credentials object (DuckDBCredentials,
+    # PostgresCredentials) for a profile only dbt can render: the same attributes
+    credentials: Any
 
     @property
     def adapter_type(self) -> str:
@@ -93,12 +100,140 @@ def load_settings(
     profiles_dir: str | os.PathLike[str] | None = None,
 ) -> Settings:
     """Resolve project, profile and target (None: the profile's default target)."""
+    project = find_project_dir(project_dir)
+    profiles = find_profiles_dir(project, profiles_dir)
+    simple = read_simple_profile(profiles / "profiles.yml", target)
+    if simple is None:
+        target_name, credentials = _render_profile_with_dbt(profiles, target)
+    else:
+        target_name, credentials = simple
+    return Settings(
+        project_dir=project, profiles_dir=profiles, target=target_name, credentials=credentials
+    )
+
+
+@dataclass(frozen=True)
+class ProfileCredentials:
+    """A target's connection settings, as dbt's credentials object holds them (the
+    attributes the runner uses)."""
+
+    type: str  # "duckdb" or "postgres"
+    schema: str
+    database: str | None = None
+    path: str | None = None  # duckdb
+    host: str | None = None  # postgres
+    port: int | None = None
+    user: str | None = None
+    password: str | None = None
+
+
+# The one Jinja expression read without dbt: {{ env_var('NAME'[, 'default']) [| as_number] }}
+ENV_VAR_TEMPLATE = re.compile(
+    r"\{\{\s*env_var\(\s*(?P<q>['\"])(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P=q)\s*"
+    r"(?:,\s*(?P<dq>['\"])(?P<default>[^'\"\\{}]*)(?P=dq)\s*)?\)"
+    r"\s*(?P<number>\|\s*as_number\s*)?\}\}"
+)
+NUMBER_TEXT = re.compile(r"0|[1-9][0-9]*")  # what as_number reads as the same int
+SIMPLE_TARGET_KEYS = {
+    "duckdb": {"type", "threads", "path", "schema"},
+    "postgres": {"type", "threads", "host", "port", "user", "password", "dbname", "schema"},
+}
+
+
+class _NotSimple(Exception):
+    """The profile needs dbt's renderer."""
+
+
+def read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCredentials] | None:
+    """The target name and credentials of the profile, read without dbt when the target
+    is written like the project's own profiles.yml.example: a duckdb target with `path`
+    and `schema`, or a postgres target with `host`, `port`, `user`, `password`, `dbname`,
+    `schema` (and `threads`), each a plain value or `{{ env_var('NAME', 'default') }}`
+    (`| as_number` for the port), giving what dbt's renderer gives. None for anything
+    else, including every profile with a problem: dbt then reads it and reports it."""
+    try:
+        return _read_simple_profile(path, target)
+    except Exception:  # e.g. a YAML error, a missing variable: dbt says it best
+        return None
+
+
+def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCredentials]:
+    import yaml
+
+    text = path.read_bytes().decode("utf-8")
+    profile = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))[PROFILE_NAME]
+    target_name = target if target is not None else _render(profile["target"])
+    output = profile["outputs"][target_name]
+    if not isinstance(target_name, str) or not isinstance(output, dict):
+        raise _NotSimple
+    kind = output.get("type")
+    if kind not in SIMPLE_TARGET_KEYS or not set(output) <= SIMPLE_TARGET_KEYS[kind]:
+        raise _NotSimple
+    values = {key: _render(value) for key, value in output.items()}
+    if type(values.pop("threads", 1)) is not int:
+        raise _NotSimple  # dbt validates (or refuses) anything else
+    if any(type(value) is not str for key, value in values.items() if key != "port"):
+        raise _NotSimple
+    if kind == "duckdb":
+        if ":" in values["path"]:
+            raise _NotSimple  # in memory, a URL (md:, s3:...): dbt-duckdb's business
+        # the database name dbt-duckdb derives from the path
+        database = os.path.splitext(os.path.basename(urlparse(values["path"]).path))[0]
+        if not database:
+            raise _NotSimple
+        credentials = ProfileCredentials(
+            type=kind, schema=values["schema"], database=database, path=values["path"]
+        )
+    else:
+        port = values["port"]
+        if type(port) is not int or not 0 <= port <= 65535:
+            raise _NotSimple
+        credentials = ProfileCredentials(
+            type=kind,
+            schema=values["schema"],
+            database=values["dbname"],
+            host=values["host"],
+            port=port,
+            user=values["user"],
+            password=values["password"],
+        )
+    return target_name, credentials
+
+
+def _render(value: object) -> object:
+    """A profile value as dbt's renderer gives it: non-strings unchanged, text without
+    Jinja unchanged, the env_var template as the variable's text (a number with
+    `| as_number`). Raises _NotSimple for anything else."""
+    if not isinstance(value, str):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _NotSimple  # dates, floats, lists...: dbt converts or validates them
+        return value
+    match = None
+    if "{" not in value and "\n" not in value and "\r" not in value:
+        text = value  # Jinja leaves it as it is
+    else:
+        match = ENV_VAR_TEMPLATE.fullmatch(value)
+        if match is None:
+            raise _NotSimple
+        text = os.environ.get(match["name"], match["default"])
+        if text is None:
+            raise _NotSimple  # dbt: "Env var required but not provided"
+    if "DBT_ENV_SECRET" in value or "DBT_ENV_SECRET" in text:
+        raise _NotSimple  # dbt's renderer handles (and mangles) its secret markers
+    if match and match["number"]:
+        if not NUMBER_TEXT.fullmatch(text):
+            raise _NotSimple  # dbt: literal_eval, or "Could not convert value"
+        return int(text)
+    return text
+
+
+def _render_profile_with_dbt(profiles: Path, target: str | None) -> tuple[str, Any]:
+    """Target name and credentials by dbt's own reading of the profile (slow: imports
+    dbt), for profiles read_simple_profile leaves alone; dbt's errors become RunnerErrors."""
     from dbt.config.profile import Profile, read_profile
     from dbt.config.renderer import ProfileRenderer
     from dbt.exceptions import DbtProfileError
 
-    project = find_project_dir(project_dir)
-    profiles = find_profiles_dir(project, profiles_dir)
     _prepare_dbt_context()
     raw_profiles = read_profile(str(profiles))
     if PROFILE_NAME not in raw_profiles:
@@ -112,9 +247,4 @@ def load_settings(
         )
     except DbtProfileError as exc:
         raise RunnerError(str(exc).strip()) from None
-    return Settings(
-        project_dir=project,
-        profiles_dir=profiles,
-        target=profile.target_name,
-        credentials=profile.credentials,
-    )
+    return profile.target_name, profile.credentials

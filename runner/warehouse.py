@@ -36,10 +36,21 @@ class Warehouse:
         raise NotImplementedError
 
     def copy_csv(
-        self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
+        self,
+        table: str,
+        columns: Sequence[str],
+        csv_path: Path,
+        longest_line: int,
+        constants: dict[str, Any] | None = None,
+        *,
+        binary: bool = False,
     ) -> None:
-        """Bulk-load a headerless CSV file (RFC 4180 quoting, empty unquoted field = NULL)
-        whose longest line has at most `longest_line` bytes."""
+        """Bulk-load a headerless CSV file (RFC 4180 quoting, but with the quote character
+        \\x01, doubled inside a field; an empty unquoted field is NULL; lines end in \\n)
+        whose longest line has at most `longest_line` bytes; runner.loading.write_csv
+        writes such files. `constants` (DuckDB only): more columns, each with one value
+        for every row. `binary` (PostgreSQL only): the file is in PostgreSQL's binary
+        COPY format instead."""
         raise NotImplementedError
 
     @contextmanager
@@ -116,19 +127,42 @@ class DuckDBWarehouse(Warehouse):
         return [d[0] for d in cursor.description], cursor.fetchall()
 
     def copy_csv(
-        self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
+        self,
+        table: str,
+        columns: Sequence[str],
+        csv_path: Path,
+        longest_line: int,
+        constants: dict[str, Any] | None = None,
+        *,
+        binary: bool = False,
     ) -> None:
+        if binary:
+            raise NotImplementedError("DuckDB bulk-loads CSV files, not PostgreSQL's binary COPY")
+        constants = constants or {}
         column_types = ", ".join(f"'{c}': 'VARCHAR'" for c in columns)
         max_line = max(DUCKDB_DEFAULT_MAX_LINE, longest_line + 1024)
-        self._con.execute(
-            f"insert into {table} ({', '.join(columns)}) "
-            f"select {', '.join(columns)} from read_csv(?, columns = {{{column_types}}}, "
-            "header = false, delim = ',', quote = '\"', escape = '\"', "
-            "allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
-            "new_line = '\\n', "  # never guessed from the first row: a CR inside a field is data
-            f"parallel = false, max_line_size = {max_line}, buffer_size = {4 * max_line})",
-            [str(csv_path)],
-        )
+        # DuckDB writes a big insert's row groups to disk (compressing them) in batches of
+        # write_buffer_row_group_count, or at the commit: one at a time spreads that work
+        # over a load that copies block by block, instead of piling it up at the end.
+        buffered = self._con.execute(
+            "select value from duckdb_settings() where name = 'write_buffer_row_group_count'"
+        ).fetchall()  # (not every DuckDB version has it)
+        if buffered:
+            self._con.execute("set write_buffer_row_group_count = 1")
+        try:
+            self._con.execute(
+                f"insert into {table} ({', '.join([*columns, *constants])}) "
+                f"select {', '.join([*columns, *('?' for _ in constants)])} "
+                f"from read_csv(?, columns = {{{column_types}}}, "
+                "header = false, delim = ',', quote = '\x01', escape = '\x01', "
+                "allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
+                "new_line = '\\n', "  # never guessed from the first row: a CR in a field is data
+                f"parallel = false, max_line_size = {max_line}, buffer_size = {4 * max_line})",
+                [*constants.values(), str(csv_path)],
+            )
+        finally:
+            if buffered:
+                self._con.execute(f"set write_buffer_row_group_count = {int(buffered[0][0])}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -215,11 +249,23 @@ class PostgresWarehouse(Warehouse):
             raise
 
     def copy_csv(
-        self, table: str, columns: Sequence[str], csv_path: Path, longest_line: int
+        self,
+        table: str,
+        columns: Sequence[str],
+        csv_path: Path,
+        longest_line: int,
+        constants: dict[str, Any] | None = None,
+        *,
+        binary: bool = False,
     ) -> None:
+        if constants:
+            raise NotImplementedError("PostgreSQL's COPY has no constants: put them in each row")
+        file_format = "format binary" if binary else "format csv, quote e'\\x01'"
         with self._con.cursor() as cursor, csv_path.open("rb") as handle:
             cursor.copy_expert(
-                f"copy {table} ({', '.join(columns)}) from stdin with (format csv)", handle
+                f"copy {table} ({', '.join(columns)}) from stdin with ({file_format})",
+                handle,
+                size=1 << 20,
             )
 
     @contextmanager

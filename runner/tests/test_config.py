@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from runner.config import find_profiles_dir, load_settings
+from runner.config import (
+    _render_profile_with_dbt,
+    find_profiles_dir,
+    load_settings,
+    read_simple_profile,
+)
 from runner.errors import RunnerError
 from runner.tests.conftest import PROJECT_DIR
 
@@ -71,3 +78,100 @@ def test_project_is_found_from_a_subfolder(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("DBT_PROJECT_DIR")
     monkeypatch.chdir(PROJECT_DIR / "models" / "marts")
     assert load_settings().project_dir == PROJECT_DIR
+
+
+# --- reading the profile without dbt --------------------------------------------------
+
+ATTRIBUTES = ("type", "schema", "database", "host", "port", "user", "password")
+
+
+def described(target: str, credentials: object) -> tuple:
+    values = tuple(getattr(credentials, name, None) for name in ATTRIBUTES)
+    return target, values, credentials.path if credentials.type == "duckdb" else None
+
+
+@pytest.mark.parametrize("target", [None, "duckdb", "postgres"])
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {},
+        {"DUCKDB_PATH": "relative/dir/w.duckdb"},
+        {"PGHOST": "db.example", "PGPORT": "0", "PGUSER": "u", "PGDATABASE": "123"},
+        {"PGPORT": "65535", "PGPASSWORD": "p{{ not jinja }}'\"%"},
+        {"PGPASSWORD": ""},
+    ],
+)
+def test_the_shipped_profile_reads_as_dbt_reads_it(
+    monkeypatch: pytest.MonkeyPatch, profiles_dir: Path, target: str | None, environment: dict
+):
+    for key in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    simple = read_simple_profile(profiles_dir / "profiles.yml", target)
+    assert simple is not None
+    assert described(*simple) == described(*_render_profile_with_dbt(profiles_dir, target))
+
+
+def test_loading_settings_does_not_import_dbt(profiles_dir: Path):
+    code = (
+        "import sys; from runner.config import load_settings; "
+        "load_settings(); load_settings(target='postgres'); "
+        "print(sorted(m for m in sys.modules if m == 'dbt' or m.startswith('dbt.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("environment", "port"),
+    [({"PGPORT": "abc"}, None), ({"PGPORT": "05432"}, None), ({"PGPORT": "1e3"}, 1000)],
+)
+def test_values_only_dbt_can_judge_are_left_to_dbt(
+    monkeypatch: pytest.MonkeyPatch, profiles_dir: Path, environment: dict, port: int | None
+):
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    assert read_simple_profile(profiles_dir / "profiles.yml", "postgres") is None
+    if port is None:
+        with pytest.raises(RunnerError, match="Could not render"):
+            load_settings(target="postgres")
+    else:
+        assert load_settings(target="postgres").credentials.port == port
+
+
+def write_profile(folder: Path, outputs: str, target: str = "dev") -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "profiles.yml").write_text(
+        f"customer_analytics:\n  target: {target}\n  outputs:\n{outputs}", encoding="utf-8"
+    )
+    return folder
+
+
+def test_other_profiles_are_read_by_dbt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    folder = write_profile(
+        tmp_path / "profiles",
+        "    dev:\n      type: duckdb\n      schema: main\n      threads: 1\n"
+        "      path: \"{{ env_var('WAREHOUSE_DIR', '/data') ~ '/w.duckdb' }}\"\n",
+    )
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(folder))
+    assert read_simple_profile(folder / "profiles.yml", None) is None
+    assert load_settings().credentials.path == "/data/w.duckdb"
+
+
+def test_profile_errors_are_dbts_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    folder = write_profile(
+        tmp_path / "profiles",
+        "    dev:\n      type: duckdb\n      schema: main\n"
+        "      path: \"{{ env_var('NO_SUCH_VARIABLE_ANYWHERE') }}\"\n",
+    )
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(folder))
+    with pytest.raises(Exception, match="Env var required but not provided"):
+        load_settings()  # dbt's EnvVarMissingError, as before the runner read profiles itself
+    with pytest.raises(RunnerError, match="does not have a target named 'nope'"):
+        load_settings(target="nope")
+    (folder / "profiles.yml").write_text("other_profile: {}\n", encoding="utf-8")
+    with pytest.raises(RunnerError, match="has no profile 'customer_analytics'"):
+        load_settings()

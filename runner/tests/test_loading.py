@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
+import hypothesis
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
 
+from runner import loading
 from runner.config import Settings
 from runner.errors import RunnerError
-from runner.loading import json_error, load_file, read_json_records
+from runner.loading import (
+    RAW_TABLES,
+    CsvRows,
+    PgBinaryRows,
+    RowFormat,
+    json_error,
+    load_file,
+    read_json_records,
+    write_csv,
+)
 from runner.warehouse import connect
 
 ORDER = {
@@ -214,3 +228,175 @@ def test_a_nul_in_a_sqlite_value_lands_flagged(settings: Settings, tmp_path: Pat
         load_marketing(warehouse, settings.project_dir, path)
         _, rows = warehouse.query("select session_id, parse_error from raw.session_sources")
     assert rows == [("s\\x001", "contains a NUL character")]
+
+
+# --- the fast path for JSON Lines, blocks, the bulk formats ------------------------------
+
+# Lines the fast path must treat exactly like the general one (_record per line).
+TRICKY_LINES = [
+    b'\xef\xbb\xbf{"bom": 1}',  # a byte order mark, only stripped from the first line
+    b'{"crlf": 1}\r',
+    b'{"cr_inside":\r 1,\t"tab": 2}',  # JSON whitespace: valid, kept as it is
+    b"",
+    b"  \t ",
+    b"\x0b\x0c",  # blank to bytes.strip(), not JSON whitespace
+    b"\r\r",
+    b'{"latin1": "caf\xe9"}',
+    b'{"nul": "a\x00b"}',
+    b'{"escaped_nul": "a\\u0000b"}',
+    b'{"not_nul": "a\\\\u0000b"}',
+    b'{"quote_char": "\x01"}',  # QUOTE raw: refused by orjson, lands whole
+    b"\x01\x01,\x01",
+    b'{"x": NaN}',
+    b'{"lone": "\\ud800"}',
+    b'{"big": 123456789012345678901234567890}',
+    b'"just a string"',
+    b"[1, 2, 3]",
+    b'{"unicode": "\xc3\xa9\xf0\x9f\x98\x80"}',
+    b'{"long": "' + b"y" * 3000 + b'"}',
+    b"{broken",
+    b'{"last": "no newline"}',
+]
+FORMATS = [CsvRows, PgBinaryRows]
+
+
+def rows_both_ways(path: Path, form: RowFormat) -> tuple[tuple[bytes, int, int], ...]:
+    """(rows, row count, unparseable) by the fast path and by the general one."""
+    fast = list(loading._json_lines_blocks(path, form))
+    general = list(loading._record_blocks(loading._read_json_lines(path), form))
+    return tuple(
+        (
+            b"".join(piece for block in blocks for piece in block.pieces),
+            sum(block.rows for block in blocks),
+            sum(block.unparseable for block in blocks),
+        )
+        for blocks in (fast, general)
+    )
+
+
+def small_blocks(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    monkeypatch.setattr(loading, "FIRST_BLOCK_BYTES", size)
+    monkeypatch.setattr(loading, "BLOCK_BYTES", size)
+
+
+def form_of(form_class: type[RowFormat]) -> RowFormat:
+    shared = {"load_id": "L", "file_name": "F", "loaded_at": datetime(2024, 5, 6, 7, 8, 9, 10)}
+    return form_class(RAW_TABLES["web_events"], shared)
+
+
+@pytest.mark.parametrize("form_class", FORMATS)
+@pytest.mark.parametrize("block_bytes", [1, 50, 4096, 8 << 20])
+def test_the_fast_path_writes_the_rows_the_general_path_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form_class: type[RowFormat], block_bytes: int
+):
+    small_blocks(monkeypatch, block_bytes)  # lines across reads and blocks
+    path = tmp_path / "tricky.jsonl"
+    path.write_bytes(b"\n".join(TRICKY_LINES))
+    fast, general = rows_both_ways(path, form_of(form_class))
+    assert fast == general
+    assert fast[1] == len([line for line in TRICKY_LINES if line.strip()])
+
+
+@hypothesis.settings(
+    max_examples=300,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    lines=st.lists(st.sampled_from(TRICKY_LINES) | st.binary(max_size=30), max_size=12),
+    newline=st.sampled_from([b"\n", b"\r\n"]),
+    block_bytes=st.sampled_from([1, 16, 1 << 20]),
+    form_class=st.sampled_from(FORMATS),
+)
+def test_the_fast_path_agrees_on_random_lines(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[bytes],
+    newline: bytes,
+    block_bytes: int,
+    form_class: type[RowFormat],
+):
+    path = tmp_path_factory.mktemp("random") / "random.jsonl"
+    path.write_bytes(newline.join(lines))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        small_blocks(monkeypatch, block_bytes)
+        fast, general = rows_both_ways(path, form_of(form_class))
+    assert fast == general
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [[], [0], [4], [0, 1, 2, 3, 4], [1, 2], [0, 4]],
+)
+def test_refused_lines_are_found_wherever_they_are(refused: list[int]):
+    lines = [b"{oops" if index in refused else b'{"ok": 1}' for index in range(5)]
+    assert loading._refused_by_orjson(lines) == refused
+
+
+def test_a_file_in_many_blocks_lands_every_record_once(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    small_blocks(monkeypatch, 500)  # about 100 blocks, copied in turn
+    lines = [json.dumps({**ORDER, "key": f"o{n}"}) for n in range(300)]
+    lines[17] = "{broken"
+    lines[18] = ""
+    lines[250] = '{"cr_inside":\r 1}'
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        _, shared = warehouse.query(
+            "select distinct w.load_id, w.file_name, w.loaded_at = l.loaded_at "
+            "from raw.web_events w join raw.loads l on l.load_id = w.load_id"
+        )
+    assert (result.rows_landed, result.rows_unparseable) == (299, 1)
+    expected = [(number, line) for number, line in enumerate(lines, 1) if line]
+    assert [(r[0], r[1]) for r in landed(settings)] == expected
+    assert shared == [(result.load_id, str(path), True)]
+
+
+def test_a_failed_copy_lands_nothing_of_the_file(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    small_blocks(monkeypatch, 500)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(ORDER) + "\n" for _ in range(100)), encoding="utf-8")
+    with connect(settings) as warehouse:
+        copy_csv, calls = type(warehouse).copy_csv, []
+
+        def failing_third_copy(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("the disk is full")
+            return copy_csv(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(warehouse), "copy_csv", failing_third_copy)
+        with pytest.raises(RuntimeError, match="the disk is full"):
+            load_file(warehouse, settings.project_dir, "web_events", path)
+        _, counts = warehouse.query(
+            "select (select count(*) from raw.loads), (select count(*) from raw.web_events)"
+        )
+        assert counts == [(0, 0)]  # the two blocks copied before were rolled back too
+        monkeypatch.setattr(type(warehouse), "copy_csv", copy_csv)
+        again = load_file(warehouse, settings.project_dir, "web_events", path)
+    assert (again.rows_landed, again.skipped) == (100, False)
+    assert len(landed(settings)) == 100
+
+
+def test_bulk_csv_keeps_every_value_as_it_is(settings: Settings, tmp_path: Path):
+    """write_csv and Warehouse.copy_csv (also used by attribution) agree on every value."""
+    rows = [
+        ("", None, 0),
+        ("a,b", 'say "hi"', -7),
+        ("\x01", "\x01\x01,\x01", 2**40),
+        ("line\nbreak\r\nand\rreturn", " spaces ", None),
+        ("tab\there", "caf\u00e9 \U0001f600", 1),
+    ]
+    path = tmp_path / "rows.csv"
+    longest = write_csv(rows, path)
+    with connect(settings) as warehouse:
+        warehouse.execute("create table bulk_check (a varchar, b varchar, c bigint)")
+        warehouse.copy_csv("bulk_check", ("a", "b", "c"), path, longest)
+        _, back = warehouse.query("select a, b, c from bulk_check")
+    assert sorted(back, key=repr) == sorted(rows, key=repr)
