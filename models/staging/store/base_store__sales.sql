@@ -41,7 +41,7 @@ cleaned as (
 
 ),
 
-typed as (
+typed as {{ customer_analytics.materialized_cte() }} (
 
     select
         *,
