@@ -40,7 +40,7 @@ typed as (
     select
         *,
         case
-            when {{ customer_analytics.regexp_like('cost_text', '^[0-9]{1,13}([.][0-9]{1,6})?$') }}
+            when {{ customer_analytics.regexp_like('cost_text', '^[0-9]{1,12}([.][0-9]{1,6})?$') }}
                 then cast(cost_text as decimal(18, 6))
         end as cost_amount
     from cleaned
