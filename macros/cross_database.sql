@@ -66,3 +66,13 @@
 {% macro postgres__materialized_cte() -%}
     materialized
 {%- endmacro %}
+
+
+{#- The `indexes` config of an incremental model: an index on the columns its
+    incremental runs look built rows up by, on PostgreSQL, so those lookups stay
+    fast whatever the planner estimates. None elsewhere: DuckDB has no use for
+    them, and with one a --full-refresh failed (the model's backup table was gone
+    under the models reading it). -#}
+{% macro lookup_indexes(columns) -%}
+    {{ return([{'columns': columns}] if target.type == 'postgres' else []) }}
+{%- endmacro %}

@@ -7,15 +7,12 @@
     landed in the lookback window (see macro unprocessed_loads) are built again
     from all their sessions and replace their earlier rows, so a late session
     lands in the journeys it belongs to. -#}
-{#- indexes: on PostgreSQL, keeps an incremental run's lookups of built rows
-    fast whatever the planner estimates. Not on DuckDB: there an index made a
-    --full-refresh fail (its backup table vanished under other models). -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='conv_id',
     on_schema_change='fail',
-    indexes=[{'columns': ['conv_id']}] if target.type == 'postgres' else [],
+    indexes=customer_analytics.lookup_indexes(['conv_id']),
 ) }}
 
 with

@@ -5,14 +5,11 @@
     and those already here (an event_id landed earlier) are left out. A repeat
     carries its original's event_at, so only rows from the batch's earliest
     event_at on are searched. -#}
-{#- indexes: on PostgreSQL, keeps an incremental run's lookups of built rows
-    fast whatever the planner estimates. Not on DuckDB: there an index made a
-    --full-refresh fail (its backup table vanished under other models). -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
-    indexes=[{'columns': ['event_id']}] if target.type == 'postgres' else [],
+    indexes=customer_analytics.lookup_indexes(['event_id']),
 ) }}
 
 with

@@ -3,15 +3,12 @@
     Incremental: the orders with an event landed in the lookback window (see
     macro unprocessed_loads) are resolved again from all their events and
     replace their earlier rows. -#}
-{#- indexes: on PostgreSQL, keeps an incremental run's lookups of built rows
-    fast whatever the planner estimates. Not on DuckDB: there an index made a
-    --full-refresh fail (its backup table vanished under other models). -#}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='order_id',
     on_schema_change='fail',
-    indexes=[{'columns': ['order_id']}] if target.type == 'postgres' else [],
+    indexes=customer_analytics.lookup_indexes(['order_id']),
 ) }}
 
 with
