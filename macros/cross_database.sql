@@ -76,3 +76,24 @@
 {% macro lookup_indexes(columns) -%}
     {{ return([{'columns': columns}] if target.type == 'postgres' else []) }}
 {%- endmacro %}
+
+
+{#- Post-hook of every model and snapshot (dbt_project.yml): on PostgreSQL,
+    `analyze` of the table just built, so the models built after it in the same
+    run are planned on its true size. PostgreSQL gathers no statistics when a
+    table is created or appended to (autovacuum does, a minute or so later), and
+    on a table it believes nearly empty it picks nested loops that run for
+    minutes. Nothing for views, nor on DuckDB, which keeps its statistics as it
+    writes. -#}
+{% macro refresh_statistics() -%}
+    {{ return(adapter.dispatch('refresh_statistics', 'customer_analytics')()) }}
+{%- endmacro %}
+
+{% macro default__refresh_statistics() -%}
+{%- endmacro %}
+
+{% macro postgres__refresh_statistics() -%}
+    {%- if model.config.materialized in ('table', 'incremental', 'snapshot') -%}
+        analyze {{ this }}
+    {%- endif -%}
+{%- endmacro %}
