@@ -125,6 +125,7 @@ class ProfileCredentials:
     port: int | None = None
     user: str | None = None
     password: str | None = None
+    settings: dict[str, Any] | None = None  # duckdb: SET options, e.g. memory_limit
 
 
 # The one Jinja expression read without dbt: {{ env_var('NAME'[, 'default']) [| as_number] }}
@@ -135,7 +136,7 @@ ENV_VAR_TEMPLATE = re.compile(
 )
 NUMBER_TEXT = re.compile(r"0|[1-9][0-9]*")  # what as_number reads as the same int
 SIMPLE_TARGET_KEYS = {
-    "duckdb": {"type", "threads", "path", "schema"},
+    "duckdb": {"type", "threads", "path", "schema", "settings"},
     "postgres": {"type", "threads", "host", "port", "user", "password", "dbname", "schema"},
 }
 
@@ -147,8 +148,9 @@ class _NotSimple(Exception):
 def read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCredentials] | None:
     """The target name and credentials of the profile, read without dbt when the target
     is written like the project's own profiles.yml.example: a duckdb target with `path`
-    and `schema`, or a postgres target with `host`, `port`, `user`, `password`, `dbname`,
-    `schema` (and `threads`), each a plain value or `{{ env_var('NAME', 'default') }}`
+    and `schema` (and `settings`), or a postgres target with `host`, `port`, `user`,
+    `password`, `dbname`, `schema` (and `threads`), each a plain value or
+    `{{ env_var('NAME', 'default') }}`
     (`| as_number` for the port), giving what dbt's renderer gives. None for anything
     else, including every profile with a problem: dbt then reads it and reports it."""
     try:
@@ -169,7 +171,11 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
     kind = output.get("type")
     if kind not in SIMPLE_TARGET_KEYS or not set(output) <= SIMPLE_TARGET_KEYS[kind]:
         raise _NotSimple
-    values = {key: _render(value) for key, value in output.items()}
+    settings = output.get("settings", {})
+    if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
+        raise _NotSimple
+    settings = {key: _render(value) for key, value in settings.items()}
+    values = {key: _render(value) for key, value in output.items() if key != "settings"}
     if type(values.pop("threads", 1)) is not int:
         raise _NotSimple  # dbt validates (or refuses) anything else
     if any(type(value) is not str for key, value in values.items() if key != "port"):
@@ -182,7 +188,11 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
         if not database:
             raise _NotSimple
         credentials = ProfileCredentials(
-            type=kind, schema=values["schema"], database=database, path=values["path"]
+            type=kind,
+            schema=values["schema"],
+            database=database,
+            path=values["path"],
+            settings=settings,
         )
     else:
         port = values["port"]

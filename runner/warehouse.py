@@ -97,7 +97,8 @@ def raw_table_statements(project_dir: Path) -> list[str]:
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
-    def __init__(self, path: Path, read_only: bool = False):
+    def __init__(self, path: Path, read_only: bool = False, settings: dict[str, Any] | None = None):
+        """`settings`: the profile's DuckDB options (e.g. memory_limit), as dbt sets them."""
         import duckdb
 
         if read_only and not path.exists():
@@ -106,7 +107,11 @@ class DuckDBWarehouse(Warehouse):
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(str(path), read_only=read_only)
+            self._con = duckdb.connect(
+                str(path),
+                read_only=read_only,
+                config={key: str(value) for key, value in (settings or {}).items()},
+            )
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 holder = re.search(r"lock is held in (.*?)(?:\. See also|$)", str(exc))
@@ -314,7 +319,11 @@ def _lock_key(name: str) -> int:
 def connect(settings: Settings, read_only: bool = False) -> Warehouse:
     """Open the warehouse of the settings' target."""
     if settings.adapter_type == "duckdb":
-        return DuckDBWarehouse(settings.duckdb_path, read_only=read_only)
+        return DuckDBWarehouse(
+            settings.duckdb_path,
+            read_only=read_only,
+            settings=getattr(settings.credentials, "settings", None),
+        )
     if settings.adapter_type == "postgres":
         return PostgresWarehouse(settings.credentials)
     raise RunnerError(

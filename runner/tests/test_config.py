@@ -16,6 +16,7 @@ from runner.config import (
 )
 from runner.errors import RunnerError
 from runner.tests.conftest import PROJECT_DIR
+from runner.warehouse import connect
 
 
 def test_default_target_is_duckdb_at_the_path_from_the_environment(tmp_path: Path):
@@ -24,6 +25,15 @@ def test_default_target_is_duckdb_at_the_path_from_the_environment(tmp_path: Pat
     assert settings.adapter_type == "duckdb"
     assert settings.duckdb_path == tmp_path / "warehouse.duckdb"
     assert settings.project_dir == PROJECT_DIR
+
+
+def test_the_runner_opens_duckdb_with_the_profiles_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    monkeypatch.setenv("DUCKDB_MEMORY_LIMIT", "512MB")
+    with connect(load_settings()) as warehouse:
+        _, rows = warehouse.query("select current_setting('memory_limit')")
+    assert rows[0][0] in {"512.0 MiB", "488.2 MiB"}  # 512 MB, as DuckDB prints it
 
 
 def test_relative_duckdb_path_is_taken_from_the_project_folder(monkeypatch: pytest.MonkeyPatch):
@@ -87,7 +97,9 @@ ATTRIBUTES = ("type", "schema", "database", "host", "port", "user", "password")
 
 def described(target: str, credentials: object) -> tuple:
     values = tuple(getattr(credentials, name, None) for name in ATTRIBUTES)
-    return target, values, credentials.path if credentials.type == "duckdb" else None
+    if credentials.type != "duckdb":
+        return target, values, None
+    return target, values, credentials.path, credentials.settings or {}
 
 
 @pytest.mark.parametrize("target", [None, "duckdb", "postgres"])
@@ -95,7 +107,7 @@ def described(target: str, credentials: object) -> tuple:
     "environment",
     [
         {},
-        {"DUCKDB_PATH": "relative/dir/w.duckdb"},
+        {"DUCKDB_PATH": "relative/dir/w.duckdb", "DUCKDB_MEMORY_LIMIT": "512MB"},
         {"PGHOST": "db.example", "PGPORT": "0", "PGUSER": "u", "PGDATABASE": "123"},
         {"PGPORT": "65535", "PGPASSWORD": "p{{ not jinja }}'\"%"},
         {"PGPASSWORD": ""},
