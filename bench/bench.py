@@ -5,6 +5,8 @@ and PostgreSQL, each figure beside its reference in the same run, and writes BEN
     .venv/bin/python bench/bench.py [--scale small|default|large] [--repeat N]
                                     [--only load,build,incremental,attribute]
                                     [--engines duckdb,postgres] [--report FILE] [--keep]
+                                    [--update]
+    .venv/bin/python bench/bench.py --render-only   # the report again from the last results
 
 What it measures (see BENCHMARKS.md for the targets):
 
@@ -1100,6 +1102,25 @@ def attribute_world(ctx: Context, engine: str, name: str, world: World) -> int:
     )[0][0]
 
 
+def world_of_conversions(ctx: Context, wanted: int, customers: int) -> World:
+    """A world with at least `wanted` attributable conversions: `customers` is the
+    calibration's estimate, corrected (up to twice) by counting the world itself; the
+    count is cached with the world."""
+    for _ in range(3):
+        world = ensure_world(customers)
+        marker = world.folder / "bench-attributable.json"
+        if not marker.is_file():
+            count = attribute_world(ctx, "duckdb", "sizing", world)
+            ctx.drop("duckdb", "sizing")
+            marker.write_text(json.dumps({"attributable": count}), encoding="utf-8")
+        count = json.loads(marker.read_text(encoding="utf-8"))["attributable"]
+        if count >= wanted:
+            return world
+        log(f"{count:,} attributable conversions with {customers:,} customers; want {wanted:,}")
+        customers = int(customers * wanted / max(count, 1) * 1.01) + 1
+    raise BenchError(f"no world of {wanted:,} attributable conversions (last: {count:,})")
+
+
 def bench_attribute(ctx: Context, budget: Budget) -> None:
     wanted = SCALES[ctx.scale]["conversions"]
     result: dict[str, Any] = {"conversions_target": wanted, "latency_ms": LATENCY_MS,
@@ -1114,7 +1135,7 @@ def bench_attribute(ctx: Context, budget: Budget) -> None:
         set_attributable_calibration(count)
         calib = json.loads((CACHE / "calibration.json").read_text(encoding="utf-8"))[calib_key]
     customers = max(10, round(wanted * calib["customers"] / calib["attributable"]))
-    world = ensure_world(customers)
+    world = world_of_conversions(ctx, wanted, customers)
     result["world"] = world.describe()
     with emulator(ctx) as url:
         result["emulator"] = url
@@ -1207,8 +1228,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def project_commit() -> str:
+    """The project's commit, marked when the working tree differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit} with uncommitted changes" if changed else commit
+
+
 def versions(ctx: Context) -> dict[str, str]:
-    found = {"python": platform.python_version()}
+    found = {"customer_analytics": project_commit(), "python": platform.python_version()}
     for package in ("dbt-core", "dbt-duckdb", "dbt-postgres", "duckdb"):
         try:
             found[package] = importlib.metadata.version(package)
@@ -1254,13 +1287,25 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
     out: list[str] = []
     add = out.append
     add("# Benchmarks\n")
+    first = meta.get("first_run") or meta
     add(
         f"Written by `make bench` (`bench/bench.py --scale {ctx.scale}`) on "
-        f"{meta['finished']} in {meta['seconds'] / 60:.1f} minutes. Raw results: "
+        f"{first['finished']} in {first['seconds'] / 60:.1f} minutes. Raw results: "
         "`.tmp/bench/results.json`. Each figure is the median of its runs, with the min and "
         "max; each ratio is taken run by run against its reference measured in the same "
         "run (reference and subject alternate), and the median of those ratios is judged.\n"
     )
+    if meta.get("reruns"):
+        add(
+            f"That run measured commit {first['commit']}; run again since "
+            "(`bench/bench.py --update`): "
+            + "; ".join(
+                f"{', '.join(r['benchmarks'])} on {', '.join(r.get('engines', ENGINES))} "
+                f"on {r['finished']} (commit {r['commit']})"
+                for r in meta["reruns"]
+            )
+            + ". A figure and its reference always come from one run.\n"
+        )
     if ctx.scale == "small" or meta["only"] != list(BENCHMARKS):
         add(
             f"> **Harness check only** (scale `{ctx.scale}`, benchmarks "
@@ -1579,6 +1624,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--engines", default=",".join(ENGINES), help="duckdb,postgres or one.")
     parser.add_argument("--report", type=Path, default=REPORT, help="Where to write the report.")
     parser.add_argument("--keep", action="store_true", help="Keep the run's temporary files.")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="Run the --only benchmarks again and replace just their results in the last "
+        "run's (same scale), keeping the others; the report names what was run again, "
+        "when and on which commit.",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help=f"Measure nothing: write the report again from the last run's "
+        f"{RESULTS_JSON.relative_to(REPO)} (after a change to the report's wording).",
+    )
     args = parser.parse_args(argv)
     env_repeat = os.environ.get("BENCH_REPEAT")
     args.repeat_given = args.repeat is not None or bool(env_repeat)
@@ -1597,10 +1655,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        return render_only(args.report)
     started = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     limited = args.scale == "default" and not args.repeat_given
     budget = Budget(DEFAULT_BUDGET_SECONDS if limited else None)
+    earlier = earlier_results(args) if args.update else None
     with context(args) as ctx:
         only = [b for b in BENCHMARKS if b in args.only]
         # shares of what is left of the budget, in the order the sections run
@@ -1627,6 +1688,21 @@ def main(argv: list[str] | None = None) -> int:
             "engines": ctx.engines,
             "postgres": ctx.pg_note,
         }
+        if earlier is not None:
+            merge_results(ctx, earlier["results"], {SECTION[b] for b in only})
+            before = earlier["meta"]
+            meta["reruns"] = [
+                *before.get("reruns", []),
+                {"benchmarks": only, "engines": ctx.engines, "finished": meta["finished"],
+                 "commit": meta["versions"]["customer_analytics"]},
+            ]  # fmt: skip
+            meta["only"] = [b for b in BENCHMARKS if b in {*before["only"], *only}]
+            meta["engines"] = before["engines"]
+            meta["first_run"] = before.get("first_run") or {
+                "finished": before["finished"],
+                "seconds": before["seconds"],
+                "commit": before["versions"].get("customer_analytics", "not recorded"),
+            }
         meta["worlds"] = worlds_used(ctx.results)
         meta["misses"] = misses(ctx)
         RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
@@ -1638,6 +1714,68 @@ def main(argv: list[str] | None = None) -> int:
         log(f"wrote {args.report} and {RESULTS_JSON} in {meta['seconds'] / 60:.1f} minutes")
         failed = _has_error(ctx.results)
     return 1 if failed else 0
+
+
+# the key of each benchmark's results
+SECTION = {"load": "load", "build": "build", "incremental": "build", "attribute": "attribute"}
+
+
+def merge_results(ctx: Context, earlier: dict[str, Any], rerun: set[str]) -> None:
+    """The last run's results with this run's in place: whole sections not run again are
+    kept; in a section run again, the entries of the engines not run again are kept."""
+    for section, entries in earlier.items():
+        fresh = ctx.results.get(section)
+        if section not in rerun or fresh is None:
+            ctx.results[section] = entries
+            continue
+        for key, value in entries.items():
+            engine = key.split("-")[0]
+            if key not in fresh and engine not in ctx.engines:
+                fresh[key] = value
+        if "scaling" in entries and "duckdb" not in ctx.engines:
+            fresh["scaling"] = entries["scaling"]
+
+
+def earlier_results(args: argparse.Namespace) -> dict[str, Any]:
+    """The last run's results, which --update adds to."""
+    if not RESULTS_JSON.is_file():
+        raise SystemExit(f"--update: {RESULTS_JSON} does not exist; run the benchmarks first")
+    saved = json.loads(RESULTS_JSON.read_text(encoding="utf-8"))
+    if saved["meta"]["scale"] != args.scale or not set(args.engines) <= set(
+        saved["meta"]["engines"]
+    ):
+        raise SystemExit(
+            f"--update: the last run was scale {saved['meta']['scale']} on "
+            f"{','.join(saved['meta']['engines'])}; give that --scale and those engines"
+        )
+    if (
+        "build" in args.only
+        and "incremental" not in args.only
+        and ("incremental" in saved["meta"]["only"])
+    ):
+        raise SystemExit("--update: build and incremental share their runs; give both")
+    return saved
+
+
+def render_only(report: Path) -> int:
+    """The report of the last run, from its raw results."""
+    if not RESULTS_JSON.is_file():
+        log(f"{RESULTS_JSON} does not exist: run the benchmarks first (make bench)")
+        return 2
+    saved = json.loads(RESULTS_JSON.read_text(encoding="utf-8"))
+    meta = saved["meta"]
+    ctx = Context(  # what rendering reads of a run
+        scale=meta["scale"],
+        repeat=meta["repeat"],
+        repeat_given=meta["repeat_given"],
+        work=RESULTS_JSON.parent,
+        engines=meta["engines"],
+        results=saved["results"],
+    )
+    meta["worlds"] = [tuple(item) for item in meta["worlds"]]
+    report.write_text(render_report(ctx, meta), encoding="utf-8")
+    log(f"wrote {report} from {RESULTS_JSON}")
+    return 0
 
 
 def _has_error(value: Any) -> bool:
