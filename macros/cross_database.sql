@@ -97,3 +97,21 @@
         analyze {{ this }}
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- Pre-hook of every model (dbt_project.yml): on PostgreSQL, no JIT compilation
+    for the statements that build the model (`set local`: this transaction only).
+    Its planner's cost estimates for these queries reach the JIT thresholds, and
+    compiling took 1.2 s of the 1.8 s an incremental base_web__events ran at 1M
+    events, while a full build of it ran no faster with JIT (39.6 s against 38.9 s
+    without). Nothing on DuckDB. -#}
+{% macro build_settings() -%}
+    {{ return(adapter.dispatch('build_settings', 'customer_analytics')()) }}
+{%- endmacro %}
+
+{% macro default__build_settings() -%}
+{%- endmacro %}
+
+{% macro postgres__build_settings() -%}
+    set local jit = off
+{%- endmacro %}
