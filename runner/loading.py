@@ -20,6 +20,7 @@ import csv
 import functools
 import hashlib
 import json
+import secrets
 import sqlite3
 import struct
 import sys
@@ -554,14 +555,15 @@ def land_records(
     table: RawTable,
     path: Path,
     records: Iterable[RawRecord] | None,
-    sha256: str,
+    sha256: str | Future[str],
     constants: dict[str, object] | None = None,
 ) -> LoadResult:
     """Write `records` of file `path` to raw.<table> and log the load, atomically.
     `constants` are columns with one value for the whole file (e.g. extract_date).
-    `records` None: the file's records, as the table reads them."""
+    `records` None: the file's records, as the table reads them. `sha256`: the file's
+    digest, or its future (a thread hashing the file while it lands)."""
     loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    load_id = f"{loaded_at:%Y%m%dT%H%M%S%f}-{sha256[:12]}"
+    load_id = f"{loaded_at:%Y%m%dT%H%M%S%f}-{secrets.token_hex(6)}"
     file_name = str(path)
     shared = {
         "load_id": load_id,
@@ -609,7 +611,7 @@ def land_records(
                 load_id,
                 table.name,
                 file_name,
-                sha256,
+                sha256 if isinstance(sha256, str) else sha256.result(),
                 path.stat().st_size,
                 rows,
                 unparseable,
@@ -696,6 +698,16 @@ RAW_TABLES = {
 }
 
 
+def _landed_before(warehouse: Warehouse, source_table: str, size: int) -> bool:
+    """Whether a file of `size` bytes was landed in `source_table` before: only such a
+    file can be the same file again."""
+    _, rows = warehouse.query(
+        "select count(*) from raw.loads where source_table = ? and file_bytes = ?",
+        (source_table, size),
+    )
+    return rows[0][0] > 0
+
+
 def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str | None:
     _, rows = warehouse.query(
         "select load_id from raw.loads where source_table = ? and file_sha256 = ?",
@@ -717,12 +729,18 @@ def load_file(
         raise RunnerError(f"{path}: no such file.")
     table = RAW_TABLES[source_table]
     warehouse.ensure_raw_tables(project_dir)
-    sha256 = file_sha256(path)
-    earlier = previous_load(warehouse, source_table, sha256)
-    if earlier is not None:
-        return LoadResult(source_table, str(path), earlier, 0, 0, True)
     try:
-        return land_records(warehouse, table, path, None, sha256, constants)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-hash") as hasher:
+            if _landed_before(warehouse, source_table, path.stat().st_size):
+                # the same bytes may have landed: find out before reading the file
+                sha256 = file_sha256(path)
+                earlier = previous_load(warehouse, source_table, sha256)
+                if earlier is not None:
+                    return LoadResult(source_table, str(path), earlier, 0, 0, True)
+                return land_records(warehouse, table, path, None, sha256, constants)
+            # no earlier file of this size: a new file, hashed while it lands
+            digest = hasher.submit(file_sha256, path)
+            return land_records(warehouse, table, path, None, digest, constants)
     except WarehouseConnectionLost as exc:
         raise RunnerError(
             f"{path}: the connection to the warehouse was lost while loading it into "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -97,6 +98,26 @@ def test_loading_the_same_file_twice_adds_nothing(settings: Settings, tmp_path: 
     assert again.load_id == first.load_id
     assert loads == [(1,)]
     assert len(landed(settings)) == 1
+
+
+def test_a_different_file_of_the_same_size_lands_with_its_own_digest(
+    settings: Settings, tmp_path: Path
+):
+    first, second = tmp_path / "day1.jsonl", tmp_path / "day2.jsonl"
+    first.write_text(json.dumps(ORDER) + "\n", encoding="utf-8")
+    second.write_text(json.dumps({**ORDER, "key": "o2"}) + "\n", encoding="utf-8")
+    assert first.stat().st_size == second.stat().st_size
+    with connect(settings) as warehouse:
+        results = [
+            load_file(warehouse, settings.project_dir, "web_events", path)
+            for path in (first, second, second)
+        ]
+        _, loads = warehouse.query("select load_id, file_sha256 from raw.loads order by load_id")
+    assert [r.skipped for r in results] == [False, False, True]
+    assert loads == [
+        (results[0].load_id, hashlib.sha256(first.read_bytes()).hexdigest()),
+        (results[1].load_id, hashlib.sha256(second.read_bytes()).hexdigest()),
+    ]
 
 
 def test_undecodable_and_unstorable_text_lands_with_a_reason(settings: Settings, tmp_path: Path):
