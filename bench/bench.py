@@ -1229,14 +1229,15 @@ def machine() -> dict[str, Any]:
 
 
 def project_commit() -> str:
-    """The project's commit, marked when the working tree differs from it."""
+    """The project's commit, marked when the working tree's code differs from it."""
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO)
         return done.stdout.strip() if done.returncode == 0 else ""
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown (not a git checkout)"
-    changed = git("status", "--porcelain", "--untracked-files=no")
+    # the report and the other Markdown files change nothing that is measured
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md")
     return f"{commit} with uncommitted changes" if changed else commit
 
 
@@ -1296,15 +1297,19 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         "run (reference and subject alternate), and the median of those ratios is judged.\n"
     )
     if meta.get("reruns"):
+        measured = (
+            f"That run measured commit {first['commit']}"
+            if first["commit"] != "not recorded"
+            else "That run did not record its commit"
+        )
+        again = "; ".join(
+            f"{', '.join(r['benchmarks'])} on {', '.join(r.get('engines', ENGINES))} "
+            f"on {r['finished']} (commit {r['commit']})"
+            for r in meta["reruns"]
+        )
         add(
-            f"That run measured commit {first['commit']}; run again since "
-            "(`bench/bench.py --update`): "
-            + "; ".join(
-                f"{', '.join(r['benchmarks'])} on {', '.join(r.get('engines', ENGINES))} "
-                f"on {r['finished']} (commit {r['commit']})"
-                for r in meta["reruns"]
-            )
-            + ". A figure and its reference always come from one run.\n"
+            f"{measured}; run again since (`bench/bench.py --update`): {again}. A figure "
+            "and its reference always come from one run.\n"
         )
     if ctx.scale == "small" or meta["only"] != list(BENCHMARKS):
         add(
