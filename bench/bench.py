@@ -1739,6 +1739,11 @@ def merge_results(ctx: Context, earlier: dict[str, Any], rerun: set[str]) -> Non
                 fresh[key] = value
         if "scaling" in entries and "duckdb" not in ctx.engines:
             fresh["scaling"] = entries["scaling"]
+        # engines in their usual order, sizes as they came
+        rank = {engine: index for index, engine in enumerate(ENGINES)}
+        ctx.results[section] = dict(
+            sorted(fresh.items(), key=lambda item: rank.get(item[0].split("-")[0], len(rank)))
+        )
 
 
 def earlier_results(args: argparse.Namespace) -> dict[str, Any]:
