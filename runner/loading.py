@@ -731,16 +731,16 @@ def load_file(
     warehouse.ensure_raw_tables(project_dir)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-hash") as hasher:
+            sha256: str | Future[str]
             if _landed_before(warehouse, source_table, path.stat().st_size):
                 # the same bytes may have landed: find out before reading the file
                 sha256 = file_sha256(path)
                 earlier = previous_load(warehouse, source_table, sha256)
                 if earlier is not None:
                     return LoadResult(source_table, str(path), earlier, 0, 0, True)
-                return land_records(warehouse, table, path, None, sha256, constants)
-            # no earlier file of this size: a new file, hashed while it lands
-            digest = hasher.submit(file_sha256, path)
-            return land_records(warehouse, table, path, None, digest, constants)
+            else:  # no earlier file of this size: a new file, hashed while it lands
+                sha256 = hasher.submit(file_sha256, path)
+            return land_records(warehouse, table, path, None, sha256, constants)
     except WarehouseConnectionLost as exc:
         raise RunnerError(
             f"{path}: the connection to the warehouse was lost while loading it into "
