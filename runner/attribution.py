@@ -15,9 +15,13 @@ the checked results back into `raw.attribution_customer_journey`.
   what the API names in partialFailureErrors, goes to `raw.attribution_rejects` with
   the reason, never to the results.
 - Only the main thread writes: each request's results (and rejects) in one
-  transaction, replacing any earlier rows of those conversions, so nothing is ever
-  doubled and a crash loses nothing already written; the next run finishes the rest.
-  `raw.attribution_runs` logs each run.
+  transaction. A conversion's earlier rows are replaced only by its complete, checked
+  new answer, in that transaction; a failed request, a rejected conversion or one
+  missing from the answer keeps its earlier rows as they were. Nothing is ever doubled,
+  and a crash loses nothing already written; the next run finishes the rest.
+- `raw.attribution_runs` logs each run: "succeeded" when every selected conversion got
+  results, "incomplete" when some did not (the summary counts them by reason; the CLI
+  exits with EXIT_INCOMPLETE), "failed" after an error, "running" until it ends.
 - The API key is only ever put in the request header: it is never printed, logged or
   written, and messages are scrubbed of it.
 """
@@ -56,6 +60,9 @@ RESULT_COLUMNS = (
     "received_at",
 )
 REJECT_COLUMNS = ("run_id", "conv_id", "reason", "detail", "rejected_at")
+EXIT_INCOMPLETE = 3
+"""`runner attribute`'s exit code when the run finished but some selected conversions
+got no results (errors exit 1)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403})
 
@@ -119,6 +126,25 @@ class RunSummary:
     reject_reasons: dict[str, int] = field(default_factory=dict)
     message: str | None = None
 
+    kept_earlier: int = 0
+    """Conversions without new results that still have the rows of an earlier run."""
+
+    @property
+    def complete(self) -> bool:
+        """Every selected conversion got results in this run."""
+        return self.conversions_rejected == 0
+
+    def without_results(self) -> str:
+        """How many selected conversions got no results in this run, and why."""
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reject_reasons.items()))
+        text = (
+            f"{self.conversions_rejected} of {self.journeys_selected} conversions got no "
+            f"results: {reasons} (see raw.attribution_rejects)"
+        )
+        if self.kept_earlier:
+            text += f"; {self.kept_earlier} of them keep their earlier results"
+        return text
+
     def describe(self) -> str:
         lines = [
             f"Attribution run {self.run_id}: {self.status}.",
@@ -128,9 +154,6 @@ class RunSummary:
             f"rejected {self.conversions_rejected}",
             f"  requests {self.requests}, of which retries {self.retries}",
         ]
-        if self.reject_reasons:
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reject_reasons.items()))
-            lines.append(f"  rejects by reason: {reasons} (see raw.attribution_rejects)")
         if self.message:
             lines.append(f"  {self.message}")
         return "\n".join(lines)
@@ -397,11 +420,13 @@ def _csv_value(value: Any) -> str | int | None:
 
 
 def write_answer(
-    warehouse: Warehouse, conv_ids: list[str], rows: list[tuple], rejects: list[Reject],
-    run_id: str, received_at: datetime,
+    warehouse: Warehouse, rows: list[tuple], rejects: list[Reject], run_id: str,
+    received_at: datetime,
 ) -> None:  # fmt: skip
-    """One request's outcome in one transaction: earlier results of these conversions are
-    replaced (never doubled), rejects are recorded."""
+    """One request's outcome in one transaction: the earlier results of exactly the
+    conversions in `rows` (checked, complete answers) are replaced by them, never doubled;
+    rejects are recorded and their conversions' earlier results left as they were."""
+    conv_ids = sorted({row[0] for row in rows})
     with warehouse.transaction():
         if conv_ids:
             placeholders = ", ".join("?" for _ in conv_ids)
@@ -485,13 +510,17 @@ def run_attribution(
                        f"{len(j.sessions)} sessions > the limit of {options.max_sessions}")
                 for j in too_long
             ]  # fmt: skip
-            write_answer(warehouse, [], [], rejects, summary.run_id, now)
+            write_answer(warehouse, [], rejects, summary.run_id, now)
             summary.journeys_skipped = len(too_long)
             _count_rejects(summary, rejects)
             if on_progress:
                 on_progress(len(too_long))
         _send_all(warehouse, options, batches, summary, on_progress)
-        summary.status = "completed_with_rejects" if summary.conversions_rejected else "succeeded"
+        if summary.complete:
+            summary.status = "succeeded"
+        else:
+            summary.kept_earlier = _kept_earlier(warehouse, summary.run_id)
+            summary.status, summary.message = "incomplete", summary.without_results()
     except FatalAnswer as exc:
         summary.status, summary.message = "failed", exc.message
         _log_run(warehouse, summary, options)
@@ -515,6 +544,17 @@ def run_attribution(
         raise
     _log_run(warehouse, summary, options)
     return summary
+
+
+def _kept_earlier(warehouse: Warehouse, run_id: str) -> int:
+    """Conversions rejected by this run that have results from an earlier one."""
+    _, rows = warehouse.query(
+        "select count(distinct rejects.conv_id) from raw.attribution_rejects as rejects "
+        "where rejects.run_id = ? and exists (select 1 from raw.attribution_customer_journey "
+        "as done where done.conv_id = rejects.conv_id)",
+        (run_id,),
+    )
+    return int(rows[0][0])
 
 
 def _count_rejects(summary: RunSummary, rejects: list[Reject]) -> None:
@@ -550,8 +590,7 @@ def _send_all(
                     rows, rejects = check_answer(
                         answer, options.tolerance, summary.run_id, received_at
                     )
-                    conv_ids = [j.conv_id for j in answer.journeys]
-                    write_answer(warehouse, conv_ids, rows, rejects, summary.run_id, received_at)
+                    write_answer(warehouse, rows, rejects, summary.run_id, received_at)
                     summary.requests += answer.attempts
                     summary.retries += answer.attempts - 1
                     summary.journeys_sent += len(answer.journeys)

@@ -583,10 +583,20 @@ def attribute(
     raw.attribution_customer_journey and what fails to raw.attribution_rejects; logs
     the run in raw.attribution_runs; then builds what depends on the results. The key
     comes only from the environment variable IHC_API_KEY.
+
+    A conversion's earlier results are replaced only by a complete, checked new answer:
+    a failed request or a rejected conversion keeps them as they were.
+
+    \b
+    Exit codes:
+      0  every selected conversion got results (or none was selected)
+      1  error: nothing more could be done (see the message)
+      3  finished, but some conversions got no results (failed requests, rejected or
+         too long): the summary counts them by reason; a rerun retries them
     """
     import os
 
-    from runner.attribution import AttributionOptions, run_attribution
+    from runner.attribution import EXIT_INCOMPLETE, AttributionOptions, run_attribution
     from runner.dbt_invoke import run_dbt
     from runner.warehouse import connect
 
@@ -642,6 +652,16 @@ def attribute(
         ]  # fmt: skip
         if not run_dbt(settings, ["build"], selection):
             raise RunnerError("dbt build of the attribution results failed: see its output above.")
+    if not summary.complete:
+        retry = "Run the same command again to retry them"
+        if "journey_too_long" in summary.reject_reasons:
+            retry += " (journeys too long need a higher --max-sessions)"
+        click.echo(
+            f"Finished, but incomplete (exit {EXIT_INCOMPLETE}): {summary.without_results()}. "
+            f"{retry}.",
+            err=True,
+        )
+        click.get_current_context().exit(EXIT_INCOMPLETE)
 
 
 @cli.group()

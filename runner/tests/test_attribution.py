@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.attribution import (
+    EXIT_INCOMPLETE,
     AttributionOptions,
     BatchAnswer,
     Journey,
@@ -121,7 +122,7 @@ def test_faults_lose_nothing_double_nothing_and_reruns_finish(settings, journeys
     assert all(abs(total - 1) <= 1e-6 for total in after_first["sums"].values())
     reasons = {reason for _, _, reason in after_first["rejects"]}
     assert {"journey_too_long", "partial_failure", "ihc_sum"} <= reasons
-    assert first.retries > 0 and first.status == "completed_with_rejects"
+    assert first.retries > 0 and first.status == "incomplete"
     assert first.conversions_written == len(written)
 
     # A fault-free rerun sends only what has no result yet, and finishes it.
@@ -138,11 +139,7 @@ def test_faults_lose_nothing_double_nothing_and_reruns_finish(settings, journeys
         forced = run_attribution(wh, settings.project_dir, options(emulator.url, force=True))
     assert forced.journeys_selected == len(journeys)
     assert sorted(state(settings)["rows"]) == sorted(done["rows"])
-    assert [run[1] for run in state(settings)["runs"]] == [
-        "completed_with_rejects",
-        "completed_with_rejects",
-        "completed_with_rejects",
-    ]
+    assert [run[1] for run in state(settings)["runs"]] == ["incomplete"] * 3  # c1: too long
 
 
 def test_a_killed_run_resumes_to_completion(settings, target, journeys, tmp_path):
@@ -165,7 +162,8 @@ def test_a_killed_run_resumes_to_completion(settings, target, journeys, tmp_path
         assert partial["runs"][0][1] == "running"  # killed: never finished
 
         resumed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == EXIT_INCOMPLETE, resumed.stderr  # c1 is too long
+    assert "got no results: journey_too_long 1" in " ".join(resumed.stderr.split())
     final = state(settings)
     assert set(final["sums"]) == journeys - {"c1"}
     assert len(final["rows"]) == len({(r[0], r[1]) for r in final["rows"]})
@@ -259,7 +257,8 @@ def test_attribute_builds_the_report_and_export_writes_it(settings, target, jour
             ],
             env={"IHC_API_KEY": KEY},
         )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_INCOMPLETE, result.output  # c1 is too long: no results
+    assert "Building what depends on the attribution results" in result.output
     out = tmp_path / "report" / "channel_reporting.csv"
     exported = CliRunner().invoke(
         cli, ["export", "channel-reporting", "--target", target, "--out", str(out)]

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,9 +35,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from runner.attribution import EXIT_INCOMPLETE
 from runner.cli import cli
 from runner.config import Settings, load_settings
-from runner.ihc_emulator import EmulatorConfig, serve_in_thread
+from runner.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
 from runner.tests.postgres import PostgresServer
 from runner.tests.test_attribution import KEY, state
 from runner.warehouse import APPLICATION_NAME, connect, raw_table_statements
@@ -458,7 +461,7 @@ def test_connection_dropped_mid_attribution_keeps_what_was_written_and_the_rerun
         assert [status for _, status, *_ in partial["runs"]] == ["running"]
 
         rerun = invoke(command, IHC_API_KEY=KEY)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.returncode == EXIT_INCOMPLETE, rerun.stderr  # "long" has no results
     final = state(settings)
     assert_each_conversion_once(final, journeys)
     assert set(partial["rows"]) <= set(final["rows"])  # nothing written before was lost...
@@ -487,7 +490,90 @@ def test_a_second_attribution_run_while_one_is_running_fails_clearly(target, jou
             "this one did nothing",
             "then run this again",
         )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == EXIT_INCOMPLETE, done.stderr  # "long" has no results
     final = state(settings)
-    assert [status for _, status, *_ in final["runs"]] == ["completed_with_rejects"]
+    assert [status for _, status, *_ in final["runs"]] == ["incomplete"]
     assert_each_conversion_once(final, journeys)
+
+
+# --- a failed or partly failed run keeps every earlier result ----------------------------
+
+
+def all_results(settings: Settings) -> list[tuple]:
+    """Every column of every result row, in a fixed order."""
+    with connect(settings) as warehouse:
+        _, rows = warehouse.query(
+            "select * from raw.attribution_customer_journey order by conv_id, session_id"
+        )
+    return rows
+
+
+def seeded(target: str, conversions: set[str]) -> list[tuple]:
+    """Results for every conversion from a fault-free run, which exits 0."""
+    with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
+        first = invoke(force_command(target, emulator.url), IHC_API_KEY=KEY)
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = all_results(load_settings(target=target))
+    assert {row[0] for row in rows} == conversions
+    return rows
+
+
+def force_command(target: str, url: str) -> list[str]:
+    return runner_command(
+        "attribute", "--target", target, "--api-url", url, "--conv-type-id", "default",
+        "--max-journeys", "4", "--max-attempts", "2", "--timeout", "5", "--force", "--no-build",
+    )  # fmt: skip
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_forced_run_against_an_api_that_is_down_keeps_every_earlier_result(target, journeys):
+    settings = load_settings(target=target)
+    before = seeded(target, journeys)
+    total = len(journeys)
+    down = EmulatorConfig(api_key=KEY, faults=FaultPlan(rate_5xx=1.0))
+    with serve_in_thread(down) as emulator:
+        failing = invoke(force_command(target, emulator.url), IHC_API_KEY=KEY)
+    closed = invoke(force_command(target, f"http://127.0.0.1:{free_port()}"), IHC_API_KEY=KEY)
+    for result in (failing, closed):
+        assert result.returncode == EXIT_INCOMPLETE, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        words = " ".join((result.stdout + result.stderr).split())
+        assert f"{total} of {total} conversions got no results: request_failed {total}" in words
+        assert f"{total} of them keep their earlier results" in words
+    assert all_results(settings) == before  # every row, every column, as it was
+    runs = state(settings)["runs"]
+    assert [(status, written) for _, status, written, *_ in runs] == [
+        ("succeeded", total), ("incomplete", 0), ("incomplete", 0)
+    ]  # fmt: skip
+
+
+def test_a_forced_run_with_partial_answers_replaces_only_the_good_conversions(target, journeys):
+    settings = load_settings(target=target)
+    before = seeded(target, journeys)
+    faults = FaultPlan(rate_partial=0.5, rate_wrong_sum=0.5, seed=3)
+    with serve_in_thread(EmulatorConfig(api_key=KEY, faults=faults)) as emulator:
+        partly = invoke(force_command(target, emulator.url), IHC_API_KEY=KEY)
+    assert partly.returncode == EXIT_INCOMPLETE, partly.stdout + partly.stderr
+    after = all_results(settings)
+    first_run, second_run = (run[0] for run in state(settings)["runs"])
+    rejected = {conv: reason for run, conv, reason in state(settings)["rejects"]}
+    assert set(rejected.values()) == {"partial_failure", "ihc_sum"}
+    counts = Counter(rejected.values())
+    words = " ".join((partly.stdout + partly.stderr).split())
+    assert (
+        f"{len(rejected)} of {len(journeys)} conversions got no results: ihc_sum "
+        f"{counts['ihc_sum']}, partial_failure {counts['partial_failure']}"
+    ) in words
+    # Rejected conversions keep their earlier rows exactly; the others have new ones.
+    assert [r for r in after if r[0] in rejected] == [r for r in before if r[0] in rejected]
+    replaced = [r for r in after if r[0] not in rejected]
+    assert {r[0] for r in replaced} == journeys - set(rejected)
+    assert {r[6] for r in replaced} == {second_run}
+    assert {r[6] for r in before} == {first_run}
+    assert len(after) == len(before)  # each session once: nothing lost, nothing doubled
