@@ -52,10 +52,13 @@ demo: setup  ## load the bundled sample into DuckDB, build everything, print wha
 	@$(MAKE) --no-print-directory demo-attribution
 	$(BIN)/runner summary
 
-# Attribution: the real IHC API when IHC_API_KEY is set, else the local emulator.
-EMULATOR_PORT ?= 8765
+# Attribution: the real IHC API when IHC_API_KEY is set, else the demo's own local
+# emulator, on any free port (EMULATOR_PORT=N: on port N). The emulator checks that it
+# is the one answering at its URL before `runner attribute` is run against it; a failed
+# or incomplete attribution fails the demo.
 IHC_CONV_TYPE_ID ?= default
 export IHC_CONV_TYPE_ID
+EMULATOR_LOG ?= .tmp/ihc-emulator.log
 
 demo-attribution: setup
 	@if [ -n "$${IHC_API_KEY:-}" ]; then \
@@ -63,13 +66,9 @@ demo-attribution: setup
 		$(BIN)/runner attribute; \
 	else \
 		echo "No IHC_API_KEY set: attributing with the local IHC emulator (runner ihc-emulator,"; \
-		echo "a transparent stand-in model, not the real service) on port $(EMULATOR_PORT)."; \
-		export IHC_API_KEY=demo-emulator-key; \
-		mkdir -p .tmp; \
-		$(BIN)/runner ihc-emulator --port $(EMULATOR_PORT) 2>.tmp/ihc-emulator.log & emulator=$$!; \
-		trap "kill $$emulator 2>/dev/null" EXIT; \
-		for i in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$(EMULATOR_PORT)) 2>/dev/null && break; sleep 0.1; done; \
-		$(BIN)/runner attribute --api-url http://127.0.0.1:$(EMULATOR_PORT); \
+		echo "a transparent stand-in model, not the real service; its log: $(EMULATOR_LOG))."; \
+		mkdir -p "$(dir $(EMULATOR_LOG))"; \
+		$(BIN)/runner ihc-emulator --log-file "$(EMULATOR_LOG)" -- $(BIN)/runner attribute; \
 	fi
 
 setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables

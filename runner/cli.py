@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from runner import __version__
 from runner.config import Settings, load_settings
 from runner.errors import RunnerError
 from runner.reports import render
+
+if TYPE_CHECKING:
+    from runner.ihc_emulator import EmulatorServer
 
 FILE = click.Path(exists=True, dir_okay=False, resolve_path=True, path_type=Path)
 
@@ -339,14 +342,21 @@ def serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
-@cli.command("ihc-emulator")
+@cli.command("ihc-emulator", context_settings={"allow_interspersed_args": False})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=8765,
-    show_default=True,
-    help="Port (0: any free port).",
+    envvar="EMULATOR_PORT",
+    show_envvar=True,
+    default=None,
+    help="Port (0: any free port)  [default: 8765; with a COMMAND, any free port]",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append the request log to this file instead of stderr.",
 )
 @click.option(
     "--latency-ms",
@@ -417,6 +427,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     show_default=True,
     help="Seed of the fault draws: same seed and request order, same faults.",
 )
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ihc_emulator(
     host: str,
     port: int,
@@ -434,9 +445,15 @@ def ihc_emulator(
     fault_partial: float,
     fault_wrong_sum: float,
     fault_seed: int,
+    log_file: Path | None,
+    command: tuple[str, ...],
 ) -> None:
     """Serve a local emulator of the IHC attribution API (POST /v1/compute_ihc), for
-    tests and benchmarks without the real service. Runs until Ctrl-C.
+    tests and benchmarks without the real service. Runs until Ctrl-C, or, given a
+    COMMAND (after `--`), only while COMMAND runs: it first checks that GET /health at
+    its URL names this very emulator, then runs COMMAND with IHC_API_URL and
+    IHC_API_KEY set to its own URL and key, and exits with COMMAND's exit code. E.g.
+    `runner ihc-emulator -- runner attribute` (as `make demo` does).
 
     It checks the key (401 without x-api-key, 403 with a wrong one), the conv_type_id,
     the body and the limits (400) like the real service, but scores with a simple,
@@ -452,6 +469,7 @@ def ihc_emulator(
     --fault-seed): 429 with Retry-After, 500/502/503, slow answers, dropped connections,
     206 with a third of the journeys in partialFailureErrors, and one journey whose ihc
     sums to 0.8. Each request logs its status, journeys, sessions and time.
+    GET /health answers {"service": "ihc-emulator", "instance": "<random token>"}.
     """
     import logging
 
@@ -480,12 +498,15 @@ def ihc_emulator(
         )
     except ValueError as exc:
         raise RunnerError(str(exc)) from None
+    ctx = click.get_current_context()
+    if port is None:
+        port = 0 if command else 8765
     try:
         server = make_server(config, host, port)
     except OSError as exc:
-        raise RunnerError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
+        raise RunnerError(_listen_error(host, port, exc, ctx)) from None
 
-    source = click.get_current_context().get_parameter_source("api_key")
+    source = ctx.get_parameter_source("api_key")
     key_from = {
         click.core.ParameterSource.COMMANDLINE: "the --api-key option",
         click.core.ParameterSource.ENVIRONMENT: f"${API_KEY_ENV}",
@@ -497,14 +518,69 @@ def ihc_emulator(
     if faults.active():
         rates = ", ".join(f"{kind} {rate:g}" for kind, rate in faults.rates().items() if rate)
         click.echo(f"  Faults: {rates} (seed {fault_seed})", err=True)
-    click.echo("  Ctrl-C to stop.", err=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    request_log = logging.getLogger("runner.ihc_emulator")
+    request_log.setLevel(logging.INFO)
+    request_log.addHandler(handler)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("Stopped.", err=True)
+        if command:
+            ctx.exit(_serve_beside(server, command, api_key))
+        click.echo("  Ctrl-C to stop.", err=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("Stopped.", err=True)
     finally:
         server.server_close()
+        request_log.removeHandler(handler)
+        handler.close()
+
+
+def _serve_beside(server: EmulatorServer, command: tuple[str, ...], api_key: str) -> int:
+    """Serve in a thread while `command` runs against this emulator, once GET /health at
+    its URL has named this very server; the command's exit code."""
+    import os
+    import subprocess
+    import threading
+
+    from runner.ihc_emulator import API_KEY_ENV, NotTheEmulator, check_identity
+
+    thread = threading.Thread(target=server.serve_forever, name="ihc-emulator", daemon=True)
+    thread.start()
+    try:
+        try:
+            check_identity(server.url, server.instance)
+        except NotTheEmulator as exc:
+            raise RunnerError(
+                f"The emulator listens on {server.url}, but {exc}. Nothing was run: choose "
+                "another port (--port, or EMULATOR_PORT)."
+            ) from None
+        env = {**os.environ, "IHC_API_URL": server.url, API_KEY_ENV: api_key}
+        try:
+            returncode = subprocess.call(list(command), env=env)
+        except OSError as exc:
+            raise RunnerError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from None
+    finally:
+        server.shutdown()
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _listen_error(host: str, port: int, exc: OSError, ctx: click.Context) -> str:
+    """Why the emulator cannot listen, and what to do."""
+    import errno
+
+    if exc.errno != errno.EADDRINUSE:
+        return f"Cannot listen on {host}:{port}: {exc.strerror or exc}."
+    if ctx.get_parameter_source("port") == click.core.ParameterSource.ENVIRONMENT:
+        return (
+            f"Port {port} (from EMULATOR_PORT) is in use by another program; unset "
+            "EMULATOR_PORT or choose a free one."
+        )
+    return (
+        f"Port {port} on {host} is in use by another program; choose a free one with "
+        "--port, or --port 0 for any free port."
+    )
 
 
 @cli.command()

@@ -23,6 +23,9 @@ Answers (every body is JSON):
 - 206 (HTTP and ``statusCode``) when some journeys failed: they are listed in
   ``partialFailureErrors`` as ``{"conversion_id": ..., "error": ...}`` and absent from
   ``value``.
+- ``GET /health`` (no key needed): 200 ``{"service": "ihc-emulator", "instance": "<token>"}``,
+  the token random per server, so a client can check that the emulator it started is the
+  one answering (``check_identity``), not another program on the same port.
 - 401 without an ``x-api-key`` header, 403 with a wrong one; 400 for a malformed body, an
   empty ``customer_journeys``, a missing or unknown ``conv_type_id``, or more than
   ``max_journeys`` journeys or ``max_sessions`` sessions; 404 for another path, 405 for
@@ -72,6 +75,7 @@ import json
 import logging
 import random
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -82,11 +86,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlsplit
+from urllib.request import urlopen
 
 logger = logging.getLogger(__name__)
 
 PATH = "/v1/compute_ihc"
+HEALTH_PATH = "/health"
+SERVICE = "ihc-emulator"
 INITIALIZER_WEIGHT = 0.3
 HOLDER_WEIGHT = 0.4
 CLOSER_WEIGHT = 0.3
@@ -186,8 +194,8 @@ class EmulatorConfig:
 class EmulatorStats:
     """What the emulator did, counted thread-safely. ``outcomes`` counts requests by
     outcome: "ok", "slow", "partial" or "wrong_sum" for a scored request; "429", "5xx" or
-    "drop" for those faults; else the status of the refusal ("400", "401", "403", "404",
-    "405")."""
+    "drop" for those faults; "health" for GET /health; else the status of the refusal
+    ("400", "401", "403", "404", "405")."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -485,6 +493,8 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def __init__(self, config: EmulatorConfig, address: tuple[str, int]) -> None:
         self.config = config
+        self.instance = secrets.token_hex(8)
+        """Random per server: what GET /health names, to tell this server from others."""
         self.stats = EmulatorStats()
         self.decider = FaultDecider(config.faults)
         super().__init__(address, EmulatorHandler)
@@ -517,7 +527,11 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         """Quiet: the emulator logs one line per request itself."""
 
     def do_GET(self) -> None:
-        self._serve(lambda: _error(405, "Use POST /v1/compute_ihc.", Allow="POST"))
+        if urlsplit(self.path).path == HEALTH_PATH:
+            identity = {"service": SERVICE, "instance": self.server.instance}
+            self._serve(lambda: Answer(200, identity, outcome="health"))
+        else:
+            self._serve(lambda: _error(405, "Use POST /v1/compute_ihc.", Allow="POST"))
 
     def do_POST(self) -> None:
         self._serve(self._compute)
@@ -661,6 +675,7 @@ class RunningEmulator:
     url: str
     stats: EmulatorStats
     config: EmulatorConfig
+    instance: str
 
     def compute_url(self, conv_type_id: str = "default") -> str:
         return f"{self.url}{PATH}?conv_type_id={conv_type_id}"
@@ -680,8 +695,35 @@ def serve_in_thread(
     thread.name = "ihc-emulator"
     thread.start()
     try:
-        yield RunningEmulator(server.url, server.stats, config)
+        yield RunningEmulator(server.url, server.stats, config, server.instance)
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class NotTheEmulator(Exception):
+    """What answers at a URL is not the emulator instance that was expected there."""
+
+
+def check_identity(url: str, instance: str, timeout: float = 10.0) -> None:
+    """Return if GET {url}/health names the emulator ``instance``; NotTheEmulator, saying
+    what answered instead, otherwise."""
+    try:
+        with urlopen(f"{url}{HEALTH_PATH}", timeout=timeout) as answer:
+            text = answer.read(4096).decode("utf-8", "replace")
+    except HTTPError as exc:
+        raise NotTheEmulator(f"another program answers at {url} (HTTP {exc.code})") from None
+    except OSError as exc:  # URLError included: nothing answers, or not in time
+        raise NotTheEmulator(f"nothing answers at {url} ({exc})") from None
+    try:
+        identity = json.loads(text)
+    except json.JSONDecodeError:
+        identity = None
+    if not isinstance(identity, dict) or identity.get("service") != SERVICE:
+        raise NotTheEmulator(f"another program answers at {url} (it said {text[:80]!r})")
+    if identity.get("instance") != instance:
+        raise NotTheEmulator(
+            f"another IHC emulator answers at {url} (instance {identity.get('instance')!r}, "
+            f"not {instance!r})"
+        )

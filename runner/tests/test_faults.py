@@ -372,9 +372,12 @@ MAX_SESSIONS = 20
 
 @pytest.fixture
 def journeys(target: str) -> set[str]:
+    return write_journeys(load_settings(target=target))
+
+
+def write_journeys(settings: Settings) -> set[str]:
     """intermediate.int_journeys_built, written directly (the columns `runner attribute`
     reads), so these tests need no dbt build. Returns every conversion id."""
-    settings = load_settings(target=target)
     start_at = datetime(2023, 9, 1)
     rows: list[tuple] = []
     for number in range(CONVERSIONS + 1):

@@ -3,6 +3,8 @@ injected fault, and latency that overlaps between parallel requests. No warehous
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,9 @@ from runner.cli import cli
 from runner.ihc_emulator import (
     EmulatorConfig,
     FaultPlan,
+    NotTheEmulator,
     RunningEmulator,
+    check_identity,
     compute_ihc,
     serve_in_thread,
 )
@@ -470,3 +474,49 @@ def test_cli_refuses_fault_rates_over_one():
     result = CliRunner().invoke(cli, ["ihc-emulator", "--fault-429", "0.7", "--fault-5xx", "0.7"])
     assert result.exit_code == 1
     assert "more than 1" in result.output
+
+
+# Identity and running a command beside it ----------------------------------------------
+
+
+def test_health_names_the_service_and_this_instance():
+    with (
+        serve_in_thread(EmulatorConfig(api_key=KEY)) as one,
+        serve_in_thread(EmulatorConfig(api_key=KEY)) as two,
+    ):
+        answer = requests.get(one.url + "/health", timeout=5)  # no key needed
+        assert answer.status_code == 200
+        assert answer.json() == {"service": "ihc-emulator", "instance": one.instance}
+        assert one.instance != two.instance
+        check_identity(one.url, one.instance)
+        with pytest.raises(NotTheEmulator, match="another IHC emulator answers at"):
+            check_identity(two.url, one.instance)
+        assert one.stats.outcomes == {"health": 2}
+
+
+CHILD = """
+import json, os, sys, urllib.request
+url = os.environ["IHC_API_URL"]
+with urllib.request.urlopen(url + "/health") as answer:
+    health = json.load(answer)
+out = {"url": url, "key": os.environ["IHC_API_KEY"], "health": health}
+open(sys.argv[1], "w").write(json.dumps(out))
+sys.exit(7)
+"""
+
+
+def test_cli_runs_a_command_against_itself_and_exits_with_its_code(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMULATOR_PORT", raising=False)
+    out, log = tmp_path / "child.json", tmp_path / "emulator.log"
+    result = CliRunner().invoke(
+        cli,
+        ["ihc-emulator", "--log-file", str(log), "--", sys.executable, "-c", CHILD, str(out)],
+        env={"IHC_API_KEY": KEY},
+    )
+    assert result.exit_code == 7, result.output
+    seen = json.loads(out.read_text())
+    assert seen["key"] == KEY
+    assert seen["health"]["service"] == "ihc-emulator"
+    assert not seen["url"].endswith(":8765")  # with a command: any free port
+    assert seen["url"] in result.output
+    assert "GET /health -> 200 health" in log.read_text()
