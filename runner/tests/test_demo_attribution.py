@@ -32,7 +32,7 @@ from runner.tests.test_faults import write_journeys
 from runner.warehouse import connect
 
 TIMEOUT = 600  # seconds: the free-port run builds what depends on the results
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
 
 @dataclass
@@ -124,6 +124,26 @@ def test_the_emulator_refuses_a_port_in_use_and_runs_nothing(stranger: Stranger,
     assert stranger.requests == []
 
 
+def test_the_emulator_runs_nothing_when_another_program_answers_at_its_url(
+    stranger: Stranger, tmp_path, monkeypatch
+):
+    """As if the port were shared (SO_REUSEPORT) and the stranger got the health check."""
+    from runner import ihc_emulator
+
+    monkeypatch.setattr(
+        ihc_emulator, "check_identity", lambda url, instance: check_identity(stranger.url, instance)
+    )
+    marker = tmp_path / "ran"
+    result = CliRunner().invoke(
+        cli, ["ihc-emulator", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    )
+    assert result.exit_code == 1
+    assert f"but another program answers at {stranger.url}" in result.output
+    assert "Nothing was run" in result.output
+    assert not marker.exists()
+
+
+@needs_make
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_make_demo_attribution_with_its_port_taken_fails_loudly_and_sends_nothing(
     target, stranger: Stranger, tmp_path
@@ -140,6 +160,7 @@ def test_make_demo_attribution_with_its_port_taken_fails_loudly_and_sends_nothin
     assert attribution_rows(settings) == (0, 0)  # nothing written
 
 
+@needs_make
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
 def test_make_demo_attribution_on_a_free_port_attributes_every_conversion(target, tmp_path):
     settings = load_settings(target=target)

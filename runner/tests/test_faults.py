@@ -535,6 +535,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def test_attribute_help_documents_the_exit_codes():
+    text = " ".join(CliRunner().invoke(cli, ["attribute", "--help"]).output.split())
+    assert "Exit codes:" in text
+    assert f"{EXIT_INCOMPLETE} finished, but some conversions got no results" in text
+    assert "1 error" in text and "0 every selected conversion got results" in text
+
+
 def test_a_forced_run_against_an_api_that_is_down_keeps_every_earlier_result(target, journeys):
     settings = load_settings(target=target)
     before = seeded(target, journeys)
