@@ -175,7 +175,9 @@ class ServingCopies:
                     "a plain `dbt build`: `runner publish`)."
                 )
             with self._lock:
-                if newest != self._path:
+                # (a request that listed the folder before a newer copy was opened by
+                # another one keeps the newer one)
+                if self._path is None or newest.name > self._path.name:
                     try:
                         database = DuckDBWarehouse(
                             newest,

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,6 +141,53 @@ def test_a_request_keeps_reading_the_copy_it_opened(duckdb_settings: Settings):
         with reader.open() as new:
             assert new.query(sql)[1] == [(4,)]
         assert old.query(sql)[1] == [(3,)]
+
+
+def test_requests_in_threads_while_copies_are_published(duckdb_settings: Settings):
+    """Requests in parallel (as the API's thread pool runs them) all succeed while new
+    copies appear and old ones are removed, and none sees an older copy than before."""
+    create_marts(duckdb_settings)
+    publish(duckdb_settings)
+    reader = ServingCopies(duckdb_settings)
+    stop = threading.Event()
+    seen: list[list[int]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def ask(answers: list[int]) -> None:
+        try:
+            for _ in range(10_000):  # bounded; ends when the publications are done
+                if stop.is_set():
+                    return
+                with reader.open() as warehouse:
+                    _, rows = warehouse.query(
+                        "select count(*) from marts.customer_channel_interactions"
+                    )
+                answers.append(rows[0][0])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(answers,)) for answers in seen]
+    for thread in threads:
+        thread.start()
+    try:
+        for customer_id in range(104, 109):
+            with connect(duckdb_settings) as warehouse:
+                warehouse.execute(
+                    "insert into marts.customer_channel_interactions values (?, 0, 0, 0, 0, 0)",
+                    (customer_id,),
+                )
+            publish(duckdb_settings)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert errors == []
+    with reader.open() as warehouse:
+        assert warehouse.query("select count(*) from marts.customer_channel_interactions")[1] == [
+            (8,)
+        ]
+    for answers in seen:
+        assert answers and answers == sorted(answers) and set(answers) <= set(range(3, 9))
 
 
 def test_the_api_answers_while_another_process_writes_the_warehouse(
