@@ -201,6 +201,18 @@ def test_the_api_answers_while_another_process_writes_the_warehouse(
     assert response.json()["data"]["interactions"] == counts(3, 1, 1, 0)
 
 
+def test_a_failed_build_publishes_nothing(duckdb_settings: Settings, tmp_path: Path):
+    create_marts(duckdb_settings)
+    published = publish(duckdb_settings)
+    log = tmp_path / "build.log"
+    failing = runner_process(
+        log, "build", "--no-freshness", "--", "--vars", "{ltv_timeframe: forever}"
+    )
+    assert failing.wait(timeout=BUILD_MINUTES * 60) != 0
+    assert "dbt build failed" in log.read_text()
+    assert copies(duckdb_settings.serving_dir) == [published]
+
+
 def test_a_build_that_cannot_publish_says_the_build_succeeded(duckdb_settings: Settings):
     create_marts(duckdb_settings)
     with duckdb_writer(duckdb_settings.duckdb_path), pytest.raises(RunnerError) as raised:
@@ -214,10 +226,10 @@ def test_a_build_that_cannot_publish_says_the_build_succeeded(duckdb_settings: S
 # --- `runner serve` as it starts, and `runner publish` ----------------------------------
 
 
-def serve(monkeypatch: pytest.MonkeyPatch, target: str = "duckdb") -> str:
-    """`runner serve`'s output up to the point where it would start serving."""
+def serve(monkeypatch: pytest.MonkeyPatch) -> str:
+    """`runner serve`'s output on DuckDB up to the point where it would start serving."""
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
-    result = CliRunner().invoke(cli, ["serve", "--target", target])
+    result = CliRunner().invoke(cli, ["serve", "--target", "duckdb"])
     assert result.exit_code == 0, result.output
     return result.output
 
