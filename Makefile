@@ -113,4 +113,4 @@ lock:  ## re-pin every dependency after changing pyproject.toml
 	rm -rf .tmp/lockenv
 
 clean:  ## remove build artefacts and the local warehouse (keeps the virtual environment)
-	rm -rf target logs .tmp .pytest_cache .ruff_cache warehouse.duckdb warehouse.duckdb.wal
+	rm -rf target logs .tmp .pytest_cache .ruff_cache warehouse.duckdb warehouse.duckdb.wal warehouse.duckdb.serving

@@ -1,10 +1,11 @@
 """A read-only HTTP API over the marts (FastAPI). Run it with `runner serve`.
 
-Every request opens its own short, read-only warehouse connection and closes it before
-answering: a DuckDB file has one writer at a time, and a long-lived reader would block
-`runner build`. Errors are JSON, `{"error": {"code": ..., "message": ...}}`, and never
-show a stack trace: internal failures are logged by the server and answered with a
-generic message.
+A build can run while it answers. On PostgreSQL each request opens its own short
+connection. On DuckDB (one writer at a time, and a reader's lock keeps a build out) it
+never opens the warehouse file: it reads the copy of its marts that each successful
+build publishes (runner.serving), so during a build it answers from the previous one.
+Errors are JSON, `{"error": {"code": ..., "message": ...}}`, and never show a stack
+trace: internal failures are logged by the server and answered with a generic message.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException
 from runner.config import Settings
 from runner.errors import RunnerError
 from runner.interactions import InvalidFilter, UnknownCustomer, customer_interactions
-from runner.warehouse import connect
+from runner.serving import reader
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 def create_app(settings: Settings) -> FastAPI:
     """The API for the warehouse of `settings` (read-only)."""
+    open_marts = reader(settings)
     app = FastAPI(
         title="customer_analytics API",
         summary="Read-only queries of the customer_analytics marts.",
@@ -75,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         until: Annotated[Day | None, Query(description="To this day, inclusive.")] = None,
     ) -> dict[str, Any]:
         """A CRM customer's interactions per channel: every channel, zero when none."""
-        with connect(settings, read_only=True) as warehouse:
+        with open_marts() as warehouse:
             return customer_interactions(warehouse, customer_id, topic, since, until)
 
     @app.exception_handler(RequestValidationError)
@@ -96,8 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RunnerError)
     def unavailable(request: Request, exc: RunnerError) -> JSONResponse:
-        # Expected but not the client's doing: marts not built, warehouse locked by a
-        # build, database down. The message may name paths and hosts: log it only.
+        # Expected but not the client's doing: marts not built (no copy published),
+        # database down. The message may name paths and hosts: log it only.
         logger.error("%s %s: %s", request.method, request.url.path, exc.message)
         return error(503, "unavailable", "The warehouse is not available; try again later.")
 

@@ -332,14 +332,38 @@ def interactions(
 def serve(settings: Settings, host: str, port: int) -> None:
     """Serve the read-only HTTP API (GET /api/v1/interactions/CUSTOMER_ID, GET /health).
 
-    Each request opens its own short read-only connection, so the server never holds the
-    warehouse between requests (a DuckDB file has one writer at a time).
+    Builds run while it serves. On DuckDB it reads the copy of the marts that each
+    successful `runner build` publishes, never the warehouse file (one writer at a
+    time), and answers from the previous build until the next one is done; it publishes
+    a copy as it starts when there is none or the warehouse is newer (a plain `dbt
+    build`). On PostgreSQL each request opens its own short connection.
     """
     import uvicorn
 
     from runner.api import create_app
+    from runner.serving import publish_before_serving
 
+    message = publish_before_serving(settings)
+    if message:
+        click.echo(message, err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@cli.command()
+@warehouse_options
+def publish(settings: Settings) -> None:
+    """DuckDB: publish the marts that `runner serve` reads, from the warehouse as it is.
+
+    `runner build` does this after every successful build; run it after a plain `dbt
+    build`. A running server answers from the new copy at its next request.
+    """
+    from runner.serving import publish as publish_copy
+
+    path = publish_copy(settings)
+    if path is None:
+        click.echo(f"Target {settings.target} is PostgreSQL: the API reads the marts directly.")
+    else:
+        click.echo(f"Published the marts the API reads to {path}.")
 
 
 @cli.command("ihc-emulator", context_settings={"allow_interspersed_args": False})

@@ -44,6 +44,13 @@ class Settings:
         path = Path(self.credentials.path)
         return path if path.is_absolute() else self.project_dir / path
 
+    @property
+    def serving_dir(self) -> Path:
+        """DuckDB: the folder beside the warehouse file with the published copies of the
+        marts that `runner serve` reads (runner.serving)."""
+        path = self.duckdb_path
+        return path.with_name(f"{path.name}.serving")
+
 
 def find_project_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The dbt project folder: the option, else DBT_PROJECT_DIR, else the nearest folder

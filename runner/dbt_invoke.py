@@ -9,6 +9,8 @@ from pathlib import Path
 
 from runner.config import Settings
 
+WRITING_COMMANDS = {"build", "run", "seed", "snapshot"}  # after these, marts may have changed
+
 
 @contextmanager
 def _working_directory(path: Path):
@@ -44,7 +46,12 @@ def run_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = (
             result = dbtRunner().invoke(dbt_args(settings, command, extra))
         finally:
             release_dbt_connections()
-    return bool(result.success) and result.exception is None
+    succeeded = bool(result.success) and result.exception is None
+    if succeeded and command[0] in WRITING_COMMANDS:
+        from runner.serving import publish_after_build
+
+        publish_after_build(settings)  # DuckDB: the copy of the marts `runner serve` reads
+    return succeeded
 
 
 def release_dbt_connections() -> None:

@@ -94,6 +94,14 @@ def raw_table_statements(project_dir: Path) -> list[str]:
     return [part.strip() for part in sql.split(";") if part.strip()]
 
 
+class WarehouseLocked(RunnerError):
+    """Another process holds the DuckDB file; `holder` names it (" (PID 12)"), or is ""."""
+
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder
+
+
 class DuckDBWarehouse(Warehouse):
     kind = "duckdb"
 
@@ -116,13 +124,21 @@ class DuckDBWarehouse(Warehouse):
             if "lock" in str(exc).lower():
                 holder = re.search(r"lock is held in (.*?)(?:\. See also|$)", str(exc))
                 who = f" ({holder.group(1).strip()})" if holder else ""
-                raise RunnerError(
+                raise WarehouseLocked(
                     f"The DuckDB warehouse {path} is in use by another process{who}. DuckDB "
                     "allows one writer at a time, so this run did nothing. Wait for the other "
-                    "one to finish, then run this again."
+                    "one to finish, then run this again.",
+                    who,
                 ) from None
             raise RunnerError(f"Cannot open the DuckDB warehouse {path}: {exc}") from None
         self.path = path
+
+    def cursor(self) -> DuckDBWarehouse:
+        """Another connection to the same open database, for use in another thread (a
+        DuckDB connection is not thread-safe). Closing this one closes its cursors."""
+        other = object.__new__(DuckDBWarehouse)
+        other._con, other.path = self._con.cursor(), self.path
+        return other
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._con.execute(sql, list(params))

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import pytest
@@ -23,6 +24,7 @@ from runner.cli import cli
 from runner.config import Settings
 from runner.errors import RunnerError
 from runner.interactions import InvalidFilter, UnknownCustomer, customer_interactions
+from runner.serving import publish
 from runner.warehouse import connect
 
 # Inserted out of order on purpose: answers follow display_order.
@@ -78,6 +80,7 @@ def create_marts(settings: Settings) -> None:
 @pytest.fixture
 def marts(settings: Settings) -> Settings:
     create_marts(settings)
+    publish(settings)  # DuckDB: the copy the API reads, as `runner build` publishes it
     return settings
 
 
@@ -171,6 +174,12 @@ def test_cli_rejects_bad_arguments(marts: Settings, target: str):
 
 @pytest.fixture
 def api(settings: Settings) -> Iterator[str]:
+    with served_api(settings) as base:
+        yield base
+
+
+@contextmanager
+def served_api(settings: Settings) -> Iterator[str]:
     """The API served by uvicorn in a background thread; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -252,10 +261,12 @@ def test_api_internal_failure_is_a_generic_500(
 
 
 def test_api_holds_no_connection_between_requests(marts: Settings, api: str):
-    """A build can write to the DuckDB file as soon as a request is answered."""
+    """A build can write to the warehouse as soon as a request is answered (on DuckDB the
+    API never opens the warehouse file), and the API serves what the build publishes."""
     assert get(f"{api}/api/v1/interactions/101").status_code == 200
     with connect(marts) as warehouse:  # read-write: fails if the API still held the file
         warehouse.execute(
             "insert into marts.customer_channel_interactions values (104, 0, 0, 0, 0, 0)"
         )
+    publish(marts)
     assert get(f"{api}/api/v1/interactions/104").json()["data"]["interactions"] == counts()
