@@ -219,6 +219,20 @@ def load_marketing(settings: Settings, path: Path) -> None:
             click.echo(result.summary())
 
 
+@cli.command()
+@warehouse_options
+@click.argument("load_id")
+def unload(settings: Settings, load_id: str) -> None:
+    """Take a load back: delete its raw rows and its raw.loads line (one transaction).
+    The next build rebuilds the incremental models in full once, so the marts are those
+    of a warehouse that never had it. LOAD_ID is what `runner load` printed."""
+    from runner.loading import unload as take_back
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        click.echo(take_back(warehouse, settings.project_dir, load_id).summary())
+
+
 @cli.command("top-ltv")
 @warehouse_options
 @click.argument("n", type=click.IntRange(min=1))

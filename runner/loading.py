@@ -1022,3 +1022,78 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
         except sqlite3.DatabaseError as exc:  # a damaged file, text that is not UTF-8
             raise RunnerError(f"{path}: cannot read the table {name!r}: {exc}.") from None
     return results
+
+
+# --- taking a load back -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnloadResult:
+    load_id: str
+    source_table: str
+    file_name: str
+    rows_removed: int
+
+    def summary(self) -> str:
+        return (
+            f"Unloaded load {self.load_id}: {self.rows_removed} rows of {self.file_name} "
+            f"removed from raw.{self.source_table}, and its line in raw.loads. The next build "
+            "(`runner build` or `dbt build`) rebuilds the incremental models in full, once, "
+            "so the warehouse holds nothing of it."
+        )
+
+
+def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResult:
+    """Take a load back: delete its rows from its raw table and its line in raw.loads,
+    and record it in raw.unloads, in one transaction. The next dbt build rebuilds the
+    incremental models in full once (macros/unloads.sql), so the marts are those of a
+    warehouse that never had the load. Store customer extracts cannot be unloaded: the
+    snapshot historized them as they landed."""
+    warehouse.ensure_raw_tables(project_dir)
+    columns = "source_table, file_name, file_sha256, loaded_at"
+    _, found = warehouse.query(f"select {columns} from raw.loads where load_id = ?", (load_id,))
+    if not found:
+        _, gone = warehouse.query(
+            "select source_table, file_name, unloaded_at from raw.unloads where load_id = ?",
+            (load_id,),
+        )
+        if gone:
+            table, file_name, when = gone[0]
+            raise RunnerError(
+                f"Load {load_id} ({file_name} in raw.{table}) was already unloaded, at "
+                f"{when:%Y-%m-%d %H:%M:%S} UTC: nothing to do."
+            )
+        raise RunnerError(
+            f"No load {load_id!r} in raw.loads: nothing was removed. The ids are in raw.loads "
+            "(`select load_id, source_table, file_name from raw.loads`) and in what "
+            "`runner load` printed."
+        )
+    source_table, file_name, sha256, loaded_at = found[0]
+    if source_table not in RAW_TABLES:
+        raise RunnerError(f"Load {load_id} is in raw.{source_table}, which no loader writes.")
+    if source_table == "store_customers":
+        raise RunnerError(
+            f"Load {load_id} is a store customer extract ({file_name}): the snapshot "
+            "historized it when it landed, and history cannot be taken back. Load a "
+            "corrected extract with a later --extract-date instead. Nothing was removed."
+        )
+    with warehouse.transaction():
+        _, [(rows,)] = warehouse.query(
+            f"select count(*) from raw.{source_table} where load_id = ?", (load_id,)
+        )
+        warehouse.execute(f"delete from raw.{source_table} where load_id = ?", (load_id,))
+        warehouse.execute("delete from raw.loads where load_id = ?", (load_id,))
+        warehouse.execute(
+            "insert into raw.unloads (load_id, source_table, file_name, file_sha256, "
+            "rows_removed, loaded_at, unloaded_at) values (?, ?, ?, ?, ?, ?, ?)",
+            (
+                load_id,
+                source_table,
+                file_name,
+                sha256,
+                rows,
+                loaded_at,
+                datetime.now(timezone.utc).replace(tzinfo=None),
+            ),
+        )
+    return UnloadResult(load_id, source_table, file_name, rows)
