@@ -1033,14 +1033,35 @@ class UnloadResult:
     source_table: str
     file_name: str
     rows_removed: int
+    attributions_removed: int = 0  # conversions whose attribution results went with it
 
     def summary(self) -> str:
-        return (
+        text = (
             f"Unloaded load {self.load_id}: {self.rows_removed} rows of {self.file_name} "
             f"removed from raw.{self.source_table}, and its line in raw.loads. The next build "
             "(`runner build` or `dbt build`) rebuilds the incremental models in full, once, "
             "so the warehouse holds nothing of it."
         )
+        if self.attributions_removed:
+            text += (
+                f" The attribution results of {self.attributions_removed} conversions whose "
+                "conversion or journey sessions it held were removed too: `runner attribute` "
+                "attributes them again."
+            )
+        return text
+
+
+# Attribution results that no longer fit the marketing data once a load is gone: those of
+# conversions no raw row holds, and of conversions whose journey had a session none holds.
+STALE_ATTRIBUTIONS = """
+    conv_id not in (select trim(conv_id) from raw.conversions where conv_id is not null)
+    or conv_id in (
+        select results.conv_id from raw.attribution_customer_journey as results
+        where results.session_id not in (
+            select trim(session_id) from raw.session_sources where session_id is not null
+        )
+    )
+"""
 
 
 def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResult:
@@ -1083,6 +1104,15 @@ def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResul
         )
         warehouse.execute(f"delete from raw.{source_table} where load_id = ?", (load_id,))
         warehouse.execute("delete from raw.loads where load_id = ?", (load_id,))
+        attributions = 0
+        if source_table in ("conversions", "session_sources"):
+            _, [(attributions,)] = warehouse.query(
+                "select count(distinct conv_id) from raw.attribution_customer_journey "
+                f"where {STALE_ATTRIBUTIONS}"
+            )
+            warehouse.execute(
+                f"delete from raw.attribution_customer_journey where {STALE_ATTRIBUTIONS}"
+            )
         warehouse.execute(
             "insert into raw.unloads (load_id, source_table, file_name, file_sha256, "
             "rows_removed, loaded_at, unloaded_at) values (?, ?, ?, ?, ?, ?, ?)",
@@ -1096,4 +1126,4 @@ def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResul
                 datetime.now(timezone.utc).replace(tzinfo=None),
             ),
         )
-    return UnloadResult(load_id, source_table, file_name, rows)
+    return UnloadResult(load_id, source_table, file_name, rows, attributions)

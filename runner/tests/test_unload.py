@@ -122,3 +122,44 @@ def test_unloading_an_unknown_or_unloaded_load_is_refused(
     with connect(settings) as warehouse:
         _, [(rows,)] = warehouse.query("select count(*) from raw.store_customers")
     assert rows == 1
+
+
+def test_unloading_marketing_data_drops_the_attribution_results_it_held(
+    settings: Settings, target: str, tmp_path: Path
+):
+    """Attribution results of conversions that are gone, or whose journey had a session
+    that is gone, would fail the build's tests on the results: they go with the load."""
+    t = ("--target", target)
+    marketing = SAMPLE_DIR / "marketing"
+    conversions = (marketing / "conversions.csv").read_text(encoding="utf-8").splitlines()
+    sessions = (marketing / "session_sources.csv").read_text(encoding="utf-8").splitlines()
+    folders = []
+    for number, part in enumerate((conversions[1:21], conversions[21:41])):
+        folder = tmp_path / f"marketing{number}"
+        folder.mkdir()
+        (folder / "conversions.csv").write_text("\n".join([conversions[0], *part]) + "\n")
+        (folder / "session_costs.csv").write_bytes((marketing / "session_costs.csv").read_bytes())
+        rows = sessions[1:] if number == 0 else sessions[1:2]  # the second: one session again
+        (folder / "session_sources.csv").write_text("\n".join([sessions[0], *rows]) + "\n")
+        folders.append(folder)
+    kept_session = sessions[2].split(",")[0]
+    invoke("load", "marketing", str(folders[0]), *t)
+    output = invoke("load", "marketing", str(folders[1]), *t)
+    loads = re.findall(r"raw\.(\w+) \(load ([^)]+)\)", output)
+    second = {table: load_id for table, load_id in loads}
+    kept, gone = conversions[1].split(",")[0], conversions[21].split(",")[0]
+    with connect(settings) as warehouse:
+        for conv_id in (kept, gone):
+            warehouse.execute(
+                "insert into raw.attribution_customer_journey (conv_id, session_id, ihc, "
+                "run_id, received_at) values (?, ?, 1.0, 'run', current_timestamp)",
+                (conv_id, kept_session),
+            )
+    # The sessions landed again hold a session that the first folder holds too: no loss.
+    said = invoke("unload", second["session_sources"], *t)
+    assert "attribution results" not in said
+    said = invoke("unload", second["conversions"], *t)
+    assert "The attribution results of 1 conversions" in said and "runner attribute" in said
+    with connect(settings) as warehouse:
+        _, left = warehouse.query("select conv_id from raw.attribution_customer_journey")
+    assert left == [(kept,)]
