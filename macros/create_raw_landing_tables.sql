@@ -18,6 +18,25 @@ create table if not exists raw.loads (
     unique (source_table, file_sha256)
 );
 
+-- Loads taken back by `runner unload` (their rows and raw.loads line deleted), and
+-- the incremental models rebuilt in full since (see macros/unloads.sql).
+create table if not exists raw.unloads (
+    load_id varchar not null primary key,
+    source_table varchar not null,
+    file_name varchar not null,
+    file_sha256 varchar not null,
+    rows_removed bigint not null,
+    loaded_at timestamp not null,
+    unloaded_at timestamp not null
+);
+
+create table if not exists raw.unload_rebuilds (
+    model_id varchar not null,
+    load_id varchar not null,
+    rebuilt_at timestamp not null,
+    primary key (model_id, load_id)
+);
+
 create table if not exists raw.web_events (
     load_id varchar not null,
     file_name varchar not null,

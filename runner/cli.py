@@ -8,7 +8,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -172,9 +172,9 @@ for _name, (_table, _help) in FILE_SOURCES.items():
 @click.option(
     "--extract-date",
     type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=lambda: date.today().isoformat(),
-    show_default="today",
-    help="The date of the full extract (YYYY-MM-DD). Extracts must be loaded in date order.",
+    default=None,
+    help="The date of the full extract (YYYY-MM-DD; default: the YYYY-MM-DD in the file "
+    "name, else refused). Extracts must be loaded in date order.",
 )
 @click.option(
     "--snapshot/--no-snapshot",
@@ -183,15 +183,20 @@ for _name, (_table, _help) in FILE_SOURCES.items():
     help="Historize the extract right away (dbt snapshot), so every extract gets its version.",
 )
 def load_store_customers(
-    settings: Settings, file: Path, extract_date: datetime, snapshot: bool
+    settings: Settings, file: Path, extract_date: datetime | None, snapshot: bool
 ) -> None:
-    """Land a full store customer extract (CSV: ID,Name,City) in raw.store_customers."""
+    """Land a full store customer extract (CSV: ID,Name,City) in raw.store_customers,
+    dated --extract-date or by the YYYY-MM-DD in its name (store_customers_2017-03-02.csv)."""
     from runner.dbt_invoke import run_dbt
+    from runner.loading import extract_date_of
     from runner.loading import load_store_customers as land
     from runner.warehouse import connect
 
+    day, warning = extract_date_of(file, extract_date.date() if extract_date else None)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
     with connect(settings) as warehouse:
-        result = land(warehouse, settings.project_dir, file, extract_date.date())
+        result = land(warehouse, settings.project_dir, file, day)
     click.echo(result.summary())
     if snapshot and not result.skipped:
         click.echo("Historizing the extract (dbt snapshot of store customers)...", err=True)
@@ -215,6 +220,20 @@ def load_marketing(settings: Settings, path: Path) -> None:
     with connect(settings) as warehouse:
         for result in land(warehouse, settings.project_dir, path):
             click.echo(result.summary())
+
+
+@cli.command()
+@warehouse_options
+@click.argument("load_id")
+def unload(settings: Settings, load_id: str) -> None:
+    """Take a load back: delete its raw rows and its raw.loads line (one transaction).
+    The next build rebuilds the incremental models in full once, so the marts are those
+    of a warehouse that never had it. LOAD_ID is what `runner load` printed."""
+    from runner.loading import unload as take_back
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        click.echo(take_back(warehouse, settings.project_dir, load_id).summary())
 
 
 @cli.command("top-ltv")
@@ -771,25 +790,34 @@ def export() -> None:
 
 @export.command("channel-reporting")
 @warehouse_options
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    required=True,
+    help="The CSV file to write; - for standard output.",
+)
 @click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), help="From this day.")
 @click.option("--end-date", type=click.DateTime(["%Y-%m-%d"]), help="Before this day.")
 def export_channel_reporting(
     settings: Settings, out: Path, start_date: datetime | None, end_date: datetime | None
 ) -> None:
     """marts.channel_reporting as CSV with a header row, days in [start, end)."""
-    from runner.reports import channel_reporting
+    from runner.reports import channel_reporting, check_day_range
     from runner.warehouse import connect
 
+    start, end = (day.date() if day else None for day in (start_date, end_date))
+    check_day_range(start, end)
     with connect(settings, read_only=True) as warehouse:
-        columns, rows = channel_reporting(
-            warehouse,
-            start_date.date() if start_date else None,
-            end_date.date() if end_date else None,
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(columns, rows, "csv") + "\n", encoding="utf-8")
-    click.echo(f"{out}: {len(rows)} channel-days")
+        columns, rows = channel_reporting(warehouse, start, end)
+    text = render(columns, rows, "csv") + "\n"
+    if str(out) == "-":
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    click.echo(
+        f"{'standard output' if str(out) == '-' else out}: {len(rows)} channel-days", err=True
+    )
 
 
 @cli.command("setup-postgres")

@@ -20,6 +20,7 @@ import csv
 import functools
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 import struct
@@ -150,10 +151,7 @@ def read_json_records(path: Path) -> Iterator[RawRecord]:
 
 
 def _is_json_array(path: Path) -> bool:
-    with path.open("rb") as handle:
-        head = handle.read(4096)
-    start = head[3:] if head.startswith(UTF8_BOM) else head
-    return start.lstrip().startswith(b"[")
+    return _first_bytes(path)[1].startswith(b"[")
 
 
 def _read_json_lines(path: Path) -> Iterator[RawRecord]:
@@ -239,23 +237,21 @@ def read_csv_records(
                 if [name.strip().lower() for name in found] not in accepted:
                     raise RunnerError(
                         f"{path}: the first line should be the header {','.join(header)}, "
-                        f"found {text[:200]!r}. Is this the right file for this source?"
+                        f"found {text[:200]!r}: the file looks like {_looks_like(line)}. "
+                        "Is this the right file for this source? Nothing landed."
                     )
                 seen_header = True
                 continue
             yield _csv_record(number, text, error, len(header))
     if not seen_header:
-        raise RunnerError(f"{path}: the file is empty; expected the header {','.join(header)}.")
+        raise _empty(path)
 
 
 def read_csv_or_json_lines(path: Path, keys: tuple[str, ...]) -> Iterator[RawRecord]:
     """A file that is either CSV with the header `keys` or JSON Lines with objects
     carrying those keys (told apart by its first non-blank character). From JSON each
     key's value lands as text (numbers as written, a missing key or null as null)."""
-    with path.open("rb") as handle:
-        head = handle.read(4096)
-    start = head[3:] if head.startswith(UTF8_BOM) else head
-    if not start.lstrip().startswith(b"{"):
+    if not _first_bytes(path)[1].startswith(b"{"):
         yield from read_csv_records(path, keys)
         return
     for record in _read_json_lines(path):
@@ -318,12 +314,15 @@ def write_csv(rows: Iterable[tuple], path: Path) -> int:
 class RawTable:
     """A raw landing table: how to read its files, and the columns its fields go to.
     `blocks`, when given, turns a file straight into the rows that `read`'s records
-    make, only faster (see _json_blocks)."""
+    make, only faster (see _json_blocks). `kind` is what its files are ("json",
+    "csv", "csv_or_json_lines"; see check_file_kind), `header` a CSV file's header."""
 
     name: str
     read: Callable[[Path], Iterator[RawRecord]]
     field_columns: tuple[str, ...] = ()
     blocks: Callable[[Path, RowFormat], Iterator[Block]] | None = None
+    kind: str = "csv"
+    header: tuple[str, ...] = ()
 
 
 # --- rows for the bulk paths ------------------------------------------------------------
@@ -651,12 +650,17 @@ def _csv_table(
         name=name,
         read=lambda path: read_csv_records(path, header, aliases),
         field_columns=tuple(column.lower() for column in header),
+        header=header,
     )
 
 
 def _csv_or_json_lines_table(name: str, keys: tuple[str, ...]) -> RawTable:
     return RawTable(
-        name=name, read=lambda path: read_csv_or_json_lines(path, keys), field_columns=keys
+        name=name,
+        read=lambda path: read_csv_or_json_lines(path, keys),
+        field_columns=keys,
+        kind="csv_or_json_lines",
+        header=keys,
     )
 
 
@@ -679,7 +683,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 RAW_TABLES = {
     table.name: table
     for table in (
-        RawTable("web_events", read_json_records, blocks=_json_blocks),
+        RawTable("web_events", read_json_records, blocks=_json_blocks, kind="json"),
         _csv_table("store_customers", ("ID", "Name", "City")),
         _csv_table(
             "store_sales", ("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate")
@@ -696,6 +700,136 @@ RAW_TABLES = {
         *(_csv_table(name, header) for name, header in MARKETING_TABLES.items()),
     )
 }
+
+
+# --- files of the wrong kind -----------------------------------------------------------
+# A file is refused whole, before anything lands, when it is empty or plainly not what
+# its command takes (what it looks like is said, and which command fits). Bad records
+# inside a file of the right kind still land, to be quarantined by staging.
+
+SOURCE_NAMES = {  # raw table: (what its records are, the command that loads them)
+    "web_events": ("web events", "runner load web-events"),
+    "store_customers": ("store customer extracts", "runner load store-customers"),
+    "store_sales": ("store sales", "runner load store-sales"),
+    "crm_customers": ("CRM customers", "runner load crm-customers"),
+    "crm_interactions": ("CRM interactions", "runner load crm-interactions"),
+    "crm_products": ("CRM products", "runner load crm-products"),
+    "app_sessions": ("app sessions", "runner load app-sessions"),
+    "app_purchases": ("app purchases", "runner load app-purchases"),
+    "session_sources": ("marketing sessions", "runner load marketing"),
+    "conversions": ("marketing conversions", "runner load marketing"),
+    "session_costs": ("marketing session costs", "runner load marketing"),
+}
+# The first bytes of file formats that are never text records.
+MAGIC_NUMBERS = (
+    (SQLITE_MAGIC, "a SQLite database"),
+    (b"\x1f\x8b", "gzip-compressed data (decompress it first)"),
+    (b"PK\x03\x04", "a ZIP archive or an Excel workbook (unpack it, or export CSV, first)"),
+    (b"BZh", "bzip2-compressed data (decompress it first)"),
+    (b"\xfd7zXZ\x00", "xz-compressed data (decompress it first)"),
+    (b"(\xb5/\xfd", "zstd-compressed data (decompress it first)"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive (unpack it first)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (export CSV first)"),
+    (b"PAR1", "a Parquet file"),
+    (b"%PDF-", "a PDF document"),
+    (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"),
+    (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
+)
+WHITESPACE = b" \t\r\n\x0b\x0c"  # what bytes.strip() removes: a line of only these is blank
+
+
+def _first_bytes(path: Path) -> tuple[bytes, bytes]:
+    """The file's first bytes, and its first bytes after a UTF-8 BOM and any
+    whitespace (b"" when the file holds nothing else)."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+        rest = head[len(UTF8_BOM) :] if head.startswith(UTF8_BOM) else head
+        while rest and not rest.lstrip(WHITESPACE):  # whitespace so far: read on
+            rest = handle.read(HASH_CHUNK)
+        start = rest.lstrip(WHITESPACE)
+        if start and len(start) < 4096:
+            start += handle.read(4096 - len(start))
+    return head, start
+
+
+def _looks_like(start: bytes) -> str:
+    """What a file starting with `start` (its first non-blank bytes) looks like."""
+    line = start.split(b"\n", 1)[0].rstrip(b"\r")
+    if any(byte < 32 and byte != 9 for byte in line[:200]):  # control characters, NUL
+        return f"binary data (first bytes {start[:40]!r})"
+    text = line[:200].decode("utf-8", errors="replace")
+    quoted = repr(text[:80] + ("..." if len(text) > 80 else ""))
+    if text.lstrip().startswith(("{", "[")):
+        return f"JSON (first line {quoted})"
+    try:
+        names = [name.strip().lower() for name in next(csv.reader([text]), [])]
+    except csv.Error:
+        names = []
+    for table in RAW_TABLES.values():
+        if table.header and names == [name.lower() for name in table.header]:
+            noun, command = SOURCE_NAMES[table.name]
+            return f"CSV of {noun} (first line {quoted}: load it with `{command}`)"
+    if len(names) > 1 or ";" in text or "\t" in text:
+        return f"CSV (first line {quoted})"
+    return f"text (first line {quoted})"
+
+
+def _empty(path: Path) -> RunnerError:
+    return RunnerError(f"{path} is empty: nothing landed.")
+
+
+def check_file_kind(path: Path, source_table: str) -> None:
+    """Refuse, with a RunnerError that says what the file looks like, a file that
+    raw.<source_table> cannot take: an empty one (nothing but whitespace), a binary
+    format (MAGIC_NUMBERS), and for JSON sources a file that does not start as JSON
+    Lines or a JSON array of objects, or holds no valid JSON object at all (a CSV file,
+    one JSON document spread over lines). A CSV file's header is checked as it is read
+    (read_csv_records); a header without rows is a file with no records: it lands 0 rows."""
+    table = RAW_TABLES[source_table]
+    noun, _ = SOURCE_NAMES[source_table]
+    head, start = _first_bytes(path)
+    if not start:
+        raise _empty(path)
+    expected = {
+        "json": f"not JSON Lines or a JSON array: {noun} are JSON",
+        "csv": f"not CSV: {noun} are CSV with the header {','.join(table.header)}",
+        "csv_or_json_lines": (
+            f"not CSV or JSON Lines: {noun} are CSV with the header "
+            f"{','.join(table.header)}, or JSON Lines"
+        ),
+    }[table.kind]
+    for magic, what in MAGIC_NUMBERS:
+        if head.startswith(magic):
+            if magic == SQLITE_MAGIC and source_table != "web_events":
+                what += " (`runner load marketing` takes the marketing system's)"
+            raise RunnerError(
+                f"{path} looks like {what}, {expected}; is this the right file? Nothing landed."
+            )
+    json_lines = table.kind == "json" or (
+        table.kind == "csv_or_json_lines" and start.startswith(b"{")
+    )
+    if not json_lines:
+        return
+    if not start.startswith((b"{", b"[")):
+        raise RunnerError(
+            f"{path} looks like {_looks_like(start)}, {expected}; is this the right file? "
+            "Nothing landed."
+        )
+    records = _read_json_array(path) if start.startswith(b"[") else _read_json_lines(path)
+    first: RawRecord | None = None
+    for record in records:
+        if record.parse_error is None and record.text.lstrip().startswith("{"):
+            return  # a valid JSON object: a JSON file, whatever else it holds
+        first = first or record
+    if first is None:
+        return  # an array without elements: no records, it lands 0 rows
+    why = first.parse_error or "not an object"
+    raise RunnerError(
+        f"{path} holds no valid JSON object (record {first.position}, "
+        f"{first.text[:80]!r}: {why[:120]}): {noun} are JSON objects, one per line (JSON "
+        "Lines) or in an array; is this the right file, or one JSON document written over "
+        "several lines? Nothing landed."
+    )
 
 
 def _landed_before(warehouse: Warehouse, source_table: str, size: int) -> bool:
@@ -728,6 +862,7 @@ def load_file(
     if not path.is_file():
         raise RunnerError(f"{path}: no such file.")
     table = RAW_TABLES[source_table]
+    check_file_kind(path, source_table)
     warehouse.ensure_raw_tables(project_dir)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-hash") as hasher:
@@ -755,6 +890,41 @@ def load_file(
                 "nothing was added by this one."
             ) from None
         raise
+
+
+DATE_IN_NAME = re.compile(r"(?<![0-9])([0-9]{4}-[0-9]{2}-[0-9]{2})(?![0-9])")
+
+
+def extract_date_of(path: Path, given: date | None = None) -> tuple[date, str | None]:
+    """The date of a store customer extract: `given` (--extract-date) if any, else the
+    YYYY-MM-DD in the file's name (store_customers_2017-03-02.csv). Never today: an
+    extract dated wrongly closes every customer it lacks, and an extract dated today
+    blocks every older one (they are historized in date order). Returns the date and
+    a warning when `given` and the name disagree."""
+    found = sorted(set(DATE_IN_NAME.findall(path.name)))
+    named: date | None = None
+    problem = None
+    if len(found) > 1:
+        problem = f"its name holds several dates ({', '.join(found)})"
+    elif found:
+        try:
+            named = date.fromisoformat(found[0])
+        except ValueError:
+            problem = f"{found[0]} in its name is not a date"
+    if given is not None:
+        if named is not None and named != given:
+            return given, (
+                f"{path.name}: --extract-date {given} differs from the date in the file name "
+                f"({named}); using --extract-date {given}."
+            )
+        return given, None
+    if named is None:
+        raise RunnerError(
+            f"{path}: which day is this extract of? "
+            f"{problem or 'Its name holds no date (YYYY-MM-DD)'}: pass --extract-date "
+            "YYYY-MM-DD (the day the store system wrote it). Nothing landed."
+        )
+    return named, None
 
 
 def load_store_customers(
@@ -852,3 +1022,108 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
         except sqlite3.DatabaseError as exc:  # a damaged file, text that is not UTF-8
             raise RunnerError(f"{path}: cannot read the table {name!r}: {exc}.") from None
     return results
+
+
+# --- taking a load back -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnloadResult:
+    load_id: str
+    source_table: str
+    file_name: str
+    rows_removed: int
+    attributions_removed: int = 0  # conversions whose attribution results went with it
+
+    def summary(self) -> str:
+        text = (
+            f"Unloaded load {self.load_id}: {self.rows_removed} rows of {self.file_name} "
+            f"removed from raw.{self.source_table}, and its line in raw.loads. The next build "
+            "(`runner build` or `dbt build`) rebuilds the incremental models in full, once, "
+            "so the warehouse holds nothing of it."
+        )
+        if self.attributions_removed:
+            text += (
+                f" The attribution results of {self.attributions_removed} conversions whose "
+                "conversion or journey sessions it held were removed too: `runner attribute` "
+                "attributes them again."
+            )
+        return text
+
+
+# Attribution results that no longer fit the marketing data once a load is gone: those of
+# conversions no raw row holds, and of conversions whose journey had a session none holds.
+STALE_ATTRIBUTIONS = """
+    conv_id not in (select trim(conv_id) from raw.conversions where conv_id is not null)
+    or conv_id in (
+        select results.conv_id from raw.attribution_customer_journey as results
+        where results.session_id not in (
+            select trim(session_id) from raw.session_sources where session_id is not null
+        )
+    )
+"""
+
+
+def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResult:
+    """Take a load back: delete its rows from its raw table and its line in raw.loads,
+    and record it in raw.unloads, in one transaction. The next dbt build rebuilds the
+    incremental models in full once (macros/unloads.sql), so the marts are those of a
+    warehouse that never had the load. Store customer extracts cannot be unloaded: the
+    snapshot historized them as they landed."""
+    warehouse.ensure_raw_tables(project_dir)
+    columns = "source_table, file_name, file_sha256, loaded_at"
+    _, found = warehouse.query(f"select {columns} from raw.loads where load_id = ?", (load_id,))
+    if not found:
+        _, gone = warehouse.query(
+            "select source_table, file_name, unloaded_at from raw.unloads where load_id = ?",
+            (load_id,),
+        )
+        if gone:
+            table, file_name, when = gone[0]
+            raise RunnerError(
+                f"Load {load_id} ({file_name} in raw.{table}) was already unloaded, at "
+                f"{when:%Y-%m-%d %H:%M:%S} UTC: nothing to do."
+            )
+        raise RunnerError(
+            f"No load {load_id!r} in raw.loads: nothing was removed. The ids are in raw.loads "
+            "(`select load_id, source_table, file_name from raw.loads`) and in what "
+            "`runner load` printed."
+        )
+    source_table, file_name, sha256, loaded_at = found[0]
+    if source_table not in RAW_TABLES:
+        raise RunnerError(f"Load {load_id} is in raw.{source_table}, which no loader writes.")
+    if source_table == "store_customers":
+        raise RunnerError(
+            f"Load {load_id} is a store customer extract ({file_name}): the snapshot "
+            "historized it when it landed, and history cannot be taken back. Load a "
+            "corrected extract with a later --extract-date instead. Nothing was removed."
+        )
+    with warehouse.transaction():
+        _, [(rows,)] = warehouse.query(
+            f"select count(*) from raw.{source_table} where load_id = ?", (load_id,)
+        )
+        warehouse.execute(f"delete from raw.{source_table} where load_id = ?", (load_id,))
+        warehouse.execute("delete from raw.loads where load_id = ?", (load_id,))
+        attributions = 0
+        if source_table in ("conversions", "session_sources"):
+            _, [(attributions,)] = warehouse.query(
+                "select count(distinct conv_id) from raw.attribution_customer_journey "
+                f"where {STALE_ATTRIBUTIONS}"
+            )
+            warehouse.execute(
+                f"delete from raw.attribution_customer_journey where {STALE_ATTRIBUTIONS}"
+            )
+        warehouse.execute(
+            "insert into raw.unloads (load_id, source_table, file_name, file_sha256, "
+            "rows_removed, loaded_at, unloaded_at) values (?, ?, ?, ?, ?, ?, ?)",
+            (
+                load_id,
+                source_table,
+                file_name,
+                sha256,
+                rows,
+                loaded_at,
+                datetime.now(timezone.utc).replace(tzinfo=None),
+            ),
+        )
+    return UnloadResult(load_id, source_table, file_name, rows, attributions)

@@ -159,10 +159,21 @@ def most_contacted_crm_customer(warehouse: Warehouse) -> int | None:
     return rows[0][0] if rows else None
 
 
+def check_day_range(start: date | None, end: date | None) -> None:
+    """Refuse a range of days [start, end) that holds no day."""
+    if start is not None and end is not None and start >= end:
+        how = "is after" if start > end else "is the same day as"
+        raise RunnerError(
+            f"--start-date ({start}) {how} --end-date ({end}): days from the start to before "
+            "the end are exported, so nothing can match."
+        )
+
+
 def channel_reporting(
     warehouse: Warehouse, start: date | None, end: date | None
 ) -> tuple[list[str], list[tuple]]:
     """marts.channel_reporting for days in [start, end), by day and channel."""
+    check_day_range(start, end)
     require_mart(warehouse, "channel_reporting")
     conditions, params = ["1 = 1"], []
     if start is not None:

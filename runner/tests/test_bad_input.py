@@ -21,9 +21,9 @@ warehouse test builds once per target. Findings this suite cannot fix from here:
 - KNOWN_DUCKDB_CR_BUG (below), found by this suite and fixed in DuckDBWarehouse.copy_csv
   (new_line is given, never guessed): should it come back, the tests fail with its
   description.
-- An unknown CRM channel in an otherwise valid interaction fails `dbt build` (by design:
-  stg_crm__interactions tests its channels against the channels seed), so the generator
-  keeps bad channels blank, which staging quarantines (see values()).
+- An unknown CRM channel in an otherwise valid interaction used to fail `dbt build`; it
+  is now quarantined as unknown_channel with a warning, so the generator draws unknown
+  channels (and injections) as channels too (see values()).
 - A CSV field longer than Python's csv limit (131072 characters) makes its line
   unparseable: it lands whole and is quarantined as malformed_line (see utf8_clean()).
 """
@@ -53,6 +53,7 @@ from runner.loading import (
     MARKETING_TABLES,
     RAW_TABLES,
     LoadResult,
+    check_file_kind,
     json_error,
     load_file,
     load_marketing,
@@ -344,11 +345,9 @@ def values(kind: str) -> st.SearchStrategy[str]:
         "flag": ("2", "-1", "true", "0.0"),
     }.get(kind, INJECTIONS)
     good = plausible(kind)
-    if kind == "channel":
-        # An unknown CRM channel fails `dbt build` by design (stg_crm__interactions tests
-        # its channels against the channels seed "so the pivots' columns stay stable"):
-        # bad channels here are blank ones, which staging quarantines.
-        return st.one_of(good, good, good, st.sampled_from(["", "  "]))
+    if kind == "channel":  # blank, unknown to the channels seed (Fax), or odd
+        unknown = st.sampled_from(["", "  ", "Fax", "email", "Pigeon Post"])
+        return st.one_of(good, good, good, unknown, odd_text())
     return st.one_of(good, good, good, st.sampled_from(odd), odd_text())
 
 
@@ -406,21 +405,33 @@ def non_blank_lines(body: bytes) -> list[tuple[int, str]]:
     return [(n, escaped(line.rstrip(b"\r\n"))) for n, line in lines if line.strip()]
 
 
+def is_json_object(raw: bytes) -> bool:
+    """Whether a record is a JSON object both warehouses accept (what makes a file JSON)."""
+    return raw.lstrip().startswith(b"{") and json_error(raw) is None
+
+
 def expected(file: Generated) -> Expected:
-    """What loading `file` must do, worked out from its bytes and how it was made."""
+    """What loading `file` must do, worked out from its bytes and how it was made. A
+    file is refused whole when it is empty (only whitespace), UTF-16 (its byte order
+    mark), or a JSON file (web events; app files starting with a brace) in which no
+    record is a valid JSON object."""
     body = file.data[len(UTF8_BOM) :] if file.data.startswith(UTF8_BOM) else file.data
+    if not body.strip() or file.data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return Expected(True)
     if file.array_records is not None:
         try:
             body.decode("utf-8")
-        except UnicodeDecodeError:  # not text: the whole file is one unparseable record
-            return Expected(False, ((1, escaped(body)),))
-        return Expected(False, file.array_records)
+        except UnicodeDecodeError:  # not text: one unparseable record, so no object
+            return Expected(True)
+        objects = [is_json_object(text.encode("utf-8")) for _, text in file.array_records]
+        return Expected(bool(objects) and not any(objects), file.array_records)
     lines = non_blank_lines(body)
     json_lines = file.source == "web_events" or (
         file.source in APP_SOURCES and body.lstrip().startswith(b"{")
     )
     if json_lines:
-        return Expected(False, tuple(lines))
+        raw_lines = [line.rstrip(b"\r\n") for line in body.split(b"\n") if line.strip()]
+        return Expected(not any(map(is_json_object, raw_lines)), tuple(lines))
     if not file.header_ok:
         return Expected(True)
     return Expected(False, tuple(lines[1:]))
@@ -534,9 +545,8 @@ def csv_files(draw: st.DrawFn, source: str, refusable: bool = True) -> Generated
     huge = draw(huge_value())
     for number, (is_good, row) in enumerate(rows):
         cells = list(row)
-        if huge is not None and number == 0:  # not as a channel: see values()
-            columns = [i for i, kind in enumerate(kinds) if kind != "channel"]
-            cells[draw(st.sampled_from(columns))] = huge
+        if huge is not None and number == 0:
+            cells[draw(st.integers(0, len(cells) - 1))] = huge
         styles = ["csv", "quote_all"] if is_good else ["csv", "raw", "short", "long"]
         style = draw(st.sampled_from(styles))
         if style == "short":
@@ -1227,22 +1237,33 @@ DEEP_ARRAY = b"[" * 5000 + b"]" * 5000  # nested deeper than Python's recursion 
 @hypothesis.example(table="crm_products", data=b"date,prod\ruct\n01-2019,Sand\n")
 @hypothesis.example(table="app_sessions", data=b'"customer_id,session_started_at\n1,2\n')
 def test_every_reader_keeps_every_line_of_random_bytes(tmp_path: Path, table: str, data: bytes):
-    """Each reader refuses a file only with a RunnerError, and only a CSV file without
-    its header; otherwise it returns exactly the file's non-blank lines (after the
-    header, for CSV), numbered and with their text, or a JSON array's elements numbered
-    1, 2, 3... Records without a parse error are valid JSON, or CSV of the right width."""
+    """Each loader's check and reader refuse a file only with a RunnerError: a CSV file
+    without its header, an empty file, a web events file that does not start with a
+    brace or a bracket, a JSON file with no valid JSON object. Otherwise the reader
+    returns exactly the file's non-blank lines (after the header, for CSV), numbered and
+    with their text, or a JSON array's elements numbered 1, 2, 3... Records without a
+    parse error are valid JSON, or CSV of the right width."""
     path = tmp_path / "random"
     path.write_bytes(data)
     body = data[len(UTF8_BOM) :] if data.startswith(UTF8_BOM) else data
     json_array = table == "web_events" and body.lstrip().startswith(b"[")
     json_lines = not json_array and (
-        table == "web_events" or (table in APP_SOURCES and body.lstrip().startswith(b"{"))
+        table in ("web_events", *APP_SOURCES) and body.lstrip().startswith(b"{")
     )
     try:
+        check_file_kind(path, table)
         records = list(RAW_TABLES[table].read(path))
     except RunnerError:
-        assert not (json_array or json_lines), f"{table}: a JSON file refused"
+        if json_array or json_lines:
+            texts = [record.text.encode("utf-8") for record in RAW_TABLES[table].read(path)]
+            assert texts and not any(map(is_json_object, texts)), f"{table}: a JSON file refused"
         return
+    assert body.strip(), f"{table}: an empty file landed"
+    if table == "web_events":
+        assert json_array or json_lines, "a file that is no JSON landed as web events"
+    if json_lines or (json_array and records):
+        texts = [record.text.encode("utf-8") for record in records]
+        assert any(map(is_json_object, texts)), f"{table}: a JSON file without objects landed"
     got = [(record.position, record.text) for record in records]
     if json_array:
         assert [position for position, _ in got] == list(range(1, len(got) + 1))

@@ -29,6 +29,7 @@ CRM_INTERACTIONS = (
     "11/02/2019 16:10,Call,4\r\n"
     "12/02/2019 16:10,,2\r\n"
     ",,\r\n"
+    "13/02/2019 10:00,Fax,1\r\n"  # a channel the seed lacks: quarantined, the build goes on
 )
 CRM_PRODUCTS = "date,product\n01-2019,Sand\n02-2019,Orange\n13-2019,Nope\n"
 STORE_EXTRACT = "ID,Name,City\n1,Ann Lee,Boston\n2,Bob Roe,Denver\n"
@@ -74,7 +75,9 @@ def test_pivots_interactions_and_buckets(settings: Settings, target: str, tmp_pa
         "load", "store-customers", write(tmp_path, "x.csv", STORE_EXTRACT),
         "--extract-date", "2019-01-01", "--no-snapshot", *t,
     )  # fmt: skip
-    invoke("build", *t, "--", "--vars", "{as_of_date: 2019-04-30}")
+    built = invoke("build", *t, "--", "--vars", "{as_of_date: 2019-04-30}")
+    warning = "CRM interactions: channel Fax is not in the channels seed: add it to seeds/"
+    assert warning in built and "1 interactions are quarantined as unknown_channel" in built
 
     with connect(settings) as warehouse:
         columns, rows = warehouse.query(
@@ -92,6 +95,10 @@ def test_pivots_interactions_and_buckets(settings: Settings, target: str, tmp_pa
             "select reason, count(*) from staging.stg_crm__interactions_quarantine "
             "group by reason order by reason"
         )
+        _, unknown = warehouse.query(
+            "select file_position, reason_detail from staging.stg_crm__interactions_quarantine "
+            "where reason = 'unknown_channel'"
+        )
     assert columns == [
         "customer_id", "email", "call", "bird", "boat", "post", "sms", "chat", "total_interactions"
     ]  # fmt: skip
@@ -101,7 +108,12 @@ def test_pivots_interactions_and_buckets(settings: Settings, target: str, tmp_pa
         (3, 0, 0, 0, 0, 0, 0, 0, 0),
     ]
     assert topics == [(1, "Orange", 0, 1, 0, 1), (1, "Sand", 2, 0, 0, 2), (1, None, 0, 0, 1, 1)]
-    assert quarantined == [("missing_channel", 1), ("missing_date_start", 1)]
+    assert quarantined == [
+        ("missing_channel", 1),
+        ("missing_date_start", 1),
+        ("unknown_channel", 1),
+    ]
+    assert unknown == [(9, "channel Fax is not in the channels seed: add it to seeds/channels.csv")]
     from decimal import Decimal
 
     assert buckets == [

@@ -17,6 +17,7 @@ from runner.config import Settings
 from runner.errors import RunnerError
 from runner.loading import (
     RAW_TABLES,
+    UTF8_BOM,
     CsvRows,
     PgBinaryRows,
     RowFormat,
@@ -421,3 +422,111 @@ def test_bulk_csv_keeps_every_value_as_it_is(settings: Settings, tmp_path: Path)
         warehouse.copy_csv("bulk_check", ("a", "b", "c"), path, longest)
         _, back = warehouse.query("select a, b, c from bulk_check")
     assert sorted(back, key=repr) == sorted(rows, key=repr)
+
+
+# --- files of the wrong kind, empty files -----------------------------------------------
+
+
+def gzip_of(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+def zip_of(data: bytes) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("events.jsonl", data)
+    return buffer.getvalue()
+
+
+def sqlite_file(path: Path) -> bytes:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("create table session_sources (session_id)")
+    con.commit()
+    con.close()
+    return path.read_bytes()
+
+
+EVENTS = (json.dumps(ORDER) + "\n").encode()
+STORE_CSV = b"ID,Name,City\n1,Ann Lee,Boston\n"
+# (raw table, file, what the refusal says)
+WRONG_KINDS = [
+    ("web_events", STORE_CSV, "looks like CSV of store customer extracts (first line 'ID,Name,"),
+    ("web_events", b"a;b;c\n1;2;3\n", "looks like CSV (first line 'a;b;c')"),
+    ("web_events", b"hello world\n", "looks like text (first line 'hello world')"),
+    ("web_events", None, "looks like a SQLite database"),
+    ("web_events", gzip_of(EVENTS), "looks like gzip-compressed data"),
+    ("web_events", zip_of(EVENTS), "looks like a ZIP archive"),
+    ("web_events", EVENTS.decode().encode("utf-16"), "looks like UTF-16 text"),
+    ("web_events", b"\x00\x01\x02garbage\n", "looks like binary data"),
+    ("web_events", b'{\n  "type": "ORDER",\n  "key": "o1"\n}\n', "holds no valid JSON object"),
+    ("web_events", b"{oops\n{also broken\n", "holds no valid JSON object (record 1, '{oops'"),
+    ("web_events", b"[1, 2, 3]", "holds no valid JSON object (record 1, '1': not an object)"),
+    ("app_sessions", None, "looks like a SQLite database"),
+    ("app_sessions", b'{"customer_id": 1,\n"x": 2}\n', "holds no valid JSON object"),
+    ("app_purchases", gzip_of(b"customer_id,purchased_at,amount\n"), "gzip-compressed"),
+    ("store_sales", gzip_of(b"CustomerID,Product\n"), "looks like gzip-compressed data"),
+    ("crm_interactions", None, "looks like a SQLite database"),
+    ("store_sales", STORE_CSV, "found 'ID,Name,City': the file looks like CSV of store customer"),
+]
+EMPTY_FILES = [b"", b"\n", b"  \r\n\t\n", UTF8_BOM, UTF8_BOM + b" \n\n"]
+
+
+def refused_load(settings: Settings, table: str, path: Path, said: str) -> None:
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables(settings.project_dir)
+        with pytest.raises(RunnerError) as refusal:
+            load_file(warehouse, settings.project_dir, table, path)
+        _, counts = warehouse.query(
+            f"select (select count(*) from raw.loads), (select count(*) from raw.{table})"
+        )
+    assert said in refusal.value.message, refusal.value.message
+    assert str(path) in refusal.value.message
+    assert counts == [(0, 0)], f"{path}: refused, yet something landed"
+
+
+def test_a_file_of_the_wrong_kind_is_refused_whole(settings: Settings, tmp_path: Path):
+    for number, (table, data, said) in enumerate(WRONG_KINDS):
+        path = tmp_path / f"file{number}"
+        if data is None:
+            sqlite_file(path)
+        else:
+            path.write_bytes(data)
+        refused_load(settings, table, path, said)
+
+
+def test_an_empty_file_is_refused_by_every_loader(settings: Settings, tmp_path: Path):
+    for table in RAW_TABLES:
+        for number, data in enumerate(EMPTY_FILES):
+            path = tmp_path / f"{table}-{number}.txt"
+            path.write_bytes(data)
+            refused_load(settings, table, path, "is empty: nothing landed")
+
+
+def test_a_file_without_records_lands_0_rows(settings: Settings, tmp_path: Path):
+    """Not empty: a CSV header without rows, a JSON array without elements."""
+    files = [("store_sales", b"CustomerID,Product,SalesAmount,ShopId,TransactionDate\r\n\r\n")]
+    files += [("web_events", b" [ ]\n"), ("app_sessions", b"customer_id,session_started_at\n")]
+    with connect(settings) as warehouse:
+        for table, data in files:
+            path = tmp_path / f"{table}.txt"
+            path.write_bytes(data)
+            result = load_file(warehouse, settings.project_dir, table, path)
+            assert (result.rows_landed, result.skipped) == (0, False)
+        _, [(loads,)] = warehouse.query("select count(*) from raw.loads")
+    assert loads == len(files)
+
+
+def test_a_json_file_with_one_good_object_lands_every_line(settings: Settings, tmp_path: Path):
+    """Bad lines inside a JSON file land to be quarantined, before or after its object."""
+    path = tmp_path / "mostly_bad.jsonl"
+    path.write_bytes(b"{broken\nnot json at all\n" + EVENTS + b"42\n")
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, settings.project_dir, "web_events", path)
+    assert (result.rows_landed, result.rows_unparseable) == (4, 2)

@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal as D
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
@@ -120,3 +121,59 @@ def test_a_file_with_the_wrong_header_is_refused(settings: Settings, tmp_path: P
     assert "should be the header CustomerID,Product,SalesAmount,ShopId,TransactionDate" in (
         result.output
     )
+
+
+def extract_dates(settings: Settings) -> list[tuple]:
+    with connect(settings) as warehouse:
+        return warehouse.query(
+            "select distinct l.file_name, c.extract_date from raw.loads as l "
+            "inner join raw.store_customers as c on c.load_id = l.load_id order by 2"
+        )[1]
+
+
+def test_the_extract_date_comes_from_the_file_name_or_the_option(
+    settings: Settings, target: str, tmp_path: Path
+):
+    t = ("--target", target, "--no-snapshot")
+    named = tmp_path / "store_customers_2017-03-02.csv"
+    named.write_text(DAY_1, encoding="utf-8")
+    invoke("load", "store-customers", str(named), *t)
+    assert extract_dates(settings) == [(str(named), date(2017, 3, 2))]
+
+    # Both: the option wins, with a warning that they disagree.
+    later = tmp_path / "store_customers_2017-03-03.csv"
+    later.write_text(DAY_2, encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["load", "store-customers", str(later), "--extract-date", "2017-03-04", *t]
+    )
+    assert result.exit_code == 0, result.output
+    assert "--extract-date 2017-03-04 differs from the date in the file name (2017-03-03)" in (
+        result.stderr
+    )
+    assert extract_dates(settings)[-1] == (str(later), date(2017, 3, 4))
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("customers.csv", "Its name holds no date (YYYY-MM-DD)"),
+        ("extract_2017-02-30.csv", "2017-02-30 in its name is not a date"),
+        ("from_2017-03-01_to_2017-03-02.csv", "several dates (2017-03-01, 2017-03-02)"),
+    ],
+)
+def test_an_extract_without_a_date_is_refused_never_dated_today(
+    settings: Settings, target: str, tmp_path: Path, name: str, said: str
+):
+    path = tmp_path / name
+    path.write_text(DAY_1, encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["load", "store-customers", str(path), "--no-snapshot", "--target", target]
+    )
+    assert result.exit_code == 1
+    assert said in result.output and "pass --extract-date YYYY-MM-DD" in result.output
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables(settings.project_dir)
+        _, counts = warehouse.query(
+            "select (select count(*) from raw.loads), (select count(*) from raw.store_customers)"
+        )
+    assert counts == [(0, 0)]

@@ -1,8 +1,18 @@
+{#- Valid CRM interactions on a channel of the `channels` seed. An interaction on
+    a channel the seed does not list is quarantined (unknown_channel, see
+    stg_crm__interactions_quarantine), not a failed build: once the channel is
+    added to the seed, the next build counts it. -#}
 with
 
 base as (
 
     select * from {{ ref('base_crm__interactions') }}
+
+),
+
+channels as (
+
+    select channel from {{ ref('channels') }}
 
 ),
 
@@ -17,7 +27,9 @@ final as (
         interaction_at,
         loaded_at
     from base
-    where reason is null
+    where
+        reason is null
+        and channel in (select channels.channel from channels)
 
 )
 
