@@ -1858,7 +1858,7 @@ MarketingRow = tuple[MarketingValue, ...]
 
 
 def marketing_id_range(customers: int) -> int:
-    """The first marketing-only user id.
+    """The number of the first marketing-only user (its id is ``marketing_id`` of it).
 
     70001 while the web ids (10001 up) stay below it and the marketing-only users fit below the
     CRM ids (80001); for very large runs 700001, and so on: at any scale S the marketing-only
