@@ -213,13 +213,18 @@ def load_store_customers(
 @click.argument("path", type=click.Path(exists=True, resolve_path=True, path_type=Path))
 def load_marketing(settings: Settings, path: Path) -> None:
     """Land the marketing system's session_sources, conversions and session_costs, from
-    a SQLite database with those tables or a folder of CSV files named after them."""
+    a SQLite database with those tables (other tables, such as the IHC challenge's results,
+    are named and ignored) or a folder of CSV files named after them."""
+    from runner.loading import describe_marketing_sqlite
     from runner.loading import load_marketing as land
     from runner.warehouse import connect
 
     with connect(settings) as warehouse:
-        for result in land(warehouse, settings.project_dir, path):
-            click.echo(result.summary())
+        results = land(warehouse, settings.project_dir, path)
+    if path.is_file():
+        click.echo(describe_marketing_sqlite(path))
+    for result in results:
+        click.echo(result.summary())
 
 
 @cli.command()

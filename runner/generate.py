@@ -7,16 +7,18 @@ store data never changed a web file. Memory stays bounded whatever the number of
 customers are generated one at a time, their records are produced by per-customer functions, and
 the only buffers are the fixed-size ones that simulate out-of-order arrival.
 
-The web stream is JSON Lines. Besides valid events it contains what real feeds contain: events
-out of time order, verbatim duplicates, a few valid times with an explicit UTC offset, and a
-trickle of deliberately bad records of every kind in ``BAD_KINDS`` (named after the quarantine
-reasons of ``base_web__events``); each kind appears at least once in every file.
+The web stream is JSON Lines. Event keys are 12 lowercase hex digits, as in the Shutterfly sample
+(``_key``); customer ids are text: the number shared with the other systems (see below) or, for
+web-only customers, 12 hex digits. Besides valid events it contains what real feeds contain: events
+out of time order, verbatim duplicates, a few valid times with an explicit UTC offset, and a trickle
+of deliberately bad records of every kind in ``BAD_KINDS`` (named after the quarantine reasons of
+``base_web__events``); each kind appears at least once in every file.
 
 Every run also writes two files that are not raw data: the manifest ``generate.json``
 (``MANIFEST_FILE``), which records the world (``customers``, ``seed``, ``start_date`` and
 ``days`` of the initial window, ``days_appended`` so far, the files written: name, ``runner
 load`` source, records) and names its customers file, ``generate-customers-<YYYY-MM-DD>.csv``:
-one line per web customer, in id order, with what later days need to know of them (id, join
+one line per web customer, in join order, with what later days need to know of them (id, join
 time, last name, current city and state, visits per week) as they stand at the end of that day,
 written as the stream goes. A new run in a folder removes the appended days and the customers
 file of the world generated there before.
@@ -29,12 +31,13 @@ one streaming pass over the customers file (whatever the history's size, memory 
 so appending one day twice writes exactly what appending two days at once does. In a day: every
 customer visits at their weekly rate (images, orders and order updates as before), a few move
 house (customer UPDATE events, about ``CUSTOMER_UPDATE_RATE`` per customer per initial window),
-new customers join at the initial rate (``customers / days`` a day, ids after the last one, see
-``_new_customer_id``), a few visits are late (``LATE_RATE``: they happened on one of the
-``LATE_DAYS`` days before and arrive in this file; every file has at least one), and the file
-has the stream's disorder, duplicates, offset times and bad records of every kind. Keys of
-appended events carry the day (``_key``), so they never equal a key of another file, except
-for updates of an entity (a customer who moves, an order) and verbatim duplicates. Only the web
+new customers join at the initial rate (``customers / days`` a day: web-only customers, with
+the web shop's own 12-hex ids, see ``web_only_customer_id``), a few visits are late
+(``LATE_RATE``: they happened on one of the ``LATE_DAYS`` days before and arrive in this file;
+every file has at least one), and the file has the stream's disorder, duplicates, offset times
+and bad records of every kind. The labels hashed into the keys of appended events carry the day
+(``_key``), so they never equal a key of another file, except for updates of an entity (a
+customer who moves, an order) and verbatim duplicates. Only the web
 stream grows: the store, CRM, app and marketing files keep their initial window.
 
 The store system delivers CSV files (see ``StoreWriter``): full customer extracts on up to three
@@ -65,23 +68,26 @@ every kind in ``APP_SESSION_BAD_KINDS`` and ``APP_PURCHASE_BAD_KINDS``, and reco
 the window. Each new source has its own random stream, so the web and store files are the same
 bytes as before they existed.
 
-The marketing system (``MarketingWriter``, ``random.Random(f"marketing-{seed}")``) delivers the
-same three tables twice: as a folder ``marketing/`` of CSV files (``session_sources.csv``,
-``conversions.csv``, ``session_costs.csv``) and as the SQLite database ``marketing.sqlite``
-(tables of those names; byte-identical for a seed with a given SQLite library). ``user_id`` is
-the company-wide customer id: about 70% of the web customers and some marketing-only users (ids
-from 70001). Sessions come from the channels of ``MARKETING_CHANNELS``; conversions follow some
-of their user's sessions; costs are missing for some sessions (always for Direct) and null for a
-few. Every run, however small, has a conversion without an earlier session, one at exactly the
-time of a session, two conversions of one user and one journey of more than 200 sessions, and
-rows of every kind in ``MARKETING_SESSION_BAD_KINDS`` and ``CONVERSION_BAD_KINDS`` and an exact
-duplicate session row.
+The marketing system (``MarketingWriter``, ``random.Random(f"marketing-{seed}")``) delivers the same
+three tables twice: as a folder ``marketing/`` of CSV files (``session_sources.csv``,
+``conversions.csv``, ``session_costs.csv``) and as the SQLite database ``marketing.sqlite`` (tables
+of those names; byte-identical for a seed with a given SQLite library). Its ids (``conv_id``,
+``session_id``, ``user_id``) are 64 lowercase hex digits, as in the IHC challenge's ``challenge.db``
+(``marketing_id``). ``user_id`` is the marketing platform's own id, never a customer id of another
+system: its users are about 70% of the web customers (the platform's id of each is a hash, which no
+model can join to them) and some marketing-only users. Sessions come from the channels of
+``MARKETING_CHANNELS``; conversions follow some of their user's sessions; costs are missing for some
+sessions (always for Direct) and null for a few. Every run, however small, has a conversion without
+an earlier session, one at exactly the time of a session, two conversions of one user and one
+journey of more than 200 sessions, and rows of every kind in ``MARKETING_SESSION_BAD_KINDS`` and
+``CONVERSION_BAD_KINDS`` and an exact duplicate session row.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -275,7 +281,7 @@ SESSION_COSTS_TABLE = "session_costs"
 MARKETING_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     SESSION_SOURCES_TABLE: (
         ("session_id", "TEXT"),
-        ("user_id", "INTEGER"),
+        ("user_id", "TEXT"),
         ("event_date", "TEXT"),
         ("event_time", "TEXT"),
         ("channel_name", "TEXT"),
@@ -285,7 +291,7 @@ MARKETING_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     CONVERSIONS_TABLE: (
         ("conv_id", "TEXT"),
-        ("user_id", "INTEGER"),
+        ("user_id", "TEXT"),
         ("conv_date", "TEXT"),
         ("conv_time", "TEXT"),
         ("revenue", "REAL"),
@@ -312,7 +318,7 @@ SESSION_DUPLICATE_RATE = 0.005  # session rows written twice
 MARKETING_BAD_RATE = 0.005  # bad rows per session and per conversion
 
 MARKETING_CHANNELS = (
-    "Paid Search", "Organic Search", "Email", "Social Paid", "Social Organic", "Display",
+    "Paid Search", "Organic Search", "Email", "FB & IG Ads", "Social Organic", "Display",
     "Affiliate", "Direct",
 )  # fmt: skip
 MARKETING_CHANNEL_WEIGHTS = (20, 22, 12, 10, 8, 10, 5, 13)
@@ -332,7 +338,7 @@ CHANNEL_PROFILES = {
     "Paid Search": ChannelProfile(0.05, 0.30, 0.25, (30, 500)),
     "Organic Search": ChannelProfile(0.02, 0.35, 0.20, (0, 0)),
     "Email": ChannelProfile(0.10, 0.40, 0.30, (0, 20)),
-    "Social Paid": ChannelProfile(0.80, 0.25, 0.10, (20, 400)),
+    "FB & IG Ads": ChannelProfile(0.80, 0.25, 0.10, (20, 400)),
     "Social Organic": ChannelProfile(0.60, 0.30, 0.08, (0, 0)),
     "Display": ChannelProfile(0.90, 0.15, 0.05, (5, 150)),
     "Affiliate": ChannelProfile(0.05, 0.30, 0.30, (50, 500)),
@@ -358,9 +364,11 @@ class GeneratedFile:
 
 @dataclasses.dataclass(frozen=True)
 class Customer:
-    """A customer's profile at join time, shared by every source generated for them."""
+    """A customer's profile at join time, shared by every source generated for them. The id is
+    the number the web shop shares with the store, CRM, app and marketing systems, or (a
+    web-only customer: those who join on appended days) the web shop's own 12-hex id."""
 
-    customer_id: int
+    customer_id: int | str
     joined_at: datetime
     last_name: str
     city: str
@@ -472,7 +480,7 @@ def _move(rng: random.Random, customer: Customer, low: datetime, high: datetime)
 
 
 def _visit(
-    rng: random.Random, cid: int, when: datetime, serials: Iterator[int | str]
+    rng: random.Random, cid: int | str, when: datetime, serials: Iterator[int | str]
 ) -> list[dict[str, Any]]:
     """The events of one site visit: the visit, maybe an image upload, maybe an order (which
     maybe gets updated later; the caller drops events past its window)."""
@@ -631,14 +639,24 @@ def _customer_event(verb: str, customer: Customer, when: datetime) -> dict[str, 
     )
 
 
-def _key(prefix: str, cid: int, serial: int | str) -> str:
-    """An event key: ``p-10001-0042`` for serial 42. Appended days use text serials
-    (``20170501-0042``, see ``_day_serials``), so their keys never equal a key of the initial
-    file nor of another day."""
+def _key(prefix: str, cid: int | str, serial: int | str) -> str:
+    """An event key: 12 lowercase hex digits, like the Shutterfly sample's (``96f55c7d8f42``),
+    the start of the SHA-256 of the event's ``_key_label``. 48 bits: two keys of a stream of n
+    events are equal with a chance of about n * n / 2**49 (1 in 560 for a million events, 1 in
+    6 for ten million)."""
+    return hashlib.sha256(_key_label(prefix, cid, serial).encode()).hexdigest()[:12]
+
+
+def _key_label(prefix: str, cid: int | str, serial: int | str) -> str:
+    """A label unique to an event: ``p-10001-0042`` for the site visit of serial 42 of customer
+    10001. Appended days use text serials (``20170501-0042``, see ``_day_serials``), so their
+    labels never equal one of the initial file nor of another day."""
     return f"{prefix}-{cid}-{serial:04d}" if isinstance(serial, int) else f"{prefix}-{cid}-{serial}"
 
 
-def _site_visit(rng: random.Random, cid: int, when: datetime, serial: int | str) -> dict[str, Any]:
+def _site_visit(
+    rng: random.Random, cid: int | str, when: datetime, serial: int | str
+) -> dict[str, Any]:
     names = rng.sample(TAGS, rng.choice((0, 1, 1, 2, 3)))
     tags = [{name: rng.choice(values)} for name, values in names]
     return _event(
@@ -646,7 +664,7 @@ def _site_visit(rng: random.Random, cid: int, when: datetime, serial: int | str)
     )
 
 
-def _image(rng: random.Random, cid: int, when: datetime, serial: int | str) -> dict[str, Any]:
+def _image(rng: random.Random, cid: int | str, when: datetime, serial: int | str) -> dict[str, Any]:
     make, model = rng.choice(CAMERAS)
     key = _key("i", cid, serial)
     return _event(
@@ -654,7 +672,7 @@ def _image(rng: random.Random, cid: int, when: datetime, serial: int | str) -> d
     )
 
 
-def _order(rng: random.Random, cid: int, when: datetime, serial: int | str) -> dict[str, Any]:
+def _order(rng: random.Random, cid: int | str, when: datetime, serial: int | str) -> dict[str, Any]:
     """A new order with a log-normal amount (median ``MEDIAN_ORDER_CENTS``, at least 1 USD)."""
     cents = max(100, round(rng.lognormvariate(math.log(MEDIAN_ORDER_CENTS), 0.75)))
     amount = _usd(cents)
@@ -827,19 +845,18 @@ def _day_customer_events(
     """Each customer of the day [start, end) with their events: the existing ``customers`` (the
     first with a late visit for sure), then those who join that day, at the initial rate."""
     move_rate = CUSTOMER_UPDATE_RATE / manifest.days
-    last_id: int | None = None
+    first = True
     for customer in customers:
-        first = last_id is None
         yield customer, _day_events_for_customer(rng, customer, start, end, move_rate, first)
-        last_id = customer.customer_id
+        first = False
     # customers * n // days have joined by n days into the world, as in the initial window
     n = (start.date() - manifest.start_date).days
     joining = (
         manifest.customers * (n + 1) // manifest.days - manifest.customers * n // manifest.days
     )
-    for joined in iter_customers(rng, joining, start, end):
-        last_id = _new_customer_id(manifest.customers, last_id)
-        customer = dataclasses.replace(joined, customer_id=last_id)
+    for index, joined in enumerate(iter_customers(rng, joining, start, end)):
+        customer_id = web_only_customer_id(manifest.seed, start.date(), index)
+        customer = dataclasses.replace(joined, customer_id=customer_id)
         yield customer, web_events_for_customer(rng, customer, end)
 
 
@@ -883,24 +900,17 @@ def _day_serials(day: date) -> Iterator[str]:
     return (f"{prefix}-{number:04d}" for number in itertools.count(1))
 
 
-def _new_customer_id(customers: int, last_id: int | None) -> int:
-    """The id of a web customer who joins after ``last_id`` (None: nobody yet).
-
-    The next id, unless the other sources use it for their own customers: their ids (from
-    ``marketing_id_range``, ``crm_id_range`` and ``store_id_ranges`` of the initial
-    ``customers``) lie below a power of ten (100000 at the usual scale); new web customers
-    skip to just above it.
-    """
-    candidate = FIRST_CUSTOMER_ID if last_id is None else last_id + 1
-    firsts = (
-        marketing_id_range(customers),
-        crm_id_range(customers)[0],
-        store_id_ranges(customers)[0],
-    )
-    ceiling = 10 ** len(str(max(firsts)))
-    if min(firsts) <= candidate <= ceiling:
-        return ceiling + 1
-    return candidate
+def web_only_customer_id(seed: int, day: date, index: int) -> str:
+    """The id of the ``index``-th customer who joins on appended ``day``: a web-only customer,
+    whom no other system knows, so the id is the web shop's own, 12 lowercase hex digits like
+    the Shutterfly sample's (``96f55c7d8f42``): the start of the SHA-256 of a label unique to the
+    seed, day and index. Never all digits (the next hash is taken), so it never looks like the
+    numbers the web shop shares with the other systems."""
+    label = f"web-{seed}-customer-{day.isoformat()}-{index}"
+    while True:
+        label = hashlib.sha256(label.encode()).hexdigest()
+        if not label[:12].isdigit():
+            return label[:12]
 
 
 class _CustomersOut:
@@ -934,7 +944,8 @@ def _read_customers(path: Path) -> Iterator[Customer]:
             raise RunnerError(f"{path}: not a customers file written by `runner generate`.")
         for cid, joined_at, last_name, city, state, visits_per_week in rows:
             joined = datetime.fromisoformat(joined_at)
-            yield Customer(int(cid), joined, last_name, city, state, float(visits_per_week))
+            customer_id = int(cid) if cid.isdigit() else cid  # a shared number, or 12-hex
+            yield Customer(customer_id, joined, last_name, city, state, float(visits_per_week))
 
 
 def _manifest_entry(generated: GeneratedFile) -> dict[str, Any]:
@@ -1847,7 +1858,7 @@ MarketingRow = tuple[MarketingValue, ...]
 
 
 def marketing_id_range(customers: int) -> int:
-    """The first marketing-only user id.
+    """The number of the first marketing-only user (its id is ``marketing_id`` of it).
 
     70001 while the web ids (10001 up) stay below it and the marketing-only users fit below the
     CRM ids (80001); for very large runs 700001, and so on: at any scale S the marketing-only
@@ -1865,6 +1876,13 @@ def marketing_id_range(customers: int) -> int:
 
 def _marketing_only_count(customers: int) -> int:
     return max(len(MarketingWriter.SCRIPTED), math.ceil(customers * MARKETING_ONLY_RATE))
+
+
+def marketing_id(seed: int, kind: str, number: int) -> str:
+    """A marketing id as the IHC challenge's are: 64 lowercase hex digits, the SHA-256 of a
+    label unique to the seed, the kind of id (``user``, ``session``, ``conversion``) and its
+    number."""
+    return hashlib.sha256(f"marketing-{seed}-{kind}-{number}".encode()).hexdigest()
 
 
 def marketing_text(value: MarketingValue) -> str:
@@ -1928,13 +1946,15 @@ class MarketingWriter:
     arrival buffer. Everything is drawn from ``random.Random(f"marketing-{seed}")``.
 
     Users: about ``MARKETING_SHARE`` of the web customers (their sessions start on average
-    ``FIRST_TOUCH_DAYS`` before they join the web shop) and marketing-only users (ids from
-    ``marketing_id_range()``). Sessions are a Poisson process at a per-user weekly rate, at most
-    ``MAX_SESSIONS_PER_USER``; a user's favourite channel brings ``FAVOURITE_CHANNEL_RATE`` of
-    them. ``CONVERTER_RATE`` of the users convert 1 to 3 times, each some minutes or hours after
-    one of their sessions, with log-normal revenue (median ``MEDIAN_REVENUE_CENTS``). Direct
-    sessions never have a cost row; others miss it at ``MISSING_COST_RATE`` or have an empty
-    cost at ``NULL_COST_RATE``; organic sessions cost 0.00.
+    ``FIRST_TOUCH_DAYS`` before they join the web shop) and marketing-only users (numbered from
+    ``marketing_id_range()``). Every id written is ``marketing_id`` of such a number (a user's) or
+    of a serial (sessions, conversions): 64 hex digits, which no other system's id equals. Sessions
+    are a Poisson process at a per-user weekly rate, at most ``MAX_SESSIONS_PER_USER``; a user's
+    favourite channel brings ``FAVOURITE_CHANNEL_RATE`` of them. ``CONVERTER_RATE`` of the users
+    convert 1 to 3 times, each some minutes or hours after one of their sessions, with log-normal
+    revenue (median ``MEDIAN_REVENUE_CENTS``). Direct sessions never have a cost row; others miss it
+    at ``MISSING_COST_RATE`` or have an empty cost at ``NULL_COST_RATE``; organic sessions cost
+    0.00.
 
     The first marketing-only users are ``SCRIPTED`` so that even tiny runs have every situation:
     ``cold`` converts before their first session (a conversion without a journey), ``tie``
@@ -1962,6 +1982,7 @@ class MarketingWriter:
         customers: int,
     ) -> None:
         self.rng = random.Random(f"marketing-{seed}")
+        self.seed = seed
         self.start = datetime(start_date.year, start_date.month, start_date.day)  # naive UTC
         self.end = self.start + timedelta(days=days)
         self.customers = customers
@@ -2102,8 +2123,8 @@ class MarketingWriter:
         profile = CHANNEL_PROFILES[channel]
         day, clock = _day_and_clock(when)
         return (
-            f"S{next(self._session_serial):08d}",
-            user_id,
+            marketing_id(self.seed, "session", next(self._session_serial)),
+            None if user_id is None else marketing_id(self.seed, "user", user_id),
             day,
             clock,
             channel,
@@ -2147,7 +2168,9 @@ class MarketingWriter:
     def _conversion_row(self, user_id: int, when: datetime) -> MarketingRow:
         cents = max(100, round(self.rng.lognormvariate(math.log(MEDIAN_REVENUE_CENTS), 0.8)))
         day, clock = _day_and_clock(when)
-        return (f"C{next(self._conversion_serial):07d}", user_id, day, clock, cents / 100)
+        conv_id = marketing_id(self.seed, "conversion", next(self._conversion_serial))
+        user = marketing_id(self.seed, "user", user_id)
+        return (conv_id, user, day, clock, cents / 100)
 
     def _push_conversion(self, user_id: int, when: datetime) -> None:
         self._push(self._conversions, self._conversion_row(user_id, when))

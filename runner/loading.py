@@ -32,6 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from itertools import chain, repeat
 from operator import length_hint
 from pathlib import Path
@@ -979,9 +980,47 @@ def read_sqlite_table(path: Path, table: str, columns: tuple[str, ...]) -> Itera
 
 
 def _sqlite_text(value: object) -> str:
+    """A SQLite value as text: INTEGER as its digits, REAL as plain decimal digits that read
+    back as the same float (0.00001, never the 1e-05 of str()), TEXT as it is."""
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
     return str(value)
+
+
+def sqlite_tables(path: Path) -> dict[str, int]:
+    """The tables of a SQLite database with their row counts, in name order."""
+    uri = f"file:{path}?mode=ro&immutable=1"
+    with closing(sqlite3.connect(uri, uri=True)) as con:
+        names = [
+            name
+            for (name,) in con.execute(
+                "select name from sqlite_master where type = 'table' "
+                "and name not like 'sqlite%' order by name"
+            )
+        ]
+        return {name: con.execute(f'select count(*) from "{name}"').fetchone()[0] for name in names}
+
+
+def describe_marketing_sqlite(path: Path) -> str:
+    """What `load marketing` takes from a SQLite database and what it leaves: the marketing
+    tables it reads, with their rows, and by name every other table (such as the IHC
+    challenge's own results, attribution_customer_journey and channel_reporting)."""
+    tables = sqlite_tables(path)
+
+    def rows(name: str) -> str:
+        count = tables.get(name, 0)
+        return f"{name} ({count} row{'' if count == 1 else 's'})"
+
+    read = ", ".join(rows(name) for name in MARKETING_TABLES)
+    others = [rows(name) for name in tables if name not in MARKETING_TABLES]
+    ignored = (
+        f"; ignored the other tables, which are not marketing source data: {', '.join(others)}"
+        if others
+        else ""
+    )
+    return f"{path.name}: read the tables {read}{ignored}."
 
 
 def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[LoadResult]:

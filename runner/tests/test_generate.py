@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -277,7 +277,9 @@ def test_custom_window_is_respected(tmp_path: Path) -> None:
 
 
 # The SHA-256 of web_events.jsonl for --customers 200 --seed 42 before the store files existed:
-# generating the store files must never change a web file.
+# generating the store files must never change a web file. The web keys of that file were their
+# labels (``p-10001-0042``); they are hashed to 12 hex digits since, nothing else changed: the
+# pins hold for the files generated with the labels as keys (``pinned_files``).
 WEB_SAMPLE_SHA256 = "e86f78eda088a6de5594ed886d6ba42f18a8a774cf7ac41fed5de777be7e7979"
 
 
@@ -287,9 +289,44 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> list[gen.Generated
     return gen.generate(tmp_path_factory.mktemp("sample"), customers=200, seed=42)
 
 
-def test_store_files_leave_the_web_file_unchanged(sample_files) -> None:
-    written = web_file(sample_files)
+@pytest.fixture(scope="module")
+def pinned_files(tmp_path_factory: pytest.TempPathFactory) -> list[gen.GeneratedFile]:
+    """The sample generated with the web keys' labels as keys, as the pinned hashes were."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gen, "_key", gen._key_label)
+        return gen.generate(tmp_path_factory.mktemp("pinned"), customers=200, seed=42)
+
+
+def test_store_files_leave_the_web_file_unchanged(pinned_files) -> None:
+    written = web_file(pinned_files)
     assert hashlib.sha256(written.path.read_bytes()).hexdigest() == WEB_SAMPLE_SHA256
+
+
+def test_web_keys_are_12_hex_digits_of_their_labels(sample_files, pinned_files) -> None:
+    """The web stream is the pinned one with each key replaced by 12 hex digits of it."""
+    lines = read_lines(web_file(sample_files).path)
+    pinned = read_lines(web_file(pinned_files).path)
+    assert len(lines) == len(pinned)
+    for line, old in zip(lines, pinned, strict=True):
+        if line == old:  # no key, or no object
+            continue
+        if classify(old) == "invalid_json":  # a prefix of an event, of the same length
+            assert classify(line) == "invalid_json" and len(line) == len(old)
+            continue
+        event, old_event = json.loads(line), json.loads(old)
+        if isinstance(old_event, list):  # not_an_object: an event in a list
+            [event], [old_event] = event, old_event
+        label = old_event["key"]
+        if label.endswith("-x"):  # the key of a bad record: a valid event's key, marked
+            key, label = event["key"].removesuffix("-x"), label.removesuffix("-x")
+        else:
+            key = event["key"]
+        if old_event["type"] == "CUSTOMER" and old_event.get("verb") in ("NEW", "UPDATE"):
+            assert key == label  # a customer's key is their id
+        else:
+            assert key == hashlib.sha256(label.encode()).hexdigest()[:12], label
+            assert re.fullmatch(r"[0-9a-f]{12}", key)
+        assert {**event, "key": old_event["key"]} == old_event
 
 
 def test_bundled_sample_is_what_the_generator_makes(sample_files) -> None:
@@ -1038,8 +1075,8 @@ def medium_app(medium_files) -> AppRun:
     return read_app(medium_files)
 
 
-def test_new_sources_leave_the_web_and_store_files_unchanged(sample_files) -> None:
-    written = sample_files
+def test_new_sources_leave_the_web_and_store_files_unchanged(pinned_files) -> None:
+    written = pinned_files
     hashes = {
         f.path.name: hashlib.sha256(f.path.read_bytes()).hexdigest()
         for f in written
@@ -1256,7 +1293,7 @@ def test_crm_and_app_files_are_written_in_bounded_memory(
 MARKETING_COLUMNS = {  # table: (column, SQLite type) in order
     "session_sources": [
         ("session_id", "TEXT"),
-        ("user_id", "INTEGER"),
+        ("user_id", "TEXT"),
         ("event_date", "TEXT"),
         ("event_time", "TEXT"),
         ("channel_name", "TEXT"),
@@ -1266,7 +1303,7 @@ MARKETING_COLUMNS = {  # table: (column, SQLite type) in order
     ],
     "conversions": [
         ("conv_id", "TEXT"),
-        ("user_id", "INTEGER"),
+        ("user_id", "TEXT"),
         ("conv_date", "TEXT"),
         ("conv_time", "TEXT"),
         ("revenue", "REAL"),
@@ -1285,7 +1322,7 @@ MARKETING_CHANNELS = {
     "Paid Search",
     "Organic Search",
     "Email",
-    "Social Paid",
+    "FB & IG Ads",
     "Social Organic",
     "Display",
     "Affiliate",
@@ -1293,7 +1330,8 @@ MARKETING_CHANNELS = {
 }
 SESSION_SOURCE_REASONS = {"unparseable_event_time", "missing_user_id"}
 CONVERSION_REASONS = {"unparseable_revenue", "missing_conv_date"}
-MARKETING_ONLY_IDS = range(70001, 80001)
+MARKETING_ONLY_NUMBERS = range(70001, 80001)
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
 DAY_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CLOCK_SHAPE = re.compile(r"^\d{2}:\d{2}:\d{2}$")
 MONEY = re.compile(r"^\d+\.\d{2}$")
@@ -1326,8 +1364,6 @@ def classify_session_source(fields: list[str]) -> str | None:
         return "missing_session_id"
     if not user_id:
         return "missing_user_id"
-    if not WHOLE_NUMBER.match(user_id):
-        return "unparseable_user_id"
     if not day:
         return "missing_event_date"
     if not DAY_SHAPE.match(day):
@@ -1349,8 +1385,6 @@ def classify_conversion(fields: list[str]) -> str | None:
         return "missing_conv_id"
     if not user_id:
         return "missing_user_id"
-    if not WHOLE_NUMBER.match(user_id):
-        return "unparseable_user_id"
     if not day:
         return "missing_conv_date"
     if parse_day_clock(day, clock) is None:
@@ -1364,7 +1398,7 @@ def classify_conversion(fields: list[str]) -> str | None:
 
 class MarketingSession(NamedTuple):
     session_id: str
-    user_id: int
+    user_id: str
     when: datetime
     channel: str
     flags: tuple[int, int, int]  # holder, closer, impression
@@ -1372,7 +1406,7 @@ class MarketingSession(NamedTuple):
 
 class Conversion(NamedTuple):
     conv_id: str
-    user_id: int
+    user_id: str
     when: datetime
     revenue: str
 
@@ -1390,7 +1424,7 @@ class MarketingRun:
     costs: dict[str, str]  # session_id: cost text ("" when null)
 
     @property
-    def users(self) -> set[int]:
+    def users(self) -> set[str]:
         return {s.user_id for s in self.sessions} | {c.user_id for c in self.conversions}
 
 
@@ -1419,7 +1453,7 @@ def _read_marketing(folder: gen.GeneratedFile, database: gen.GeneratedFile) -> M
             assert when is not None
             holder, closer, impression = (int(flag) for flag in flags)
             session = MarketingSession(
-                session_id, int(user_id), when, channel, (holder, closer, impression)
+                session_id, user_id, when, channel, (holder, closer, impression)
             )
             sessions.append(session)
     conversion_reasons: Counter = Counter()
@@ -1431,7 +1465,7 @@ def _read_marketing(folder: gen.GeneratedFile, database: gen.GeneratedFile) -> M
             conv_id, user_id, day, clock, revenue = fields
             when = parse_day_clock(day, clock)
             assert when is not None
-            conversions.append(Conversion(conv_id, int(user_id), when, revenue))
+            conversions.append(Conversion(conv_id, user_id, when, revenue))
     costs = {}
     for session_id, cost in rows["session_costs"]:
         assert session_id not in costs, f"two cost rows for {session_id}"
@@ -1451,7 +1485,7 @@ def _read_marketing(folder: gen.GeneratedFile, database: gen.GeneratedFile) -> M
 
 def journeys(run: MarketingRun) -> dict[str, list[MarketingSession]]:
     """Each valid conversion's journey: its user's valid sessions strictly before it."""
-    by_user: dict[int, list[MarketingSession]] = defaultdict(list)
+    by_user: dict[str, list[MarketingSession]] = defaultdict(list)
     for session in run.sessions:
         by_user[session.user_id].append(session)
     return {
@@ -1524,10 +1558,10 @@ def test_marketing_files_are_deterministic(tiny_runs, tmp_path: Path) -> None:
     assert rerun.database.path.read_bytes() == first.database.path.read_bytes()
 
 
-def test_marketing_leaves_every_other_file_unchanged(sample_files) -> None:
+def test_marketing_leaves_every_other_file_unchanged(pinned_files) -> None:
     hashes = {
         f.path.name: hashlib.sha256(f.path.read_bytes()).hexdigest()
-        for f in sample_files
+        for f in pinned_files
         if f.source != "marketing"
     }
     assert hashes == PRE_MARKETING_SHA256
@@ -1537,7 +1571,7 @@ def assert_marketing_situations(run: MarketingRun) -> None:
     """Every situation a journey consumer must handle, computed from the valid rows only."""
     paths = journeys(run)
     conversions = {c.conv_id: c for c in run.conversions}
-    by_user: dict[int, list[MarketingSession]] = defaultdict(list)
+    by_user: dict[str, list[MarketingSession]] = defaultdict(list)
     for session in run.sessions:
         by_user[session.user_id].append(session)
     assert any(not path for path in paths.values()), "a conversion without an earlier session"
@@ -1581,7 +1615,7 @@ def test_every_marketing_situation_and_dirt_appears_in_a_small_run(tiny_runs, se
     assert any(row[4] == "abc" for row in run.rows["conversions"])
     lines = run.files["session_sources"].lines
     assert max(Counter(lines).values()) > 1, "an exact duplicate session row"
-    assert run.users & web_ids(tiny_runs[seed]), "web customers among the users"
+    assert run.users & marketing_users(seed, web_ids(tiny_runs[seed])), "web customers too"
 
 
 def test_marketing_situations_hold_in_a_one_day_window(tmp_path: Path) -> None:
@@ -1594,13 +1628,35 @@ def test_marketing_situations_hold_in_a_one_day_window(tmp_path: Path) -> None:
     assert all(start <= c.when < end for c in run.conversions)
 
 
+def marketing_users(seed: int, numbers: Iterable[int]) -> set[str]:
+    """The marketing platform's ids of the customers or users of these numbers."""
+    return {hashlib.sha256(f"marketing-{seed}-user-{n}".encode()).hexdigest() for n in numbers}
+
+
 def test_marketing_users_overlap_the_web_customers(medium_files) -> None:
+    """About 70% of the web customers are users too, under the platform's own ids."""
     run = read_marketing(medium_files)
-    web = web_ids(medium_files)
+    web = marketing_users(11, web_ids(medium_files))
     assert 0.6 < len(run.users & web) / len(web) < 0.8
     only = run.users - web
-    assert only and all(user in MARKETING_ONLY_IDS for user in only)
+    assert only and only <= marketing_users(11, MARKETING_ONLY_NUMBERS)
     assert len(only) / len(web) < 0.15
+    assert not run.users & {str(n) for n in web_ids(medium_files)}
+
+
+@pytest.mark.parametrize("seed", TINY_SEEDS)
+def test_marketing_ids_are_64_hex_digits_as_in_the_challenge(tiny_runs, seed: int) -> None:
+    """conv_id, session_id and user_id as the IHC challenge's challenge.db has them: 64
+    lowercase hex digits, in the CSV files and in the database (as TEXT)."""
+    run = read_marketing(tiny_runs[seed])
+    ids = {"session_sources": (0, 1), "conversions": (0, 1), "session_costs": (0,)}
+    for table, columns in ids.items():
+        for row in run.rows[table]:
+            for column in columns:
+                assert row[column] == "" or HEX64.match(row[column]), (table, row)
+    sessions = {s.session_id for s in run.sessions}
+    conversions = {c.conv_id for c in run.conversions}
+    assert sessions and conversions and not (sessions & conversions) and not run.users & sessions
 
 
 def test_marketing_sessions_conversions_and_costs_are_realistic(medium_files) -> None:
@@ -1614,7 +1670,7 @@ def test_marketing_sessions_conversions_and_costs_are_realistic(medium_files) ->
         channel: statistics.mean(s.flags[2] for s in sessions if s.channel == channel)
         for channel in channels
     }
-    assert min(impressions[c] for c in ("Display", "Social Paid", "Social Organic")) > 0.4
+    assert min(impressions[c] for c in ("Display", "FB & IG Ads", "Social Organic")) > 0.4
     assert max(impressions[c] for c in ("Paid Search", "Email", "Direct", "Affiliate")) < 0.2
     for flag in (0, 1):  # holder and closer engagement: sometimes, not always
         assert 0.05 < statistics.mean(s.flags[flag] for s in sessions) < 0.6
@@ -1709,8 +1765,8 @@ def creations(lines: list[str]) -> set[tuple[str, str]]:
     return {(e["type"], e["key"]) for e in valid_events(lines) if e["verb"] != "UPDATE"}
 
 
-def customer_id_of(event: dict[str, Any]) -> int:
-    return int(event["key"] if event["type"] == "CUSTOMER" else event["customer_id"])
+def customer_id_of(event: dict[str, Any]) -> str:
+    return event["key"] if event["type"] == "CUSTOMER" else event["customer_id"]
 
 
 def customer_rows(data: bytes) -> list[list[str]]:
@@ -1861,28 +1917,29 @@ def test_appended_keys_never_meet_earlier_keys(world: World) -> None:
 
 
 def test_appended_days_bring_new_customers_and_keep_the_old_ones(world: World) -> None:
-    last_id = gen.FIRST_CUSTOMER_ID + WORLD_CUSTOMERS - 1
+    """Those who join on an appended day are web-only customers: their ids are the web shop's
+    own, 12 hex digits (never all digits), unlike the numbers of the initial window's customers,
+    which the web shop shares with the other systems."""
+    known = {str(gen.FIRST_CUSTOMER_ID + n) for n in range(WORLD_CUSTOMERS)}
     for written in world.days:
         n = (file_day(written) - WORLD_START).days
         events = valid_events(read_lines(written.path))
-        joined = sorted(
-            {int(e["key"]) for e in events if e["type"] == "CUSTOMER" and e["verb"] == "NEW"}
-        )
+        joined = [e["key"] for e in events if e["type"] == "CUSTOMER" and e["verb"] == "NEW"]
         joining = WORLD_CUSTOMERS * (n + 1) // WORLD_DAYS - WORLD_CUSTOMERS * n // WORLD_DAYS
-        assert joined == list(range(last_id + 1, last_id + 1 + joining)), written.path.name
+        assert len(joined) == len(set(joined)) == joining, written.path.name
+        assert all(re.fullmatch(r"[0-9a-f]{12}", cid) and not cid.isdigit() for cid in joined)
+        assert not set(joined) & known
         visitors = {customer_id_of(e) for e in events if e["type"] == "SITE_VISIT"}
-        assert {cid for cid in visitors if cid <= last_id}, "old customers keep visiting"
-        assert {customer_id_of(e) for e in events} <= set(
-            range(gen.FIRST_CUSTOMER_ID, joined[-1] + 1)
-        )
-        last_id = joined[-1]
+        assert visitors & known, "old customers keep visiting"
+        known |= set(joined)
+        assert {customer_id_of(e) for e in events} <= known
 
 
 def test_appended_days_have_late_events_and_every_bad_kind(world: World) -> None:
     joined = {}  # to the millisecond, as event times are written
     for cid, when, *_ in customer_rows((world.folder / LAST_CUSTOMERS_FILE).read_bytes()):
         moment = datetime.fromisoformat(when).replace(tzinfo=None)
-        joined[int(cid)] = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        joined[cid] = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     for written in world.days:
         lines = read_lines(written.path)
         assert {classify(line) for line in lines} == {None, *gen.BAD_KINDS}
@@ -1927,13 +1984,12 @@ def test_generate_again_removes_the_appended_days(tmp_path: Path) -> None:
     ]
 
 
-def test_new_customer_ids_skip_the_other_sources_ids() -> None:
-    assert gen._new_customer_id(200, 10200) == 10201
-    assert gen._new_customer_id(200, 70000) == 100001  # marketing-only users from 70001
-    assert gen._new_customer_id(200, 100001) == 100002
-    # 60000 customers: CRM-only customers from 80001, marketing-only users from 700001.
-    assert gen._new_customer_id(60000, 70000) == 70001
-    assert gen._new_customer_id(60000, 80000) == 1000001
+def test_web_only_customer_ids_are_12_hex_digits_never_all_digits() -> None:
+    ids = [gen.web_only_customer_id(7, date(2020, 6, 8), index) for index in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{12}", cid) and not cid.isdigit() for cid in ids)
+    assert ids[0] != gen.web_only_customer_id(8, date(2020, 6, 8), 0)  # the seed's own
+    assert ids[0] != gen.web_only_customer_id(7, date(2020, 6, 9), 0)  # the day's own
 
 
 def test_appended_days_stream_through_the_customers() -> None:

@@ -30,7 +30,7 @@ cleaned as (
 
     select
         *,
-        nullif(trim(customer_id_field), '') as customer_id_text,
+        nullif(trim(customer_id_field), '') as customer_id,
         nullif(trim(purchased_at_field), '') as purchased_at_text,
         nullif(trim(amount), '') as amount_text
     from source
@@ -41,10 +41,6 @@ typed as {{ customer_analytics.materialized_cte() }} (
 
     select
         *,
-        case
-            when {{ customer_analytics.regexp_like('customer_id_text', '^[0-9]{1,18}$') }}
-                then cast(customer_id_text as bigint)
-        end as customer_id,
         {{ customer_analytics.parse_iso_timestamp('purchased_at_text') }} as purchased_at,
         case
             when {{ customer_analytics.regexp_like('amount_text', '^-?[0-9]{1,13}([.][0-9]{1,2})?$') }}
@@ -60,8 +56,7 @@ checked as (
         *,
         case
             when parse_error is not null then 'malformed_line'
-            when customer_id_text is null then 'missing_customer_id'
-            when customer_id is null then 'unparseable_customer_id'
+            when customer_id is null then 'missing_customer_id'
             when purchased_at_text is null then 'missing_purchased_at'
             when purchased_at is null then 'unparseable_purchased_at'
             when amount_text is null then 'missing_amount'
@@ -96,7 +91,6 @@ final as (
         case row_problem
             when 'malformed_line' then parse_error
             when 'missing_customer_id' then 'customer_id is blank'
-            when 'unparseable_customer_id' then 'customer_id is not a whole number: ' || customer_id_text
             when 'missing_purchased_at' then 'purchased_at is blank'
             when 'unparseable_purchased_at'
                 then 'purchased_at is not an ISO-8601 date-time: ' || purchased_at_text

@@ -29,7 +29,7 @@ cleaned as (
 
     select
         *,
-        nullif(trim(customer_id_field), '') as customer_id_text,
+        nullif(trim(customer_id_field), '') as customer_id,
         nullif(trim(started_at_field), '') as started_at_text
     from source
 
@@ -39,10 +39,6 @@ typed as {{ customer_analytics.materialized_cte() }} (
 
     select
         *,
-        case
-            when {{ customer_analytics.regexp_like('customer_id_text', '^[0-9]{1,18}$') }}
-                then cast(customer_id_text as bigint)
-        end as customer_id,
         {{ customer_analytics.parse_iso_timestamp('started_at_text') }} as session_started_at
     from cleaned
 
@@ -54,8 +50,7 @@ checked as (
         *,
         case
             when parse_error is not null then 'malformed_line'
-            when customer_id_text is null then 'missing_customer_id'
-            when customer_id is null then 'unparseable_customer_id'
+            when customer_id is null then 'missing_customer_id'
             when started_at_text is null then 'missing_session_started_at'
             when session_started_at is null then 'unparseable_session_started_at'
         end as row_problem,
@@ -86,7 +81,6 @@ final as (
         case row_problem
             when 'malformed_line' then parse_error
             when 'missing_customer_id' then 'customer_id is blank'
-            when 'unparseable_customer_id' then 'customer_id is not a whole number: ' || customer_id_text
             when 'missing_session_started_at' then 'session_started_at is blank'
             when 'unparseable_session_started_at'
                 then 'session_started_at is not an ISO-8601 date-time: ' || started_at_text

@@ -45,10 +45,6 @@ typed as {{ customer_analytics.materialized_cte() }} (
     select
         *,
         case
-            when {{ customer_analytics.regexp_like('user_id_text', '^[0-9]{1,18}$') }}
-                then cast(user_id_text as bigint)
-        end as user_id_number,
-        case
             when
                 {{ customer_analytics.regexp_like('conv_date_text', '^[0-9]{4}-[0-9]{2}-[0-9]{2}$') }}
                 and {{ customer_analytics.regexp_like('conv_time_text', '^[0-9]{2}:[0-9]{2}:[0-9]{2}$') }}
@@ -70,7 +66,6 @@ checked as (
             when parse_error is not null then 'malformed_line'
             when conv_id is null then 'missing_conv_id'
             when user_id_text is null then 'missing_user_id'
-            when user_id_number is null then 'unparseable_user_id'
             when conv_date_text is null or conv_time_text is null then 'missing_conversion_time'
             when converted_at is null then 'unparseable_conversion_time'
             when revenue_text is null then 'missing_revenue'
@@ -93,7 +88,7 @@ final as (
         load_id,
         file_name,
         file_position,
-        user_id_number as user_id,
+        user_id_text as user_id,
         revenue_amount as revenue,
         raw_text,
         case
@@ -104,7 +99,6 @@ final as (
             when row_problem = 'malformed_line' then parse_error
             when row_problem = 'missing_conv_id' then 'conv_id is blank'
             when row_problem = 'missing_user_id' then 'user_id is blank'
-            when row_problem = 'unparseable_user_id' then 'user_id is not a whole number: ' || user_id_text
             when row_problem = 'missing_conversion_time' then 'conv_date or conv_time is blank'
             when row_problem = 'unparseable_conversion_time'
                 then 'not a YYYY-MM-DD date and HH:MM:SS time: ' || conv_date_text || ' ' || conv_time_text

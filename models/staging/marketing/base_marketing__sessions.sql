@@ -52,10 +52,6 @@ typed as {{ customer_analytics.materialized_cte() }} (
     select
         *,
         case
-            when {{ customer_analytics.regexp_like('user_id_text', '^[0-9]{1,18}$') }}
-                then cast(user_id_text as bigint)
-        end as user_id_number,
-        case
             when
                 {{ customer_analytics.regexp_like('event_date_text', '^[0-9]{4}-[0-9]{2}-[0-9]{2}$') }}
                 and {{ customer_analytics.regexp_like('event_time_text', '^[0-9]{2}:[0-9]{2}:[0-9]{2}$') }}
@@ -76,14 +72,13 @@ checked as (
             when parse_error is not null then 'malformed_line'
             when session_id is null then 'missing_session_id'
             when user_id_text is null then 'missing_user_id'
-            when user_id_number is null then 'unparseable_user_id'
             when event_date_text is null or event_time_text is null then 'missing_event_time'
             when session_at is null then 'unparseable_event_time'
             when channel_name is null then 'missing_channel'
             when holder_flag is null or closer_flag is null or impression_flag is null then 'unparseable_flag'
         end as row_problem,
         {{ customer_analytics.generate_surrogate_key([
-            'user_id_number', 'session_at', 'channel_name', 'holder_flag', 'closer_flag', 'impression_flag',
+            'user_id_text', 'session_at', 'channel_name', 'holder_flag', 'closer_flag', 'impression_flag',
         ]) }} as content_hash
     from typed
 
@@ -102,7 +97,7 @@ final as (
         load_id,
         file_name,
         file_position,
-        user_id_number as user_id,
+        user_id_text as user_id,
         channel_name,
         holder_flag as holder_engagement,
         closer_flag as closer_engagement,
@@ -118,7 +113,6 @@ final as (
             when row_problem = 'malformed_line' then parse_error
             when row_problem = 'missing_session_id' then 'session_id is blank'
             when row_problem = 'missing_user_id' then 'user_id is blank'
-            when row_problem = 'unparseable_user_id' then 'user_id is not a whole number: ' || user_id_text
             when row_problem = 'missing_event_time' then 'event_date or event_time is blank'
             when row_problem = 'unparseable_event_time'
                 then 'not a YYYY-MM-DD date and HH:MM:SS time: ' || event_date_text || ' ' || event_time_text
