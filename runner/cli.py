@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ import click
 
 from runner import __version__
 from runner.config import Settings, load_settings
-from runner.errors import RunnerError
+from runner.errors import Interrupted, RunnerError
 from runner.reports import render
 
 if TYPE_CHECKING:
@@ -56,7 +57,32 @@ def warehouse_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RunnerGroup(click.Group):
+    """The runner's commands. A Ctrl-C (KeyboardInterrupt) that no command turned into
+    its own Interrupted message becomes a general one: one line, exit 130, no traceback
+    (click itself would print "Aborted!" and exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "stopped before it finished; what it had not committed was rolled back. "
+                "Run the same command again."
+            ) from None
+
+
+@contextmanager
+def on_interrupt(outcome: str) -> Iterator[None]:
+    """Turn a Ctrl-C in this block (or command, as a decorator) into Interrupted(outcome):
+    what the interruption left and what to do."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(outcome) from None
+
+
+@click.group(cls=RunnerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="runner")
 def cli() -> None:
     """Load raw files into the customer_analytics warehouse, build it with dbt, and
@@ -72,6 +98,11 @@ def cli() -> None:
     help="Check source freshness first and report stale sources (never blocks the build).",
 )
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
+@on_interrupt(
+    "the dbt build stopped before it finished. dbt replaces each model, snapshot and seed in "
+    "one transaction: those it finished are new, the others as they were, none half-written. "
+    "Run `runner build` again to bring them all up to date."
+)
 def build(settings: Settings, freshness: bool, dbt_args: tuple[str, ...]) -> None:
     """Run `dbt source freshness` (reporting stale sources), then `dbt build` (seeds,
     models, snapshots, tests) on the target.
@@ -91,7 +122,7 @@ def build(settings: Settings, freshness: bool, dbt_args: tuple[str, ...]) -> Non
             click.echo("Every source with a freshness threshold is fresh.", err=True)
     click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
     if not run_dbt(settings, ["build"], dbt_args):
-        raise RunnerError("dbt build failed: see dbt's output above for the failing nodes.")
+        raise RunnerError("dbt build failed: see dbt's output above.")
 
 
 @cli.group()
@@ -110,8 +141,19 @@ def _load_command(source_table: str, files: tuple[Path, ...], settings: Settings
     from runner.warehouse import connect
 
     with connect(settings) as warehouse:
-        for path in files:
-            click.echo(load_file(warehouse, settings.project_dir, source_table, path).summary())
+        for number, path in enumerate(files):
+            with on_interrupt(_load_interrupted(path, files[:number])):
+                result = load_file(warehouse, settings.project_dir, source_table, path)
+            click.echo(result.summary())
+
+
+def _load_interrupted(path: Path, landed: tuple[Path, ...] = ()) -> str:
+    """What an interrupted load leaves: a file lands in one transaction, or not at all."""
+    before = f" (the {len(landed)} file(s) before it are landed)" if landed else ""
+    return (
+        f"nothing of {path} landed{before}; run the same command again (files already "
+        "landed are skipped)."
+    )
 
 
 FILE_SOURCES = {
@@ -195,13 +237,18 @@ def load_store_customers(
     day, warning = extract_date_of(file, extract_date.date() if extract_date else None)
     if warning:
         click.echo(f"Warning: {warning}", err=True)
-    with connect(settings) as warehouse:
+    with connect(settings) as warehouse, on_interrupt(_load_interrupted(file)):
         result = land(warehouse, settings.project_dir, file, day)
     click.echo(result.summary())
     if snapshot and not result.skipped:
         click.echo("Historizing the extract (dbt snapshot of store customers)...", err=True)
         selection = ["--select", "+store_customers_snapshot", "--indirect-selection", "cautious"]
-        if not run_dbt(settings, ["build"], selection):
+        with on_interrupt(
+            "the extract landed, but its snapshot stopped before it finished. Run "
+            "`runner build` before loading the next extract."
+        ):
+            succeeded = run_dbt(settings, ["build"], selection)
+        if not succeeded:
             raise RunnerError(
                 "The extract landed, but its snapshot failed: see dbt's output above. "
                 "Fix the cause and run `runner build` before loading the next extract."
@@ -219,7 +266,11 @@ def load_marketing(settings: Settings, path: Path) -> None:
     from runner.loading import load_marketing as land
     from runner.warehouse import connect
 
-    with connect(settings) as warehouse:
+    interrupted = on_interrupt(
+        f"the marketing table being landed from {path} was rolled back (each table is one "
+        "load); run the same command again (tables already landed are skipped)."
+    )
+    with connect(settings) as warehouse, interrupted:
         results = land(warehouse, settings.project_dir, path)
     if path.is_file():
         click.echo(describe_marketing_sqlite(path))
@@ -237,7 +288,10 @@ def unload(settings: Settings, load_id: str) -> None:
     from runner.loading import unload as take_back
     from runner.warehouse import connect
 
-    with connect(settings) as warehouse:
+    interrupted = on_interrupt(
+        f"nothing of load {load_id} was removed (one transaction); run the same command again."
+    )
+    with connect(settings) as warehouse, interrupted:
         click.echo(take_back(warehouse, settings.project_dir, load_id).summary())
 
 
@@ -684,6 +738,11 @@ def _listen_error(host: str, port: int, exc: OSError, ctx: click.Context) -> str
     show_default=True,
     help="Build what depends on the results after the run.",
 )
+@on_interrupt(
+    "the answers received before it are written, each in one transaction with its checks; "
+    "the run is logged as failed in raw.attribution_runs. Run the same command again "
+    "(without --force it sends only the conversions still without results)."
+)
 def attribute(
     settings: Settings,
     start_date: datetime | None,
@@ -774,7 +833,12 @@ def attribute(
             "--select", "@source:raw.attribution_customer_journey",
             "--indirect-selection", "cautious",
         ]  # fmt: skip
-        if not run_dbt(settings, ["build"], selection):
+        with on_interrupt(
+            "the attribution results are written, but the build of what depends on them "
+            "stopped before it finished. Run `runner build` to finish it."
+        ):
+            succeeded = run_dbt(settings, ["build"], selection)
+        if not succeeded:
             raise RunnerError("dbt build of the attribution results failed: see its output above.")
     if not summary.complete:
         retry = "Run the same command again to retry them"
@@ -911,14 +975,22 @@ def generate(
 
     start = start_date.date() if start_date is not None else None
     if append:
-        written = append_days(out, days or 1, customers=customers, seed=seed, start_date=start)
+        with on_interrupt(
+            f"the days finished before it were added to {out} (its generate.json lists them), "
+            "the day in progress was not; append again for the days still missing."
+        ):
+            written = append_days(out, days or 1, customers=customers, seed=seed, start_date=start)
     else:
         for option, value in (("--customers", customers), ("--seed", seed)):
             if value is None:
                 raise click.UsageError(f"Missing option '{option}' (required unless --append).")
-        written = generate_files(
-            out, customers, seed, start or DEFAULT_START_DATE, days or DEFAULT_DAYS
-        )
+        with on_interrupt(
+            f"the files in {out} are incomplete (no generate.json was written); run the same "
+            "command again to write them anew."
+        ):
+            written = generate_files(
+                out, customers, seed, start or DEFAULT_START_DATE, days or DEFAULT_DAYS
+            )
     for file in written:
         how = f"runner load {file.source} {file.path}"
         if file.extract_date is not None:

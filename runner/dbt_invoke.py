@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import click
 
 from runner.config import Settings
 
@@ -37,15 +41,52 @@ def dbt_args(settings: Settings, command: Sequence[str], extra: Sequence[str] = 
     ]
 
 
-def run_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> bool:
-    """Run a dbt command; dbt streams its own progress to the terminal. True on success."""
+def invoke_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> Any:
+    """Run a dbt command in-process; dbt streams its own progress to the terminal. Returns
+    dbt's result. dbt returns what stopped it instead of raising it: a Ctrl-C is raised
+    again here (KeyboardInterrupt), and an error dbt did not print itself (a usage error:
+    an unknown option, --vars that are not YAML) is printed to stderr, so every failure
+    reaches the user, without a traceback."""
     from dbt.cli.main import dbtRunner
 
+    printed: list[str] = []
+
+    def notice(event: Any) -> None:  # dbt prints an error it handled as this event
+        if event.info.name == "MainEncounteredError" and event.data.exc.strip():
+            printed.append(event.data.exc)
+
+    console = logging.getLogger(DBT_CONSOLE_LOGGER)
+    console.addFilter(_no_interrupt_traceback)
     with _working_directory(settings.project_dir):
         try:
-            result = dbtRunner().invoke(dbt_args(settings, command, extra))
+            result = dbtRunner(callbacks=[notice]).invoke(dbt_args(settings, command, extra))
         finally:
+            console.removeFilter(_no_interrupt_traceback)
             release_dbt_connections()
+    if isinstance(result.exception, KeyboardInterrupt):
+        raise KeyboardInterrupt
+    if result.exception is not None and not printed:
+        message = str(result.exception).strip() or type(result.exception).__name__
+        click.echo(f"dbt {' '.join(command)}: {message}", err=True)
+    return result
+
+
+DBT_CONSOLE_LOGGER = "stdout_log"  # the Python logger dbt's terminal output goes through
+
+
+def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
+    """Keep a line of dbt's terminal output, unless it is how dbt reports a Ctrl-C: an
+    empty "Encountered an error:" and a Python traceback ending in KeyboardInterrupt. The
+    runner says it in one line instead; dbt's log file keeps both."""
+    text = str(record.msg).rstrip()
+    if text.endswith("Encountered an error:"):
+        return False
+    return not (text.endswith("KeyboardInterrupt") and "Traceback (most recent call" in text)
+
+
+def run_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> bool:
+    """Run a dbt command (see invoke_dbt). True on success."""
+    result = invoke_dbt(settings, command, extra)
     succeeded = bool(result.success) and result.exception is None
     if succeeded and command[0] in WRITING_COMMANDS:
         from runner.serving import publish_after_build
@@ -74,13 +115,7 @@ def release_dbt_connections() -> None:
 
 def source_freshness(settings: Settings) -> list[str]:
     """Run `dbt source freshness`; one line per source that is stale or never loaded."""
-    from dbt.cli.main import dbtRunner
-
-    with _working_directory(settings.project_dir):
-        try:
-            result = dbtRunner().invoke(dbt_args(settings, ["source", "freshness"], ["--quiet"]))
-        finally:
-            release_dbt_connections()
+    result = invoke_dbt(settings, ["source", "freshness"], ["--quiet"])
     problems = []
     for item in getattr(result.result, "results", None) or []:
         status = str(getattr(item, "status", "")).lower()

@@ -1,5 +1,7 @@
 """Errors the runner reports to users: a message that says what went wrong and what to do."""
 
+from typing import IO, Any
+
 import click
 
 
@@ -15,3 +17,16 @@ class WarehouseConnectionLost(RunnerError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
+
+
+class Interrupted(RunnerError):
+    """Ctrl-C (SIGINT). The CLI prints one line, `interrupted: <outcome>`, where the
+    outcome says what was kept and what to do, and exits 130 (128 + SIGINT), as shells do."""
+
+    exit_code = 130
+
+    def __init__(self, outcome: str):
+        super().__init__(f"interrupted: {outcome}")
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(self.format_message(), file=file, err=file is None)

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from decimal import Decimal
 
+import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
@@ -81,6 +82,23 @@ def test_a_failing_build_exits_non_zero(settings: Settings, target: str):
     assert result.returncode != 0
     assert "ltv_timeframe must be 'customer' or 'dataset'" in result.stdout
     assert "dbt build failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("dbt_args", "message"),
+    [
+        (["--selct", "foo"], "dbt build: No such option '--selct'."),
+        (["--vars", "{bad"], "dbt build: String '{bad' is not valid YAML"),
+    ],
+    ids=["unknown-option", "vars-not-yaml"],
+)
+def test_a_dbt_usage_error_is_printed(settings: Settings, target: str, dbt_args, message: str):
+    result = runner_command("build", "--no-freshness", "--target", target, "--", *dbt_args)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert message in lines, result.stderr  # dbt's own words, on a line of their own
+    assert lines[-1] == "Error: dbt build failed: see dbt's output above.", result.stderr
 
 
 def test_freshness_reports_stale_and_never_loaded_sources(settings: Settings, target: str):

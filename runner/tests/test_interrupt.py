@@ -1,0 +1,145 @@
+"""Ctrl-C (SIGINT) in a real `runner` process: one line on stderr that starts with
+"interrupted", no traceback, exit 130 (128 + SIGINT), and nothing half-written.
+
+The signal is sent once the process is doing the work it interrupts, never after a guessed
+sleep: a load, once its landing transaction has its temporary folder (the process's
+TMPDIR is the test's) with a block being copied in it; a build, once dbt has printed
+that it started building a model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import cli
+from runner.config import Settings
+from runner.warehouse import connect
+
+LINES = 1_000_000  # web events (about 60 MB): a load takes seconds, not milliseconds
+TIMEOUT = 120  # seconds: generous, the machine is shared
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=TIMEOUT)
+
+
+def start(*args: str, **env: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    STARTED.append(process)
+    return process
+
+
+def wait_for(condition, what: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"exited ({process.returncode}) before {what}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {TIMEOUT} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def interrupt(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=TIMEOUT)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def assert_interrupted(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
+    """Exit 130, exactly one stderr line starting "interrupted", no traceback; that line."""
+    assert result.returncode == 130, (result.returncode, result.stdout[-2000:], result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert "Aborted!" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("interrupted")]
+    assert len(lines) == 1, result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+    return lines[0]
+
+
+def events_file(path: Path, lines: int = LINES) -> Path:
+    with path.open("wb") as handle:
+        for number in range(lines):
+            record = {"type": "SITE_VISIT", "key": f"p{number}", "customer_id": f"c{number}"}
+            handle.write(orjson.dumps(record) + b"\n")
+    return path
+
+
+def landed(settings: Settings, path: Path) -> tuple[int, int]:
+    """Rows in raw.web_events, and lines in raw.loads for `path`."""
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables(settings.project_dir)
+        _, rows = warehouse.query("select count(*) from raw.web_events")
+        _, loads = warehouse.query(
+            "select count(*) from raw.loads where file_name = ?", (str(path),)
+        )
+    return rows[0][0], loads[0][0]
+
+
+def test_ctrl_c_during_a_load_lands_nothing_and_the_rerun_lands_it_once(
+    settings: Settings, target: str, tmp_path: Path
+):
+    big = events_file(tmp_path / "big.jsonl")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    process = start("load", "web-events", "--target", target, str(big), TMPDIR=str(tmp))
+
+    def copying() -> bool:  # inside the landing transaction, a block on its way in
+        return any(tmp.glob("runner-load-*/web_events-*"))
+
+    wait_for(copying, "the load copies its first block", process)
+    result = interrupt(process)
+
+    line = assert_interrupted(result, f"nothing of {big} landed", "run the same command again")
+    assert result.stderr.strip() == line  # the only thing on stderr
+    assert landed(settings, big) == (0, 0)
+    assert not any(tmp.iterdir())  # its temporary files are gone too
+
+    rerun = CliRunner().invoke(cli, ["load", "web-events", "--target", target, str(big)])
+    assert rerun.exit_code == 0, rerun.output
+    assert landed(settings, big) == (LINES, 1)
+
+
+def test_ctrl_c_during_a_build_says_what_it_left(settings: Settings, target: str):
+    process = start("build", "--no-freshness", "--target", target)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
+    reader.start()
+
+    started = lambda: any(" START sql " in line for line in output)  # noqa: E731
+    wait_for(started, "dbt starts building a model", process)
+    process.send_signal(signal.SIGINT)
+    err = process.stderr.read()
+    process.wait(timeout=TIMEOUT)
+    reader.join(timeout=TIMEOUT)
+    result = subprocess.CompletedProcess(process.args, process.returncode, "".join(output), err)
+
+    assert_interrupted(result, "dbt build stopped", "Run `runner build` again")
+    assert "dbt build failed" not in result.stderr
+
+    rebuilt = CliRunner().invoke(cli, ["build", "--no-freshness", "--target", target])
+    assert rebuilt.exit_code == 0, rebuilt.output[-3000:]
