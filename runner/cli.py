@@ -283,7 +283,10 @@ def summary(settings: Settings, top: int) -> None:
         contacted = most_contacted_crm_customer(warehouse)
         example = customer_interactions(warehouse, contacted) if contacted is not None else None
     sections = [
-        ("Rows landed per source: valid, or quarantined by reason (marts.data_quality):", quality),
+        (
+            "Rows landed per source: valid, quarantined, the main reasons (marts.data_quality):",
+            quality,
+        ),
         (f"Top {top} customers by lifetime value (marts.customer_ltv):", ltv),
         (f"Top {top} customers by year-to-date spend (marts.customer_ytd_spend):", ytd),
         ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),

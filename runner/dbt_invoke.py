@@ -113,6 +113,9 @@ class QuietProgress:
         info = event.info
         if info.level != "debug" and info.msg:
             self.log.write(f"{info.ts.ToDatetime():%H:%M:%S}  {info.msg}\n")
+        if self.live and not self.total and info.name == "MainReportVersion":
+            self.terminal.write(f"  dbt {self.what}: reading the project...")
+            self.terminal.flush()
         if info.name == "LogStartLine":
             self.total = max(self.total, event.data.total)
         elif info.name == "NodeFinished":
@@ -129,7 +132,11 @@ class QuietProgress:
         if self.live:
             self.terminal.write(f"\r  {line}\033[K")
             self.terminal.flush()
-        elif self.done * 4 >= self.next_quarter * self.total and self.done < self.total:
+        elif (
+            self.total >= 100  # a short run gets its summary line only
+            and self.done * 4 >= self.next_quarter * self.total
+            and self.done < self.total
+        ):
             self.terminal.write(f"  {line}\n")
             self.next_quarter = self.done * 4 // self.total + 1
 
