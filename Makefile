@@ -26,15 +26,18 @@ $(STAMP): requirements.lock pyproject.toml
 	@echo "Creating $(VENV) and installing the $$(grep -c '==' requirements.lock) pinned packages of requirements.lock"
 	@echo "  (1-3 minutes, mostly downloads; pip's output: $(PIP_LOG))..."
 	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --upgrade pip >> $(PIP_LOG) 2>&1 \
+		|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
 	@set -o pipefail; live=$$([ -t 1 ] && echo 1 || echo 0); \
-	{ $(BIN)/python -m pip install --upgrade pip \
-	  && $(BIN)/python -m pip install -r requirements.lock \
-	  && $(BIN)/python -m pip install --no-deps -e .; } 2>&1 | tee -a $(PIP_LOG) \
+	$(BIN)/python -m pip install -r requirements.lock 2>&1 | tee -a $(PIP_LOG) \
 	| awk -v total=$$(grep -c '==' requirements.lock) -v live=$$live \
-		'/^(Collecting|Processing) / { n++; if (live) printf "\r  %d/%d packages", n, total; \
+		'/^(Collecting|Requirement already satisfied:) / { n++; \
+		  if (live) printf "\r  %d/%d packages", n, total; \
 		  else if (n % 25 == 0) printf "  %d/%d packages\n", n, total; fflush() } \
-		 END { if (live) printf "\r"; printf "  %d packages installed.\n", n }' \
+		 END { if (live) printf "\r"; printf "  %d packages ready.\n", n }' \
 	|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
+	@$(BIN)/python -m pip install --no-deps -e . >> $(PIP_LOG) 2>&1 \
+		|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
 	@touch $@
 
 profiles.yml:
