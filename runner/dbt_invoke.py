@@ -113,7 +113,7 @@ class QuietProgress:
         info = event.info
         if info.level != "debug" and info.msg:
             self.log.write(f"{info.ts.ToDatetime():%H:%M:%S}  {info.msg}\n")
-        if self.live and not self.total and info.name == "MainReportVersion":
+        if self.live and not self.done and info.name == "MainReportVersion":
             self.terminal.write(f"  dbt {self.what}: reading the project...")
             self.terminal.flush()
         if info.name == "LogStartLine":
@@ -141,7 +141,7 @@ class QuietProgress:
             self.next_quarter = self.done * 4 // self.total + 1
 
     def finish(self, result: Any, log_file: Path) -> None:
-        if self.live and self.total:
+        if self.live:  # clear the progress line
             self.terminal.write("\r\033[K")
         results = getattr(result.result, "results", None) or []
         counts = dict.fromkeys(("passed", "warned", "failed", "skipped", "no-op"), 0)

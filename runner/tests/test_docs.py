@@ -2,6 +2,9 @@
 temporary folder, served on a free local port and opened in headless Chromium, which
 must show the lineage of the marts (what they read, and the exposures that read them).
 The generated manifest and catalog are checked too: every mart is read by an exposure.
+The API's own docs pages (`runner serve`: /docs, /redoc) are checked to load only their
+own assets, and Swagger UI to draw the operations in Chromium with every other host
+unreachable.
 
 Chromium is Debian's /usr/bin/chromium. When it is missing, the tests install it with
 apt-get (as root) or are skipped, except with CI=true, where they fail.
