@@ -16,13 +16,28 @@ LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
 
+# pip's own output goes to this file; the terminal gets a count of the packages.
+PIP_LOG := .tmp/pip-install.log
+
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 		|| { echo "Python 3.10 or newer is needed (found $$($(PYTHON) --version))."; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@mkdir -p .tmp && : > $(PIP_LOG)
+	@echo "Creating $(VENV) and installing the $$(grep -c '==' requirements.lock) pinned packages of requirements.lock"
+	@echo "  (1-3 minutes, mostly downloads; pip's output: $(PIP_LOG))..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --upgrade pip >> $(PIP_LOG) 2>&1 \
+		|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
+	@set -o pipefail; live=$$([ -t 1 ] && echo 1 || echo 0); \
+	$(BIN)/python -m pip install -r requirements.lock 2>&1 | tee -a $(PIP_LOG) \
+	| awk -v total=$$(grep -c '==' requirements.lock) -v live=$$live \
+		'/^(Collecting|Requirement already satisfied:) / { n++; \
+		  if (live) printf "\r  %d/%d packages", n, total; \
+		  else if (n % 25 == 0) printf "  %d/%d packages\n", n, total; fflush() } \
+		 END { if (live) printf "\r"; printf "  %d packages ready.\n", n }' \
+	|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
+	@$(BIN)/python -m pip install --no-deps -e . >> $(PIP_LOG) 2>&1 \
+		|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
 	@touch $@
 
 profiles.yml:
@@ -32,25 +47,43 @@ profiles.yml:
 setup: $(STAMP) profiles.yml  ## create the virtual environment, install pinned dependencies, put the dbt profile in place
 
 # The sample covers 2017-01-01 to 2017-04-30; the demo evaluates the marts at its end.
+# The warehouse remembers that date: later builds without the var keep it.
 DEMO_AS_OF ?= 2017-04-30
+# dbt's per-node lines of every build the demo runs; the terminal gets progress lines.
+DEMO_LOG := .tmp/demo-build.log
 
+demo: export RUNNER_DBT_LOG := $(DEMO_LOG)
 demo: setup  ## load the bundled sample into DuckDB, build everything, print what the marts hold
-	$(BIN)/runner load web-events data/sample/web_events.jsonl
-	@# full customer extracts, oldest first, each dated by its file name
-	for file in data/sample/store_customers_*.csv; do \
+	@mkdir -p .tmp && : > $(DEMO_LOG)
+	@echo "Loading the bundled sample (data/sample/) into warehouse.duckdb..."
+	@$(BIN)/runner load web-events data/sample/web_events.jsonl
+	@# full customer extracts, oldest first, each dated by its file name and historized
+	@for file in data/sample/store_customers_*.csv; do \
 		day=$${file##*_}; \
 		$(BIN)/runner load store-customers "$$file" --extract-date "$${day%.csv}" || exit 1; \
 	done
-	$(BIN)/runner load store-sales data/sample/store_sales.csv
-	$(BIN)/runner load crm-customers data/sample/crm_customers.csv
-	$(BIN)/runner load crm-interactions data/sample/crm_interactions.csv
-	$(BIN)/runner load crm-products data/sample/crm_products.csv
-	$(BIN)/runner load app-sessions data/sample/app_sessions.jsonl
-	$(BIN)/runner load app-purchases data/sample/app_purchases.csv
-	$(BIN)/runner load marketing data/sample/marketing
-	$(BIN)/runner build -- --vars '{as_of_date: $(DEMO_AS_OF)}'
+	@$(BIN)/runner load store-sales data/sample/store_sales.csv
+	@$(BIN)/runner load crm-customers data/sample/crm_customers.csv
+	@$(BIN)/runner load crm-interactions data/sample/crm_interactions.csv
+	@$(BIN)/runner load crm-products data/sample/crm_products.csv
+	@$(BIN)/runner load app-sessions data/sample/app_sessions.jsonl
+	@$(BIN)/runner load app-purchases data/sample/app_purchases.csv
+	@$(BIN)/runner load marketing data/sample/marketing
+	@echo "Building the warehouse: every model, snapshot, seed and test (about a minute)..."
+	@$(BIN)/runner build -- --vars '{as_of_date: $(DEMO_AS_OF)}'
+	@echo "The two warnings are expected on the sample, which holds bad records on purpose:"
+	@echo "  assert_no_app_events_after_as_of_date: 2 app events are dated after $(DEMO_AS_OF),"
+	@echo "    so the engagement window leaves them out;"
+	@echo "  quarantined_share_below: 2 of the 5 crm_products rows are quarantined, more than"
+	@echo "    the 5% of the var quarantine_warn_share (the table below has the reasons)."
 	@$(MAKE) --no-print-directory demo-attribution
-	$(BIN)/runner summary
+	@echo
+	@$(BIN)/runner summary
+	@echo
+	@echo "Next: 'source $(VENV)/bin/activate' puts runner and dbt on your PATH (the README's"
+	@echo "commands are typed that way); then e.g. 'runner top-ltv 10' or 'runner serve'."
+	@echo "A later 'runner build' or 'dbt build' keeps as_of_date $(DEMO_AS_OF) (the warehouse"
+	@echo "remembers it); add --vars '{as_of_date: today}' to use the calendar again."
 
 # Attribution: the real IHC API when IHC_API_KEY is set, else the demo's own local
 # emulator, on any free port (EMULATOR_PORT=N: on port N). The emulator checks that it

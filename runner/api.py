@@ -6,6 +6,10 @@ never opens the warehouse file: it reads the copy of its marts that each success
 build publishes (runner.serving), so during a build it answers from the previous one.
 Errors are JSON, `{"error": {"code": ..., "message": ...}}`, and never show a stack
 trace: internal failures are logged by the server and answered with a generic message.
+
+The interactive docs (`/docs`, Swagger UI; `/redoc`) load their scripts and styles from
+the server itself (the fastapi-offline package ships them), never from a CDN, so they
+work without internet access.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException
 
@@ -59,7 +64,7 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 def create_app(settings: Settings) -> FastAPI:
     """The API for the warehouse of `settings` (read-only)."""
     open_marts = reader(settings)
-    app = FastAPI(
+    app = FastAPIOffline(
         title="customer_analytics API",
         summary="Read-only queries of the customer_analytics marts.",
     )

@@ -97,23 +97,40 @@ def cli() -> None:
     show_default=True,
     help="Check source freshness first and report stale sources (never blocks the build).",
 )
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="RUNNER_DBT_LOG",
+    show_envvar=True,
+    help="Append dbt's per-node lines to this file and show one progress line and a "
+    "summary instead (make demo: .tmp/demo-build.log).",
+)
 @click.argument("dbt_args", nargs=-1, type=click.UNPROCESSED)
 @on_interrupt(
     "the dbt build stopped before it finished. dbt replaces each model, snapshot and seed in "
     "one transaction: those it finished are new, the others as they were, none half-written. "
     "Run `runner build` again to bring them all up to date."
 )
-def build(settings: Settings, freshness: bool, dbt_args: tuple[str, ...]) -> None:
+def build(
+    settings: Settings, freshness: bool, log_file: Path | None, dbt_args: tuple[str, ...]
+) -> None:
     """Run `dbt source freshness` (reporting stale sources), then `dbt build` (seeds,
     models, snapshots, tests) on the target.
 
     Anything after `--` goes to dbt, e.g. `runner build -- --select customer_ltv+`.
+    The marts are evaluated at the var as_of_date when given (`-- --vars '{as_of_date:
+    2017-04-30}'`, remembered by the warehouse for later builds; `today` forgets it),
+    else at the remembered date, else today: the first line says which.
     """
+    from runner.as_of import build_as_of
     from runner.dbt_invoke import run_dbt, source_freshness
     from runner.warehouse import connect
 
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables(settings.project_dir)
+        as_of = build_as_of(warehouse, settings.project_dir, dbt_args)
+    click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
     if freshness:
         stale = source_freshness(settings)
         if stale:
@@ -121,8 +138,9 @@ def build(settings: Settings, freshness: bool, dbt_args: tuple[str, ...]) -> Non
         else:
             click.echo("Every source with a freshness threshold is fresh.", err=True)
     click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
-    if not run_dbt(settings, ["build"], dbt_args):
-        raise RunnerError("dbt build failed: see dbt's output above.")
+    if not run_dbt(settings, ["build"], dbt_args, log_file=log_file):
+        where = f"{log_file}" if log_file else "dbt's output above"
+        raise RunnerError(f"dbt build failed: see {where} for the failing nodes.")
 
 
 @cli.group()
@@ -346,7 +364,10 @@ def summary(settings: Settings, top: int) -> None:
         contacted = most_contacted_crm_customer(warehouse)
         example = customer_interactions(warehouse, contacted) if contacted is not None else None
     sections = [
-        ("Rows landed per source: valid, or quarantined by reason (marts.data_quality):", quality),
+        (
+            "Rows landed per source: valid, quarantined, the main reasons (marts.data_quality):",
+            quality,
+        ),
         (f"Top {top} customers by lifetime value (marts.customer_ltv):", ltv),
         (f"Top {top} customers by year-to-date spend (marts.customer_ytd_spend):", ytd),
         ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
 from runner.config import Settings
 
 WRITING_COMMANDS = {"build", "run", "seed", "snapshot"}  # after these, marts may have changed
+# When set (or given as `runner build --log-file`), dbt's per-node lines go to this file
+# (appended) and the terminal shows one progress line and a summary instead.
+LOG_FILE_ENV = "RUNNER_DBT_LOG"
 
 
 @contextmanager
@@ -41,12 +46,32 @@ def dbt_args(settings: Settings, command: Sequence[str], extra: Sequence[str] = 
     ]
 
 
-def invoke_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> Any:
-    """Run a dbt command in-process; dbt streams its own progress to the terminal. Returns
-    dbt's result. dbt returns what stopped it instead of raising it: a Ctrl-C is raised
-    again here (KeyboardInterrupt), and an error dbt did not print itself (a usage error:
-    an unknown option, --vars that are not YAML) is printed to stderr, so every failure
-    reaches the user, without a traceback."""
+def colour_args() -> list[str]:
+    """No colour codes when the output is not a terminal (a log, a pipe), unless the
+    user chose with DBT_USE_COLORS."""
+    if "DBT_USE_COLORS" in os.environ or sys.stdout.isatty():
+        return []
+    return ["--no-use-colors"]
+
+
+def invoke_dbt(
+    settings: Settings,
+    command: Sequence[str],
+    extra: Sequence[str] = (),
+    *,
+    log_file: Path | None = None,
+) -> Any:
+    """Run a dbt command in-process and return dbt's result.
+
+    Without `log_file` (nor $RUNNER_DBT_LOG) dbt streams its own per-node progress to
+    the terminal. With it, those lines are appended to the file, and the terminal (stderr)
+    shows a progress line, then one line of counts and the nodes that warned or failed
+    (dbt's errors are still printed as they happen).
+
+    dbt returns what stopped it instead of raising it: a Ctrl-C is raised again here
+    (KeyboardInterrupt), and an error dbt did not print itself (a usage error: an unknown
+    option, --vars that are not YAML) is printed to stderr, so every failure reaches the
+    user, without a traceback."""
     from dbt.cli.main import dbtRunner
 
     printed: list[str] = []
@@ -55,11 +80,25 @@ def invoke_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] 
         if event.info.name == "MainEncounteredError" and event.data.exc.strip():
             printed.append(event.data.exc)
 
+    if log_file is None and os.environ.get(LOG_FILE_ENV):
+        log_file = Path(os.environ[LOG_FILE_ENV])
+    args = dbt_args(settings, command, extra)
+    shown, log_path = log_file, log_file.resolve() if log_file else None
     console = logging.getLogger(DBT_CONSOLE_LOGGER)
     console.addFilter(_no_interrupt_traceback)
     with _working_directory(settings.project_dir):
         try:
-            result = dbtRunner(callbacks=[notice]).invoke(dbt_args(settings, command, extra))
+            if log_path is None:
+                result = dbtRunner(callbacks=[notice]).invoke([*args, *colour_args()])
+            else:
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                with log_path.open("a", encoding="utf-8") as log:
+                    progress = QuietProgress(" ".join(command), log, sys.stderr)
+                    log.write(f"\n=== dbt {' '.join(args)}\n")
+                    result = dbtRunner(callbacks=[notice, progress]).invoke(
+                        [*args, "--quiet", "--no-use-colors"]
+                    )
+                    progress.finish(result, shown)
         finally:
             console.removeFilter(_no_interrupt_traceback)
             release_dbt_connections()
@@ -84,15 +123,103 @@ def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
     return not (text.endswith("KeyboardInterrupt") and "Traceback (most recent call" in text)
 
 
-def run_dbt(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> bool:
-    """Run a dbt command (see invoke_dbt). True on success."""
-    result = invoke_dbt(settings, command, extra)
+def run_dbt(
+    settings: Settings,
+    command: Sequence[str],
+    extra: Sequence[str] = (),
+    *,
+    log_file: Path | None = None,
+) -> bool:
+    """Run a dbt command (see invoke_dbt). True on success; after a successful command
+    that may change the marts, publishes the copy `runner serve` reads (DuckDB)."""
+    result = invoke_dbt(settings, command, extra, log_file=log_file)
     succeeded = bool(result.success) and result.exception is None
     if succeeded and command[0] in WRITING_COMMANDS:
         from runner.serving import publish_after_build
 
         publish_after_build(settings)  # DuckDB: the copy of the marts `runner serve` reads
     return succeeded
+
+
+# dbt's node statuses, as the summary line counts them (anything else failed).
+OUTCOMES = {
+    "success": "passed",
+    "pass": "passed",
+    "warn": "warned",
+    "skipped": "skipped",
+    "no-op": "no-op",
+}
+
+
+class QuietProgress:
+    """A dbtRunner callback: writes dbt's console lines to `log` and keeps one progress
+    line on `terminal` (updated in place on a terminal; every quarter in a log)."""
+
+    def __init__(self, what: str, log: TextIO, terminal: TextIO):
+        self.what, self.log, self.terminal = what, log, terminal
+        self.live = terminal.isatty()
+        self.total = 0
+        self.done = 0
+        self.started = time.monotonic()
+        self.next_quarter = 1
+
+    def __call__(self, event: Any) -> None:
+        info = event.info
+        if info.level != "debug" and info.msg:
+            self.log.write(f"{info.ts.ToDatetime():%H:%M:%S}  {info.msg}\n")
+        if self.live and not self.done and info.name == "MainReportVersion":
+            self.terminal.write(f"  dbt {self.what}: reading the project...")
+            self.terminal.flush()
+        if info.name == "LogStartLine":
+            self.total = max(self.total, event.data.total)
+        elif info.name == "NodeFinished":
+            self.done += 1
+            self.show()
+
+    def seconds(self) -> int:
+        return round(time.monotonic() - self.started)
+
+    def show(self) -> None:
+        if not self.total:
+            return
+        line = f"dbt {self.what}: {self.done}/{self.total} nodes done ({self.seconds()} s)"
+        if self.live:
+            self.terminal.write(f"\r  {line}\033[K")
+            self.terminal.flush()
+        elif (
+            self.total >= 100  # a short run gets its summary line only
+            and self.done * 4 >= self.next_quarter * self.total
+            and self.done < self.total
+        ):
+            self.terminal.write(f"  {line}\n")
+            self.next_quarter = self.done * 4 // self.total + 1
+
+    def finish(self, result: Any, log_file: Path) -> None:
+        if self.live:  # clear the progress line
+            self.terminal.write("\r\033[K")
+        results = getattr(result.result, "results", None) or []
+        counts = dict.fromkeys(("passed", "warned", "failed", "skipped", "no-op"), 0)
+        notable = []
+        for item in results:
+            status = str(getattr(item.status, "value", item.status)).lower()
+            outcome = OUTCOMES.get(status, "failed")
+            counts[outcome] += 1
+            if outcome in ("warned", "failed"):
+                node = item.node
+                kind = str(getattr(node.resource_type, "value", node.resource_type))
+                notable.append(f"    {outcome}: {kind} {node.name}: {item.message or ''}".rstrip())
+        tally = ", ".join(
+            f"{count} {outcome}"
+            for outcome, count in counts.items()
+            if count or outcome == "failed"
+        )
+        self.terminal.write(
+            f"  dbt {self.what}: {len(results)} nodes in {self.seconds()} s"
+            f"{': ' + tally if tally else ''} (dbt's output: {log_file})\n"
+        )
+        for line in notable:
+            self.terminal.write(line + "\n")
+        self.terminal.flush()
 
 
 def release_dbt_connections() -> None:

@@ -92,22 +92,33 @@ def render(columns: Sequence[str], rows: Sequence[tuple], fmt: str) -> str:
     return "\n".join(lines)
 
 
-def data_quality(warehouse: Warehouse) -> tuple[list[str], list[tuple]]:
-    """Per raw source: rows landed, valid, and quarantined by reason (marts.data_quality)."""
+QUALITY_COLUMNS = ["source", "landed", "valid", "quarantined", "percent", "reasons"]
+
+
+def data_quality(warehouse: Warehouse, reasons: int = 3) -> tuple[list[str], list[tuple]]:
+    """One line per raw source (marts.data_quality): rows landed, valid, quarantined, the
+    quarantined percent, and the most frequent quarantine reasons (the `reasons` first,
+    then how many more)."""
     require_mart(warehouse, "data_quality")
-    return warehouse.query(
-        "with per_source as ("
-        "    select source_table, outcome, sum(row_count) as row_count"
-        "    from marts.data_quality group by source_table, outcome"
-        "), landed as ("
-        "    select source_table, sum(row_count) as landed from per_source group by source_table"
-        ") "
-        "select per_source.source_table as source, landed.landed, per_source.outcome, "
-        "per_source.row_count as row_count, "
-        "cast(100.0 * per_source.row_count / landed.landed as decimal(6, 2)) as percent "
-        "from per_source inner join landed on per_source.source_table = landed.source_table "
-        "order by source, case when outcome = 'valid' then 0 else 1 end, outcome"
+    _, counts = warehouse.query(
+        "select source_table, outcome, sum(row_count) from marts.data_quality "
+        "group by source_table, outcome order by source_table"
     )
+    per_source: dict[str, dict[str, int]] = {}
+    for source, outcome, row_count in counts:
+        per_source.setdefault(source, {})[outcome] = int(row_count)
+    rows = []
+    for source, outcomes in per_source.items():
+        valid = outcomes.pop("valid", 0)
+        quarantined = sum(outcomes.values())
+        landed = valid + quarantined
+        ranked = sorted(outcomes.items(), key=lambda item: (-item[1], item[0]))
+        listed = ", ".join(f"{reason} {count}" for reason, count in ranked[:reasons])
+        if len(ranked) > reasons:
+            listed += f", {len(ranked) - reasons} more"
+        percent = Decimal(100 * quarantined / landed).quantize(Decimal("0.01")) if landed else None
+        rows.append((source, landed, valid, quarantined, percent, listed))
+    return list(QUALITY_COLUMNS), rows
 
 
 def ytd_spend_leaders(warehouse: Warehouse, limit: int) -> tuple[list[str], list[tuple]]:

@@ -54,6 +54,7 @@ def isolated_environment(
     monkeypatch.setenv("DBT_PROJECT_DIR", str(PROJECT_DIR))
     monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    monkeypatch.delenv("RUNNER_DBT_LOG", raising=False)  # dbt's lines where tests read them
 
 
 @pytest.fixture(scope="session")

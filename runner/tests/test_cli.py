@@ -98,3 +98,42 @@ def test_table_output_aligns_columns(fmt: str):
     assert lines[0].split() == COLUMNS
     assert set(lines[1]) <= {"-", " "}
     assert lines[2].index("6416.80") + len("6416.80") == lines[3].index("12.00") + len("12.00")
+
+
+def test_data_quality_is_one_line_per_source(settings):
+    """`runner summary`'s data-quality table: landed, valid, quarantined, the percent,
+    and the most frequent reasons first, the rest counted."""
+    from runner.reports import data_quality
+    from runner.warehouse import connect
+
+    rows = [
+        ("l1", "web_events", "valid", 90),
+        ("l2", "web_events", "valid", 5),
+        ("l1", "web_events", "missing_key", 2),
+        ("l2", "web_events", "missing_key", 1),
+        ("l1", "web_events", "invalid_json", 1),
+        ("l1", "web_events", "unknown_type", 1),
+        ("l1", "web_events", "unknown_verb", 1),
+        ("l3", "crm_products", "valid", 3),
+        ("l3", "crm_products", "missing_product", 1),
+        ("l3", "crm_products", "unparseable_month", 1),
+        ("l4", "session_costs", "valid", 7),
+    ]
+    with connect(settings) as warehouse:
+        warehouse.execute("create schema if not exists marts")
+        warehouse.execute(
+            "create table marts.data_quality (load_id varchar, source_table varchar, "
+            "outcome varchar, row_count bigint)"
+        )
+        for row in rows:
+            warehouse.execute("insert into marts.data_quality values (?, ?, ?, ?)", row)
+        columns, lines = data_quality(warehouse)
+    assert columns == ["source", "landed", "valid", "quarantined", "percent", "reasons"]
+    assert lines == [
+        ("crm_products", 5, 3, 2, Decimal("40.00"), "missing_product 1, unparseable_month 1"),
+        ("session_costs", 7, 7, 0, Decimal("0.00"), ""),
+        (
+            "web_events", 101, 95, 6, Decimal("5.94"),
+            "missing_key 3, invalid_json 1, unknown_type 1, 1 more",
+        ),
+    ]  # fmt: skip

@@ -2,6 +2,9 @@
 temporary folder, served on a free local port and opened in headless Chromium, which
 must show the lineage of the marts (what they read, and the exposures that read them).
 The generated manifest and catalog are checked too: every mart is read by an exposure.
+The API's own docs pages (`runner serve`: /docs, /redoc) are checked to load only their
+own assets, and Swagger UI to draw the operations in Chromium with every other host
+unreachable.
 
 Chromium is Debian's /usr/bin/chromium. When it is missing, the tests install it with
 apt-get (as root) or are skipped, except with CI=true, where they fail.
@@ -404,3 +407,71 @@ def test_catalog_describes_the_marts_and_the_attribution_source(docs_site: DocsS
     assert "ltv" in {c.lower() for c in catalog_nodes[model_id("customer_ltv")]["columns"]}
     assert "roas" in {c.lower() for c in catalog_nodes[model_id("channel_reporting")]["columns"]}
     assert f"source.{PROJECT}.raw.attribution_customer_journey" in docs_site.catalog["sources"]
+
+
+@pytest.fixture(scope="module")
+def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`runner serve`'s app on a free local port (the docs pages never touch the warehouse)."""
+    import socket
+
+    import uvicorn
+
+    from runner.api import create_app
+    from runner.config import load_settings
+
+    settings = load_settings(target="duckdb")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    for _ in range(100):  # the server thread may still be starting
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return answer.status, answer.read().decode("utf-8", "replace")
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError):
+                raise
+            threading.Event().wait(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_pages_load_only_local_assets(api_url: str, page: str):
+    """The API's docs pages name no other host: every script, style and icon they load
+    is served by the API itself, and answers."""
+    status, body = get(api_url + page)
+    assert status == 200
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", body)
+    assert any(asset.endswith(".js") for asset in assets), body
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+        assert get(api_url + asset)[0] == 200, asset
+    assert "https://" not in body and "http://" not in body
+
+
+def test_api_docs_page_renders_offline_in_chromium(api_url: str, chromium: Path, tmp_path: Path):
+    """Swagger UI draws the API's operations with every other host unreachable."""
+    dom = run_chromium(
+        chromium,
+        tmp_path,
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--dump-dom",
+        f"{api_url}/docs",
+    )
+    assert re.search(
+        r'opblock-summary-path[^>]*data-path="/api/v1/interactions/\{customer_id\}"', dom
+    ), dom[-3000:]
+    assert "/health" in page_text(dom)

@@ -4,6 +4,7 @@ every column documented, and the schemas are exactly the agreed ones."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -95,3 +96,70 @@ def test_every_source_and_macro_is_described(manifest):
 def test_no_hub_packages():
     assert not (PROJECT_DIR / "packages.yml").exists()
     assert not (PROJECT_DIR / "dependencies.yml").exists()
+
+
+def lineage_group(node) -> tuple[str, str]:
+    """Where a node sits in the README's lineage picture: (layer, label). Sources and
+    staging by source system, intermediate by area, and every mart, snapshot and seed
+    by name."""
+    parts = node.original_file_path.split("/")
+    if node.resource_type == "source":
+        return "raw", parts[2]
+    if node.resource_type in ("snapshot", "seed"):
+        return f"{node.resource_type}s", node.name
+    layer = parts[1]
+    return layer, node.name if layer == "marts" else parts[2]
+
+
+def lineage_mermaid(manifest) -> str:
+    """The Mermaid flowchart of the README, from the manifest: an arrow wherever a node
+    of one box reads a node of another."""
+    layers = ["raw", "staging", "seeds", "snapshots", "intermediate", "marts"]
+    nodes = {
+        **{key: source for key, source in manifest.sources.items()},
+        **{
+            key: node
+            for key, node in manifest.nodes.items()
+            if node.resource_type in ("model", "snapshot", "seed")
+            and node.package_name == "customer_analytics"
+        },
+    }
+    groups = {key: lineage_group(node) for key, node in nodes.items()}
+    edges = {
+        (groups[parent], groups[key])
+        for key, node in nodes.items()
+        if node.resource_type != "source"
+        for parent in getattr(node.depends_on, "nodes", ())
+        if parent in groups and groups[parent] != groups[key]
+    }
+
+    def ident(group: tuple[str, str]) -> str:
+        return f"{group[0]}_{group[1]}"
+
+    lines = ["flowchart LR"]
+    for layer in layers:
+        members = sorted({group for group in groups.values() if group[0] == layer})
+        lines.append(f"    subgraph {layer}")
+        lines.extend(f'        {ident(group)}["{group[1]}"]' for group in members)
+        lines.append("    end")
+    lines.extend(
+        f"    {ident(parent)} --> {ident(child)}"
+        for parent, child in sorted(edges, key=lambda edge: (ident(edge[0]), ident(edge[1])))
+    )
+    return "\n".join(lines)
+
+
+def test_readme_lineage_picture_is_the_manifest(manifest):
+    """The README's Mermaid picture is generated from the manifest; when a model moves,
+    this test fails and prints the new picture to paste."""
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"```mermaid\n(.*?)\n```", readme, re.DOTALL)
+    expected = lineage_mermaid(manifest)
+    assert found, f"README.md has no ```mermaid block; paste:\n{expected}"
+    assert found.group(1) == expected, f"README.md's lineage is stale; paste:\n{expected}"
+    marts = {
+        node.name
+        for node in project_nodes(manifest, "model")
+        if node.original_file_path.startswith("models/marts/")
+    }
+    assert all(f'["{mart}"]' in expected for mart in marts)

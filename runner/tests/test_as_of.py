@@ -1,0 +1,220 @@
+"""The warehouse remembers the as_of_date it was built for (macros/as_of_date.sql), on
+DuckDB and PostgreSQL: after a build of the sample at 2017-04-30 (what `make demo` does),
+a plain `dbt build` or `runner build` without the var leaves the YTD, recency and
+engagement marts exactly as they were; `--vars '{as_of_date: today}'` goes back to the
+calendar, for good; unit tests never see the remembered date. The demo's quiet build
+(`--log-file`) is checked on the way: dbt's lines in the file, progress and a summary
+on the terminal, no colour codes, and exactly the two warnings the demo explains."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from runner.as_of import AsOf, build_as_of, var_in_args
+from runner.cli import cli
+from runner.config import Settings
+from runner.tests.conftest import PROJECT_DIR, SAMPLE_DIR
+from runner.warehouse import connect
+
+DBT = Path(sys.executable).with_name("dbt")
+# The marts evaluated at as_of_date, with the order that makes their rows comparable.
+AS_OF_MARTS = {
+    "customer_ytd_spend": "customer_id, month_start",
+    "customer_days_since_last_purchase": "customer_id",
+    "customer_engagement": "customer_id",
+}
+SELECT_AS_OF_MARTS = ["--select", " ".join(AS_OF_MARTS)]
+# The warnings `make demo` explains (Makefile): the sample's future-dated app events and
+# its crm_products file, 2 of whose 5 rows are quarantined.
+DEMO_WARNINGS = {
+    "assert_no_app_events_after_as_of_date",
+    "customer_analytics_quarantined_share_below_data_quality__var_quarantine_warn_share_0_05_",
+}
+UNIT_TEST = """
+unit_tests:
+  - name: recency_without_an_as_of_override
+    description: No overrides, so as_of_date is today's date, whatever the warehouse remembers.
+    model: customer_days_since_last_purchase
+    given:
+      - input: ref('int_customer_versions_merged')
+        rows:
+          - {{customer_id: b, is_current: true}}
+      - input: ref('fct_orders')
+        rows: []
+    expect:
+      rows:
+        - {{customer_id: b, has_purchased: false, as_of_date: "{today}"}}
+"""
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def command(*args: str, cwd: Path = PROJECT_DIR) -> subprocess.CompletedProcess:
+    """A command as a user runs it, in its own process, its output piped (no terminal)."""
+    done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{args}:\n{done.stdout[-4000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def runner(*args: str) -> subprocess.CompletedProcess:
+    return command(sys.executable, "-m", "runner", *args)
+
+
+def load_sample(target: str) -> None:
+    t = ("--target", target)
+    sample = SAMPLE_DIR
+    invoke("load", "web-events", str(sample / "web_events.jsonl"), *t)
+    invoke(
+        "load", "store-customers", str(sample / "store_customers_2017-04-01.csv"),
+        "--extract-date", "2017-04-01", "--no-snapshot", *t,
+    )  # fmt: skip
+    for source, name in [
+        ("store-sales", "store_sales.csv"),
+        ("crm-customers", "crm_customers.csv"),
+        ("crm-interactions", "crm_interactions.csv"),
+        ("crm-products", "crm_products.csv"),
+        ("app-sessions", "app_sessions.jsonl"),
+        ("app-purchases", "app_purchases.csv"),
+        ("marketing", "marketing"),
+    ]:
+        invoke("load", source, str(sample / name), *t)
+
+
+def as_of_marts(settings: Settings) -> dict[str, list[tuple]]:
+    with connect(settings, read_only=True) as warehouse:
+        return {
+            mart: warehouse.query(f"select * from marts.{mart} order by {order}")[1]
+            for mart, order in AS_OF_MARTS.items()
+        }
+
+
+def evaluated_at(settings: Settings) -> set[date]:
+    """The as_of dates the recency and engagement marts say they were evaluated at."""
+    with connect(settings, read_only=True) as warehouse:
+        _, recency = warehouse.query(
+            "select distinct as_of_date from marts.customer_days_since_last_purchase"
+        )
+        _, engagement = warehouse.query(
+            "select distinct evaluated_at from marts.customer_engagement"
+        )
+    return {row[0] for row in recency + engagement}
+
+
+def remembered_rows(settings: Settings) -> list[tuple]:
+    with connect(settings, read_only=True) as warehouse:
+        return warehouse.query("select as_of_date from raw.as_of_date")[1]
+
+
+def unit_test_project(tmp_path: Path, today: date) -> Path:
+    """A copy of the dbt project with one more unit test, which has no var overrides."""
+    copy = tmp_path / "project"
+    copy.mkdir()
+    shutil.copy(PROJECT_DIR / "dbt_project.yml", copy)
+    for folder in ("models", "macros", "seeds", "snapshots", "tests"):
+        shutil.copytree(PROJECT_DIR / folder, copy / folder)
+    folder = copy / "models" / "marts" / "customers"
+    (folder / "_as_of_check__unit_tests.yml").write_text(
+        UNIT_TEST.format(today=today.isoformat()), encoding="utf-8"
+    )
+    return copy
+
+
+def test_the_warehouse_remembers_the_as_of_date_it_was_built_for(
+    settings: Settings, target: str, tmp_path: Path
+):
+    load_sample(target)
+    log_file = tmp_path / "demo-build.log"
+    built = runner(
+        "build", "--target", target, "--log-file", str(log_file),
+        "--", "--vars", "{as_of_date: 2017-04-30}",
+    )  # fmt: skip
+    assert "as_of_date 2017-04-30 (given with --vars" in built.stderr
+    # Quiet: dbt's per-node lines are in the file, not on the terminal, which has a
+    # summary line naming the file and the nodes that warned; no colour codes anywhere.
+    assert " START " not in built.stdout + built.stderr
+    assert re.search(r"\d+ of \d+ START sql table model marts\.customer_ltv", log_file.read_text())
+    assert re.search(r"dbt build: \d+ nodes in \d+ s: \d+ passed, 2 warned, 0 failed", built.stderr)
+    assert str(log_file) in built.stderr
+    warned = set(re.findall(r"^    warned: test (\S+):", built.stderr, re.MULTILINE))
+    assert warned == DEMO_WARNINGS, built.stderr
+    assert "\x1b" not in built.stdout + built.stderr + log_file.read_text()
+
+    demo = as_of_marts(settings)
+    assert evaluated_at(settings) == {date(2017, 4, 30)}
+    assert remembered_rows(settings) == [(date(2017, 4, 30),)]
+
+    # A unit test without overrides gets today's date, not the remembered one.
+    today = date.today()
+    copy = unit_test_project(tmp_path, today)
+    command(
+        str(DBT), "test", "--select", "recency_without_an_as_of_override",
+        "--project-dir", str(copy), "--target", target,
+        "--target-path", str(tmp_path / "copy-target"), "--log-path", str(tmp_path / "copy-logs"),
+        cwd=copy,
+    )  # fmt: skip
+
+    # Plain dbt, no var: the marts are exactly what the build at 2017-04-30 made.
+    command(str(DBT), "build", *SELECT_AS_OF_MARTS, "--target", target)
+    assert as_of_marts(settings) == demo
+    # The runner, no var: the same, and it says why.
+    again = runner("build", "--target", target, "--no-freshness", "--", *SELECT_AS_OF_MARTS)
+    assert "as_of_date 2017-04-30 (remembered from an earlier build" in again.stderr
+    assert as_of_marts(settings) == demo
+    # Not quiet, but piped: dbt's own lines without colour codes.
+    assert " START " in again.stdout and "\x1b" not in again.stdout + again.stderr
+
+    # today goes back to the calendar, and later builds without the var stay there.
+    days = {today, date.today()}
+    reset = runner(
+        "build", "--target", target, "--no-freshness",
+        "--", *SELECT_AS_OF_MARTS, "--vars", "{as_of_date: today}",
+    )  # fmt: skip
+    assert "(--vars as_of_date: today; the remembered date is forgotten)" in reset.stderr
+    assert remembered_rows(settings) == []
+    assert evaluated_at(settings) <= days | {date.today()}
+    later = runner("build", "--target", target, "--no-freshness", "--", *SELECT_AS_OF_MARTS)
+    assert "(today: no as_of_date given, none remembered)" in later.stderr
+    assert evaluated_at(settings) <= days | {date.today()}
+
+
+def test_var_in_args_reads_dbt_vars_in_every_spelling():
+    assert var_in_args(["--vars", "{as_of_date: 2017-04-30}"]) == date(2017, 4, 30)
+    assert var_in_args(["--select", "x", '--vars={"as_of_date": "today"}']) == "today"
+    assert var_in_args(["--vars", "{ltv_timeframe: dataset}"]) is None
+    assert var_in_args(["--vars", "{as_of_date: ''}"]) is None
+    assert var_in_args(["--select", "as_of_date"]) is None
+
+
+def test_build_as_of_prefers_the_var_then_the_remembered_date(settings: Settings):
+    today = date(2026, 12, 1)
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables(PROJECT_DIR)
+        assert build_as_of(warehouse, PROJECT_DIR, [], today) == AsOf(today, "calendar")
+        warehouse.execute("create table raw.as_of_date (as_of_date date, recorded_at timestamp)")
+        warehouse.execute("insert into raw.as_of_date values ('2017-04-30', current_timestamp)")
+        assert build_as_of(warehouse, PROJECT_DIR, [], today) == AsOf(
+            date(2017, 4, 30), "remembered"
+        )
+        given = ["--vars", "{as_of_date: 2017-01-31}"]
+        assert build_as_of(warehouse, PROJECT_DIR, given, today) == AsOf(date(2017, 1, 31), "var")
+        reset = ["--vars", "{as_of_date: today}"]
+        assert build_as_of(warehouse, PROJECT_DIR, reset, today) == AsOf(today, "today")
+
+
+def test_an_as_of_date_that_is_not_a_date_is_refused_before_the_build():
+    result = CliRunner().invoke(
+        cli, ["build", "--no-freshness", "--", "--vars", "{as_of_date: 30/04/2017}"]
+    )
+    assert result.exit_code == 1
+    assert "as_of_date must be YYYY-MM-DD or today, got '30/04/2017'" in result.output
