@@ -57,10 +57,9 @@ demo: setup  ## load the bundled sample into DuckDB, build everything, print wha
 	@mkdir -p .tmp && : > $(DEMO_LOG)
 	@echo "Loading the bundled sample (data/sample/) into warehouse.duckdb..."
 	@$(BIN)/runner load web-events data/sample/web_events.jsonl
-	@# full customer extracts, oldest first, each dated by its file name and historized
+	@# full customer extracts, oldest first, each dated by the YYYY-MM-DD of its file name
 	@for file in data/sample/store_customers_*.csv; do \
-		day=$${file##*_}; \
-		$(BIN)/runner load store-customers "$$file" --extract-date "$${day%.csv}" || exit 1; \
+		$(BIN)/runner load store-customers "$$file" || exit 1; \
 	done
 	@$(BIN)/runner load store-sales data/sample/store_sales.csv
 	@$(BIN)/runner load crm-customers data/sample/crm_customers.csv

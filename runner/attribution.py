@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -563,6 +564,10 @@ def _count_rejects(summary: RunSummary, rejects: list[Reject]) -> None:
         summary.reject_reasons[reject.reason] = summary.reject_reasons.get(reject.reason, 0) + 1
 
 
+class RunStopped(Exception):
+    """Raised in a request's thread when the run stopped: no further attempt is made."""
+
+
 def _send_all(
     warehouse: Warehouse,
     options: AttributionOptions,
@@ -570,14 +575,21 @@ def _send_all(
     summary: RunSummary,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    """Requests in parallel threads (HTTP only); checking and writing in this thread."""
+    """Requests in parallel threads (HTTP only); checking and writing in this thread.
+    When this thread stops (Ctrl-C, an error), the requests in flight are not retried:
+    their threads end after at most one --timeout instead of their whole backoff."""
     sessions: dict[int, requests.Session] = {}
+    stopping = threading.Event()
+
+    def pause(seconds: float) -> None:  # the backoff between attempts, cut short on a stop
+        if stopping.wait(seconds):
+            raise RunStopped
 
     def send(batch: list[Journey]) -> BatchAnswer:
-        import threading
-
+        if stopping.is_set():
+            raise RunStopped
         http = sessions.setdefault(threading.get_ident(), requests.Session())
-        return post_batch(http, options, batch)
+        return post_batch(http, options, batch, sleep=pause)
 
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         pending: set[Future[BatchAnswer]] = {pool.submit(send, batch) for batch in batches}
@@ -599,6 +611,7 @@ def _send_all(
                     if on_progress:
                         on_progress(len(answer.journeys))
         except BaseException:
+            stopping.set()
             for future in pending:
                 future.cancel()
             raise

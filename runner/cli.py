@@ -139,8 +139,12 @@ def build(
             click.echo("Every source with a freshness threshold is fresh.", err=True)
     click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
     if not run_dbt(settings, ["build"], dbt_args, log_file=log_file):
-        where = f"{log_file}" if log_file else "dbt's output above"
-        raise RunnerError(f"dbt build failed: see {where} for the failing nodes.")
+        where = (
+            f"the failing nodes above and dbt's output in {log_file}"
+            if log_file
+            else ("dbt's output above")
+        )
+        raise RunnerError(f"dbt build failed: see {where}.")
 
 
 @cli.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -162,8 +163,13 @@ class QuietProgress:
         self.done = 0
         self.started = time.monotonic()
         self.next_quarter = 1
+        self.lock = threading.Lock()
 
     def __call__(self, event: Any) -> None:
+        with self.lock:  # dbt calls back from each of its threads
+            self._record(event)
+
+    def _record(self, event: Any) -> None:
         info = event.info
         if info.level != "debug" and info.msg:
             self.log.write(f"{info.ts.ToDatetime():%H:%M:%S}  {info.msg}\n")

@@ -22,10 +22,12 @@ import hashlib
 import json
 import re
 import secrets
+import signal
 import sqlite3
 import struct
 import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -579,7 +581,11 @@ def land_records(
     else:
         blocks = _record_blocks(table.read(path), form)
     rows = unparseable = 0
-    with tempfile.TemporaryDirectory(prefix="runner-load-") as tmp, warehouse.transaction():
+    with (
+        tempfile.TemporaryDirectory(prefix="runner-load-") as tmp,
+        warehouse.transaction(),
+        _interrupts_between_blocks() as checkpoint,
+    ):
         # Blocks are copied in order on the copier's thread while the next ones are read;
         # at most COPIES_AHEAD wait their turn.
         copies: deque[Future[None]] = deque()
@@ -589,6 +595,7 @@ def land_records(
         ):
             try:
                 for number, block in enumerate(blocks):
+                    checkpoint()
                     rows += block.rows
                     unparseable += block.unparseable
                     file = Path(tmp) / f"{table.name}-{number}"
@@ -619,6 +626,32 @@ def land_records(
             ),
         )
     return LoadResult(table.name, file_name, load_id, rows, unparseable, skipped=False)
+
+
+@contextmanager
+def _interrupts_between_blocks() -> Iterator[Callable[[], None]]:
+    """Ctrl-C while a file lands takes effect between blocks (at `checkpoint()`) or at the
+    end of the block, before the commit: never in the middle of starting the copier's
+    thread or of a warehouse call, which would leave the copier using the connection while
+    the transaction rolls back (DuckDB refuses that: "connection is busy"). The landing
+    transaction then rolls back whole. Only the main thread receives signals: elsewhere
+    this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    received: list[int] = []
+
+    def checkpoint() -> None:
+        if received:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    previous = previous if previous is not None else signal.default_int_handler
+    try:
+        yield checkpoint
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    checkpoint()  # one that came after the last checkpoint: still before the commit
 
 
 def _copy(form: RowFormat, warehouse: Warehouse, table: str, block: Block, path: Path) -> None:

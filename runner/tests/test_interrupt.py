@@ -143,3 +143,34 @@ def test_ctrl_c_during_a_build_says_what_it_left(settings: Settings, target: str
 
     rebuilt = CliRunner().invoke(cli, ["build", "--no-freshness", "--target", target])
     assert rebuilt.exit_code == 0, rebuilt.output[-3000:]
+
+
+def test_ctrl_c_during_attribution_retries_stops_at_once_and_writes_nothing(
+    settings: Settings, target: str, tmp_path: Path
+):
+    """An API that always answers 5xx: the run is in its retries (20 attempts, backoff up
+    to 30 s each: minutes) when Ctrl-C comes. It stops without waiting for them."""
+    from runner.dbt_invoke import run_dbt
+    from runner.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
+    from runner.loading import load_marketing
+    from runner.tests.test_attribution import write_marketing
+
+    write_marketing(tmp_path / "marketing")
+    with connect(settings) as warehouse:
+        load_marketing(warehouse, settings.project_dir, tmp_path / "marketing")
+    assert run_dbt(settings, ["run"], ["--select", "+int_journeys_built", "--quiet"])
+
+    config = EmulatorConfig(api_key="interrupt-key", faults=FaultPlan(rate_5xx=1.0))
+    with serve_in_thread(config) as emulator:
+        process = start(
+            "attribute", "--target", target, "--api-url", emulator.url,
+            "--conv-type-id", "default", "--max-attempts", "20", "--workers", "2",
+            "--no-build", IHC_API_KEY="interrupt-key",
+        )  # fmt: skip
+        wait_for(lambda: emulator.stats.outcomes.get("5xx", 0) >= 2, "failed requests", process)
+        result = interrupt(process)  # within TIMEOUT, far below the retries' minutes
+
+    assert_interrupted(result, "Run the same command again")
+    with connect(settings) as warehouse:
+        _, rows = warehouse.query("select count(*) from raw.attribution_customer_journey")
+    assert rows[0][0] == 0
