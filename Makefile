@@ -110,7 +110,7 @@ lint: setup  ## ruff and SQLFluff
 	$(BIN)/ruff check runner bench
 	$(BIN)/ruff format --check runner bench
 	@mkdir -p .tmp
-	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models --processes 2
 
 format: setup  ## fix what ruff and SQLFluff can fix
 	$(BIN)/ruff check --fix runner bench

@@ -3,9 +3,7 @@ a value other than the default passes, on the whole sample, every test included.
 tests pin the vars they assume (`overrides: vars:`), so a var given to the build does not
 reach them.
 
-The sample is loaded once per target (module scope). One build sets every var at once,
-one is the README's example alone: the first builds from scratch, the other incrementally,
-as a user's next build would.
+The sample is loaded once per target (module scope); one build sets every var at once.
 """
 
 from __future__ import annotations
@@ -37,12 +35,12 @@ VARS = {
     "incremental_lookback_days": "30",
     "bi_role": "analysts",
 }
-# One build sets every var at once (a unit test that inherits any of them fails it), and
-# one is the README's own example. PostgreSQL: every var but bi_role, whose role would be
-# created on the whole server (roles are not per database) and outlive the test.
+# One build sets every var at once (a unit test that inherits any of them fails it; the
+# README's example, ltv_timeframe: dataset, is one of them). PostgreSQL: every var but
+# bi_role, whose role would be created on the whole server (roles are not per database)
+# and outlive the test.
 BUILDS = [
     pytest.param("duckdb", tuple(VARS), id="duckdb-every-var"),
-    pytest.param("duckdb", ("ltv_timeframe",), id="duckdb-ltv_timeframe"),
     pytest.param(
         "postgres",
         tuple(name for name in VARS if name != "bi_role"),
