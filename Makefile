@@ -34,7 +34,7 @@ $(STAMP): requirements.lock pyproject.toml
 		'/^(Collecting|Requirement already satisfied:) / { n++; \
 		  if (live) printf "\r  %d/%d packages", n, total; \
 		  else if (n % 25 == 0) printf "  %d/%d packages\n", n, total; fflush() } \
-		 END { if (live) printf "\r"; printf "  %d packages ready.\n", n }' \
+		 END { if (live) printf "\r"; printf "  %d packages installed.\n", total }' \
 	|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
 	@$(BIN)/python -m pip install --no-deps -e . >> $(PIP_LOG) 2>&1 \
 		|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
