@@ -173,4 +173,6 @@ def test_ctrl_c_during_attribution_retries_stops_at_once_and_writes_nothing(
     assert_interrupted(result, "Run the same command again")
     with connect(settings) as warehouse:
         _, rows = warehouse.query("select count(*) from raw.attribution_customer_journey")
+        _, runs = warehouse.query("select status from raw.attribution_runs")
     assert rows[0][0] == 0
+    assert runs == [("failed",)]  # as the line says: logged, so the rerun knows
