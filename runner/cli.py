@@ -142,7 +142,7 @@ def build(
         where = (
             f"the failing nodes above and dbt's output in {log_file}"
             if log_file
-            else ("dbt's output above")
+            else "dbt's output above"
         )
         raise RunnerError(f"dbt build failed: see {where}.")
 

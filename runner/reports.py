@@ -183,8 +183,8 @@ def check_day_range(start: date | None, end: date | None) -> None:
 def channel_reporting(
     warehouse: Warehouse, start: date | None, end: date | None
 ) -> tuple[list[str], list[tuple]]:
-    """marts.channel_reporting for days in [start, end), by day and channel."""
-    check_day_range(start, end)
+    """marts.channel_reporting for days in [start, end), by day and channel (a range
+    that holds no day is refused by check_day_range, before connecting)."""
     require_mart(warehouse, "channel_reporting")
     conditions, params = ["1 = 1"], []
     if start is not None:
