@@ -107,14 +107,14 @@ setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of th
 	$(BIN)/runner setup-postgres --target postgres
 
 lint: setup  ## ruff and SQLFluff
-	$(BIN)/ruff check runner bench
-	$(BIN)/ruff format --check runner bench
+	$(BIN)/ruff check runner devtools python_tests
+	$(BIN)/ruff format --check runner devtools python_tests
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models --processes 2
 
 format: setup  ## fix what ruff and SQLFluff can fix
-	$(BIN)/ruff check --fix runner bench
-	$(BIN)/ruff format runner bench
+	$(BIN)/ruff check --fix runner devtools python_tests
+	$(BIN)/ruff format runner devtools python_tests
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models
 
@@ -126,7 +126,7 @@ test: lint  ## everything CI checks: linters, runner tests, dbt build with every
 BENCH_SCALE ?= default
 
 bench: setup  ## run the benchmarks and write BENCHMARKS.md (BENCH_SCALE=small|default|large)
-	$(BIN)/python bench/bench.py --scale $(BENCH_SCALE)
+	$(BIN)/python -m devtools.bench --scale $(BENCH_SCALE)
 
 # The docs site: lineage (sources, models, exposures) and the DuckDB warehouse's catalog.
 DOCS_PORT ?= 8080

@@ -21,7 +21,7 @@ from runner.errors import Interrupted, RunnerError
 from runner.reports import render
 
 if TYPE_CHECKING:
-    from runner.ihc_emulator import EmulatorServer
+    from devtools.ihc_emulator import EmulatorServer
 
 FILE = click.Path(exists=True, dir_okay=False, resolve_path=True, path_type=Path)
 
@@ -600,7 +600,7 @@ def ihc_emulator(
     """
     import logging
 
-    from runner.ihc_emulator import API_KEY_ENV, EmulatorConfig, FaultPlan, make_server
+    from devtools.ihc_emulator import API_KEY_ENV, EmulatorConfig, FaultPlan, make_server
 
     try:
         faults = FaultPlan(
@@ -647,7 +647,7 @@ def ihc_emulator(
         click.echo(f"  Faults: {rates} (seed {fault_seed})", err=True)
     handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    request_log = logging.getLogger("runner.ihc_emulator")
+    request_log = logging.getLogger("devtools.ihc_emulator")
     request_log.setLevel(logging.INFO)
     request_log.addHandler(handler)
     try:
@@ -671,7 +671,7 @@ def _serve_beside(server: EmulatorServer, command: tuple[str, ...], api_key: str
     import subprocess
     import threading
 
-    from runner.ihc_emulator import API_KEY_ENV, NotTheEmulator, check_identity
+    from devtools.ihc_emulator import API_KEY_ENV, NotTheEmulator, check_identity
 
     thread = threading.Thread(target=server.serve_forever, name="ihc-emulator", daemon=True)
     thread.start()
@@ -995,8 +995,8 @@ def generate(
     """Write realistic raw files for every source, deterministic for a seed, with a
     trickle of deliberately bad records, and the manifest generate.json that --append
     continues from."""
-    from runner.generate import DEFAULT_DAYS, DEFAULT_START_DATE, append_days
-    from runner.generate import generate as generate_files
+    from devtools.generate import DEFAULT_DAYS, DEFAULT_START_DATE, append_days
+    from devtools.generate import generate as generate_files
 
     start = start_date.date() if start_date is not None else None
     if append:

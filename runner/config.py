@@ -45,11 +45,50 @@ class Settings:
         return path if path.is_absolute() else self.project_dir / path
 
     @property
+    def is_production(self) -> bool:
+        """Whether this target writes the production schemas (see `schema`)."""
+        return self.target in production_targets(self.project_dir)
+
+    def schema(self, layer: str) -> str:
+        """The schema of a layer (raw, staging, intermediate, snapshots, marts) on this
+        target: the layer's own name on a production target, `<target>_<layer>` on any
+        other (a target `dev` writes dev_raw, dev_marts, ...). The same rule as the
+        macro generate_schema_name, which dbt uses for every model."""
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
+        return layer if self.is_production else f"{self.target}_{layer}"
+
+    def relation(self, layer: str, name: str) -> str:
+        """`schema.name` of a table or view in a layer, for SQL the runner writes."""
+        return f"{self.schema(layer)}.{name}"
+
+    @property
     def serving_dir(self) -> Path:
         """DuckDB: the folder beside the warehouse file with the published copies of the
         marts that `runner serve` reads (runner.serving)."""
         path = self.duckdb_path
         return path.with_name(f"{path.name}.serving")
+
+
+# The warehouse's layers, each a schema (prefixed with the target's name off production).
+LAYERS = ("raw", "staging", "intermediate", "snapshots", "marts")
+# dbt_project.yml's var naming the production targets, and its value when absent.
+PRODUCTION_TARGETS_VAR = "production_targets"
+DEFAULT_PRODUCTION_TARGETS = ("duckdb", "postgres")
+
+
+def production_targets(project_dir: Path) -> frozenset[str]:
+    """The targets that write the production schemas: the var `production_targets` of
+    dbt_project.yml (the profile's `duckdb` and `postgres` targets by default)."""
+    import yaml
+
+    project = yaml.safe_load((project_dir / PROJECT_FILE).read_text(encoding="utf-8")) or {}
+    names = (project.get("vars") or {}).get(PRODUCTION_TARGETS_VAR, DEFAULT_PRODUCTION_TARGETS)
+    if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+        raise RunnerError(
+            f"{PROJECT_FILE}: the var {PRODUCTION_TARGETS_VAR} must be a list of target names."
+        )
+    return frozenset(names)
 
 
 def find_project_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
 from runner.as_of import AsOf, build_as_of, var_in_args
 from runner.cli import cli
 from runner.config import Settings
-from runner.tests.conftest import PROJECT_DIR, SAMPLE_DIR
 from runner.warehouse import connect
 
 DBT = Path(sys.executable).with_name("dbt")

@@ -14,8 +14,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from runner.cli import cli
-from runner.ihc_emulator import (
+from devtools.ihc_emulator import (
     EmulatorConfig,
     FaultPlan,
     NotTheEmulator,
@@ -24,6 +23,7 @@ from runner.ihc_emulator import (
     compute_ihc,
     serve_in_thread,
 )
+from runner.cli import cli
 
 KEY = "test-secret-key-3f9a"
 
@@ -453,7 +453,7 @@ def test_the_key_never_appears_in_answers_nor_in_the_config_repr():
 
 
 def test_requests_are_logged_without_the_key(caplog: pytest.LogCaptureFixture):
-    caplog.set_level("INFO", logger="runner.ihc_emulator")
+    caplog.set_level("INFO", logger="devtools.ihc_emulator")
     with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
         post(emulator, body_of(three_journeys()))
         post(emulator, body_of(three_journeys()), key=KEY + "x")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.ihc_emulator import EmulatorConfig, serve_in_thread
-from runner.tests.conftest import PROJECT_DIR, SAMPLE_DIR
+from devtools.ihc_emulator import EmulatorConfig, serve_in_thread
+from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
 
 pytestmark = pytest.mark.postgres
 

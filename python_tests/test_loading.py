@@ -196,8 +196,8 @@ def test_a_huge_record_lands_whole(settings: Settings, tmp_path: Path):
 
 
 def test_marketing_loads_from_sqlite_like_from_csv(settings: Settings):
+    from python_tests.conftest import SAMPLE_DIR
     from runner.loading import load_marketing
-    from runner.tests.conftest import SAMPLE_DIR
 
     with connect(settings) as warehouse:
         first = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from python_tests.postgres import PostgresServer, postgres_server, throwaway_database
 from runner.config import Settings, load_settings
-from runner.tests.postgres import PostgresServer, postgres_server, throwaway_database
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 

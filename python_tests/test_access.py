@@ -9,8 +9,8 @@ import psycopg2
 import pytest
 from click.testing import CliRunner
 
+from python_tests.postgres import PostgresServer
 from runner.cli import cli
-from runner.tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 

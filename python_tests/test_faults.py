@@ -35,12 +35,12 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from devtools.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
+from python_tests.postgres import PostgresServer
+from python_tests.test_attribution import KEY, state
 from runner.attribution import EXIT_INCOMPLETE
 from runner.cli import cli
 from runner.config import Settings, load_settings
-from runner.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
-from runner.tests.postgres import PostgresServer
-from runner.tests.test_attribution import KEY, state
 from runner.warehouse import APPLICATION_NAME, connect, raw_table_statements
 
 LINES = 10_000  # web events per file: big enough that the bulk insert is real work

@@ -2,11 +2,11 @@
 and PostgreSQL, each figure beside its reference in the same run, and writes BENCHMARKS.md
 (raw results in .tmp/bench/results.json).
 
-    .venv/bin/python bench/bench.py [--scale small|default|large] [--repeat N]
+    .venv/bin/python devtools/bench.py [--scale small|default|large] [--repeat N]
                                     [--only load,build,incremental,attribute]
                                     [--engines duckdb,postgres] [--report FILE] [--keep]
                                     [--update]
-    .venv/bin/python bench/bench.py --render-only   # the report again from the last results
+    .venv/bin/python devtools/bench.py --render-only   # the report again from the last results
 
 What it measures (see BENCHMARKS.md for the targets):
 
@@ -26,7 +26,7 @@ Nothing touches the user's warehouse: the profile is a temporary copy of
 profiles.yml.example, DuckDB files and dbt's target and log folders are temporary, and
 PostgreSQL runs in throwaway databases `bench_<pid>*` (on the server of the PG* variables,
 or a throwaway cluster), dropped at the end. Generated worlds are cached under
-.tmp/bench/worlds, keyed by customers, seed and a hash of runner/generate.py.
+.tmp/bench/worlds, keyed by customers, seed and a hash of devtools/generate.py.
 """
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ def context(args: argparse.Namespace) -> Iterator[Context]:
     with contextlib.ExitStack() as stack:
         if "postgres" in ctx.engines:
             try:
-                from runner.tests.postgres import postgres_server
+                from python_tests.postgres import postgres_server
 
                 ctx.pg_server = stack.enter_context(postgres_server())
                 ctx.pg_note = f"{ctx.pg_server.host}:{ctx.pg_server.port}"
@@ -1295,7 +1295,7 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
     add("# Benchmarks\n")
     first = meta.get("first_run") or meta
     add(
-        f"Written by `make bench` (`bench/bench.py --scale {ctx.scale}`) on "
+        f"Written by `make bench` (`devtools/bench.py --scale {ctx.scale}`) on "
         f"{first['finished']} in {first['seconds'] / 60:.1f} minutes. Raw results: "
         "`.tmp/bench/results.json`. Each figure is the median of its runs, with the min and "
         "max; each ratio is taken run by run against its reference measured in the same "
@@ -1313,7 +1313,7 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
             for r in meta["reruns"]
         )
         add(
-            f"{measured}; run again since (`bench/bench.py --update`): {again}. A figure "
+            f"{measured}; run again since (`devtools/bench.py --update`): {again}. A figure "
             "and its reference always come from one run.\n"
         )
     if ctx.scale == "small" or meta["only"] != list(BENCHMARKS):

@@ -22,14 +22,14 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from python_tests.conftest import SAMPLE_DIR
+from python_tests.test_interactions import counts, create_marts, served_api
 from runner.cli import cli
 from runner.config import Settings, load_settings
 from runner.errors import RunnerError
 from runner.interactions import MARTS
 from runner.loading import load_file
 from runner.serving import ServingCopies, copies, publish, publish_after_build
-from runner.tests.conftest import SAMPLE_DIR
-from runner.tests.test_interactions import counts, create_marts, served_api
 from runner.warehouse import DuckDBWarehouse, connect
 
 # The sample's sources, as `make demo` loads them (but the store customer extracts,

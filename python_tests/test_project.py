@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from dbt.cli.main import dbtRunner
 
-from runner.tests.conftest import PROJECT_DIR
+from python_tests.conftest import PROJECT_DIR
 
 SCHEMAS = {"raw", "staging", "intermediate", "snapshots", "marts"}
 DISPATCH_PREFIXES = ("default__", "duckdb__", "postgres__")

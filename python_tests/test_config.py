@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from python_tests.conftest import PROJECT_DIR
 from runner.config import (
     _render_profile_with_dbt,
     find_profiles_dir,
@@ -15,7 +16,6 @@ from runner.config import (
     read_simple_profile,
 )
 from runner.errors import RunnerError
-from runner.tests.conftest import PROJECT_DIR
 from runner.warehouse import connect
 
 

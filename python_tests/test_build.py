@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
+from python_tests.conftest import SAMPLE_DIR
+from python_tests.reference import classify, customer_ltv
 from runner.cli import cli
 from runner.config import Settings
-from runner.tests.conftest import SAMPLE_DIR
-from runner.tests.reference import classify, customer_ltv
 from runner.warehouse import connect
 
 SAMPLE = SAMPLE_DIR / "web_events.jsonl"

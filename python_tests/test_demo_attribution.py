@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from devtools.ihc_emulator import NotTheEmulator, check_identity
+from python_tests.conftest import PROJECT_DIR
+from python_tests.test_attribution import write_marketing
+from python_tests.test_faults import write_journeys
 from runner.cli import cli
 from runner.config import Settings, load_settings
 from runner.dbt_invoke import run_dbt
-from runner.ihc_emulator import NotTheEmulator, check_identity
 from runner.loading import load_marketing
-from runner.tests.conftest import PROJECT_DIR
-from runner.tests.test_attribution import write_marketing
-from runner.tests.test_faults import write_journeys
 from runner.warehouse import connect
 
 TIMEOUT = 600  # seconds: the free-port run builds what depends on the results
@@ -128,7 +128,7 @@ def test_the_emulator_runs_nothing_when_another_program_answers_at_its_url(
     stranger: Stranger, tmp_path, monkeypatch
 ):
     """As if the port were shared (SO_REUSEPORT) and the stranger got the health check."""
-    from runner import ihc_emulator
+    from devtools import ihc_emulator
 
     monkeypatch.setattr(
         ihc_emulator, "check_identity", lambda url, instance: check_identity(stranger.url, instance)

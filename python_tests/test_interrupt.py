@@ -150,10 +150,10 @@ def test_ctrl_c_during_attribution_retries_stops_at_once_and_writes_nothing(
 ):
     """An API that always answers 5xx: the run is in its retries (20 attempts, backoff up
     to 30 s each: minutes) when Ctrl-C comes. It stops without waiting for them."""
+    from devtools.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
+    from python_tests.test_attribution import write_marketing
     from runner.dbt_invoke import run_dbt
-    from runner.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
     from runner.loading import load_marketing
-    from runner.tests.test_attribution import write_marketing
 
     write_marketing(tmp_path / "marketing")
     with connect(settings) as warehouse:

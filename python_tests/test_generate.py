@@ -1,6 +1,6 @@
-"""Tests for runner.generate: determinism, the file contracts, realism and the deliberate noise.
+"""Tests for devtools.generate: determinism, the file contracts, realism and the deliberate noise.
 
-``classify`` (runner.tests.reference) re-implements the staging validation rules of web events
+``classify`` (python_tests.reference) re-implements the staging validation rules of web events
 independently of the generator, and ``classify_sale`` / ``classify_extract_row`` below do the
 same for the store files, so every generated line is checked against the contract, not against
 the generator. The CRM, app and marketing files get the same treatment (``classify_interaction``,
@@ -35,9 +35,9 @@ from typing import Any, NamedTuple
 import pytest
 from click.testing import CliRunner
 
-from runner import generate as gen
+from devtools import generate as gen
+from python_tests.reference import classify, parse_time
 from runner.cli import cli
-from runner.tests.reference import classify, parse_time
 
 VALID_AMOUNT = re.compile(r"^\d+\.\d{2} USD$")
 START = datetime(2017, 1, 1)  # naive UTC, as parse_time returns
@@ -122,10 +122,10 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
 def test_same_seed_gives_identical_bytes_in_another_process(tmp_path: Path) -> None:
     """Nothing depends on per-process state such as string hashing (PYTHONHASHSEED)."""
     here = gen.generate(tmp_path / "here", customers=20, seed=3)
-    code = "import sys; from pathlib import Path; from runner.generate import generate; "
+    code = "import sys; from pathlib import Path; from devtools.generate import generate; "
     code += "generate(Path(sys.argv[1]), customers=20, seed=3)"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    project = Path(__file__).resolve().parents[2]
+    project = Path(__file__).resolve().parents[1]
     command = [sys.executable, "-c", code, str(tmp_path / "there")]
     subprocess.run(command, check=True, env=env, cwd=project)
     for written in here:
@@ -336,7 +336,7 @@ def test_bundled_sample_is_what_the_generator_makes(sample_files) -> None:
     database records the version of the SQLite library that wrote it in its header, so a
     database written by another version must hold the same schema and the same typed rows in
     the same order; by the same version, the same bytes."""
-    bundled = Path(__file__).resolve().parents[2] / "data" / "sample"
+    bundled = Path(__file__).resolve().parents[1] / "data" / "sample"
     written = [f.path for f in sample_files]
     folder = written[0].parent
     written += [folder / gen.MANIFEST_FILE, folder / gen.read_manifest(folder).customers_file]

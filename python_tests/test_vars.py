@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
+from python_tests.postgres import throwaway_database
 from runner.cli import cli
-from runner.tests.conftest import PROJECT_DIR, SAMPLE_DIR
-from runner.tests.postgres import throwaway_database
 
 # Each documented var with a value other than its default (see dbt_project.yml).
 VARS = {

@@ -9,10 +9,10 @@ from pathlib import Path
 from click.testing import CliRunner
 from dbt.cli.main import dbtRunner
 
+from python_tests.conftest import PROJECT_DIR
 from runner.cli import cli
 from runner.config import Settings
 from runner.dbt_invoke import release_dbt_connections
-from runner.tests.conftest import PROJECT_DIR
 from runner.warehouse import connect
 
 CRM_CUSTOMERS = (

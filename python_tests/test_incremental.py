@@ -12,10 +12,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from python_tests.conftest import SAMPLE_DIR
 from runner.cli import cli
 from runner.config import Settings
 from runner.dbt_invoke import run_dbt
-from runner.tests.conftest import SAMPLE_DIR
 from runner.warehouse import connect
 
 AS_OF = ["--vars", "{as_of_date: 2017-04-30}"]

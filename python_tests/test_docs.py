@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from runner.tests.conftest import PROJECT_DIR
+from python_tests.conftest import PROJECT_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 DBT = Path(sys.executable).with_name("dbt")

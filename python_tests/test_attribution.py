@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from devtools.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
 from runner.attribution import (
     EXIT_INCOMPLETE,
     AttributionOptions,
@@ -26,7 +27,6 @@ from runner.attribution import (
 from runner.cli import cli
 from runner.config import Settings
 from runner.dbt_invoke import run_dbt
-from runner.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
 from runner.loading import load_marketing
 from runner.warehouse import connect
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from python_tests.conftest import SAMPLE_DIR
+from python_tests.test_incremental import AS_OF, INCREMENTAL_MODELS, MODELS_ONLY, marts, model_rows
 from runner.cli import cli
 from runner.config import Settings
 from runner.dbt_invoke import run_dbt
-from runner.tests.conftest import SAMPLE_DIR
-from runner.tests.test_incremental import AS_OF, INCREMENTAL_MODELS, MODELS_ONLY, marts, model_rows
 from runner.warehouse import connect
 
 

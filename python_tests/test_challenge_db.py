@@ -18,11 +18,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from devtools.ihc_emulator import EmulatorConfig, serve_in_thread
 from runner.attribution import AttributionOptions, run_attribution
 from runner.cli import cli
 from runner.config import Settings
 from runner.dbt_invoke import run_dbt
-from runner.ihc_emulator import EmulatorConfig, serve_in_thread
 from runner.warehouse import connect
 
 KEY = "test-key-challenge-not-real"
