@@ -200,16 +200,17 @@ def test_build_as_of_prefers_the_var_then_the_remembered_date(settings: Settings
     today = date(2026, 12, 1)
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables(PROJECT_DIR)
-        assert build_as_of(warehouse, PROJECT_DIR, [], today) == AsOf(today, "calendar")
-        warehouse.execute("create table raw.as_of_date (as_of_date date, recorded_at timestamp)")
-        warehouse.execute("insert into raw.as_of_date values ('2017-04-30', current_timestamp)")
-        assert build_as_of(warehouse, PROJECT_DIR, [], today) == AsOf(
+        assert build_as_of(warehouse, settings, [], today) == AsOf(today, "calendar")
+        remembered = settings.relation("raw", "as_of_date")
+        warehouse.execute(f"create table {remembered} (as_of_date date, recorded_at timestamp)")
+        warehouse.execute(f"insert into {remembered} values ('2017-04-30', current_timestamp)")
+        assert build_as_of(warehouse, settings, [], today) == AsOf(
             date(2017, 4, 30), "remembered"
         )
         given = ["--vars", "{as_of_date: 2017-01-31}"]
-        assert build_as_of(warehouse, PROJECT_DIR, given, today) == AsOf(date(2017, 1, 31), "var")
+        assert build_as_of(warehouse, settings, given, today) == AsOf(date(2017, 1, 31), "var")
         reset = ["--vars", "{as_of_date: today}"]
-        assert build_as_of(warehouse, PROJECT_DIR, reset, today) == AsOf(today, "today")
+        assert build_as_of(warehouse, settings, reset, today) == AsOf(today, "today")
 
 
 def test_an_as_of_date_that_is_not_a_date_is_refused_before_the_build():

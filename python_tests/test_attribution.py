@@ -110,7 +110,7 @@ def test_faults_lose_nothing_double_nothing_and_reruns_finish(settings, journeys
     )  # fmt: skip
     config = EmulatorConfig(api_key=KEY, max_journeys=10, max_sessions=20, faults=faults)
     with serve_in_thread(config) as emulator, connect(settings) as warehouse:
-        first = run_attribution(warehouse, settings.project_dir, options(emulator.url))
+        first = run_attribution(warehouse, settings, options(emulator.url))
     after_first = state(settings)
     written = set(after_first["sums"])
     rejected = {conv_id for run, conv_id, _ in after_first["rejects"] if run == first.run_id}
@@ -127,7 +127,7 @@ def test_faults_lose_nothing_double_nothing_and_reruns_finish(settings, journeys
 
     # A fault-free rerun sends only what has no result yet, and finishes it.
     with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator, connect(settings) as wh:
-        second = run_attribution(wh, settings.project_dir, options(emulator.url))
+        second = run_attribution(wh, settings, options(emulator.url))
     assert second.journeys_selected == len(journeys) - len(written)
     done = state(settings)
     assert set(done["sums"]) == journeys - {"c1"}  # c1 is longer than the session limit
@@ -136,7 +136,7 @@ def test_faults_lose_nothing_double_nothing_and_reruns_finish(settings, journeys
 
     # --force replaces every result, never doubles one.
     with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator, connect(settings) as wh:
-        forced = run_attribution(wh, settings.project_dir, options(emulator.url, force=True))
+        forced = run_attribution(wh, settings, options(emulator.url, force=True))
     assert forced.journeys_selected == len(journeys)
     assert sorted(state(settings)["rows"]) == sorted(done["rows"])
     assert [run[1] for run in state(settings)["runs"]] == ["incomplete"] * 3  # c1: too long

@@ -134,7 +134,7 @@ def test_challenge_db_loads_builds_attributes_and_reports(settings: Settings, tm
     )  # fmt: skip
     with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator, connect(settings) as wh:
         options = dataclasses.replace(options, api_url=emulator.url)
-        summary = run_attribution(wh, settings.project_dir, options)
+        summary = run_attribution(wh, settings, options)
     assert summary.conversions_written == len(JOURNEYS)
     with connect(settings) as warehouse:
         _, shares = warehouse.query(

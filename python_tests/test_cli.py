@@ -127,7 +127,7 @@ def test_data_quality_is_one_line_per_source(settings):
         )
         for row in rows:
             warehouse.execute("insert into marts.data_quality values (?, ?, ?, ?)", row)
-        columns, lines = data_quality(warehouse)
+        columns, lines = data_quality(warehouse, settings)
     assert columns == ["source", "landed", "valid", "quarantined", "percent", "reasons"]
     assert lines == [
         ("crm_products", 5, 3, 2, Decimal("40.00"), "missing_product 1, unparseable_month 1"),

@@ -86,7 +86,7 @@ def marts(settings: Settings) -> Settings:
 
 def query(settings: Settings, customer_id: int, **filters) -> dict:
     with connect(settings, read_only=True) as warehouse:
-        return customer_interactions(warehouse, customer_id, **filters)
+        return customer_interactions(warehouse, settings, customer_id, **filters)
 
 
 # --- the query -------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_missing_marts_say_to_build_first(settings: Settings):
     with connect(settings) as warehouse:  # an existing but empty warehouse
         warehouse.execute("create schema marts")
         with pytest.raises(RunnerError, match=r"do not exist yet.*`runner build` first"):
-            customer_interactions(warehouse, 101)
+            customer_interactions(warehouse, settings, 101)
 
 
 # --- the CLI ---------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         """A CRM customer's interactions per channel: every channel, zero when none."""
         with open_marts() as warehouse:
-            return customer_interactions(warehouse, customer_id, topic, since, until)
+            return customer_interactions(warehouse, settings, customer_id, topic, since, until)
 
     @app.exception_handler(RequestValidationError)
     def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,7 +3,8 @@ macros/as_of_date.sql, told before `runner build` starts.
 
 The var `as_of_date` when given (on the command line, or in dbt_project.yml), `today`
 for the calendar; else the date the warehouse remembers from the last build given the
-var (raw.as_of_date, written by the on-run-start hook remember_as_of_date); else today.
+var (the table as_of_date of the target's raw schema, written by the on-run-start hook
+remember_as_of_date); else today.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from runner.config import Settings
 from runner.errors import RunnerError
 from runner.warehouse import Warehouse
 
@@ -67,22 +69,24 @@ def project_var(project_dir: Path) -> object:
     return values.get("as_of_date") if isinstance(values, dict) else None
 
 
-def remembered(warehouse: Warehouse) -> date | None:
+def remembered(warehouse: Warehouse, settings: Settings) -> date | None:
     """The as_of_date recorded by the last build given the var, if any."""
-    if not warehouse.table_exists("raw", "as_of_date"):
+    if not warehouse.table_exists(settings.schema("raw"), "as_of_date"):
         return None
-    _, rows = warehouse.query("select max(as_of_date) from raw.as_of_date")
-    return rows[0][0] if rows else None
+    table = settings.relation("raw", "as_of_date")
+    _, rows = warehouse.query(f"select max(as_of_date) from {table}")
+    day = rows[0][0] if rows else None
+    return day if isinstance(day, date) else None
 
 
 def build_as_of(
-    warehouse: Warehouse, project_dir: Path, dbt_args: Sequence[str], today: date | None = None
+    warehouse: Warehouse, settings: Settings, dbt_args: Sequence[str], today: date | None = None
 ) -> AsOf:
     """The as_of_date a build with these dbt arguments evaluates the marts at."""
     today = today or date.today()
     value = var_in_args(dbt_args)
     if value is None:
-        value = project_var(project_dir)
+        value = project_var(settings.project_dir)
     if value is not None:
         if str(value) == "today":
             return AsOf(today, "today")
@@ -90,5 +94,5 @@ def build_as_of(
             return AsOf(date.fromisoformat(str(value)), "var")
         except ValueError:
             raise RunnerError(f"as_of_date must be YYYY-MM-DD or today, got {value!r}.") from None
-    day = remembered(warehouse)
+    day = remembered(warehouse, settings)
     return AsOf(day, "remembered") if day is not None else AsOf(today, "calendar")

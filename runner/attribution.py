@@ -1,25 +1,29 @@
 """The IHC attribution round trip: journeys out of the warehouse, to the IHC API, and
-the checked results back into `raw.attribution_customer_journey`.
+the checked results back into the raw table `attribution_customer_journey`.
 
-- Journeys come from `intermediate.int_journeys_built`, selected by the conversion's
+Every relation is the settings' target's (Settings.relation, AttributionTables): `raw.x`
+and `intermediate.x` on a production target, `dev_raw.x`... for a target `dev`.
+
+- Journeys come from the model `int_journeys_built` (the runner's interface to the
+  project: documented as such in its YAML and the README), selected by the conversion's
   time in [start, end); conversions that already have results are skipped unless
   `force`.
 - They go in requests of at most `max_journeys` journeys and `max_sessions` sessions;
   a journey is never split, and one longer than `max_sessions` is reported (as a
   reject) and not sent.
 - Requests run in parallel threads. Each has a timeout; 429 (honouring Retry-After),
-  5xx, timeouts and dropped connections are retried with exponential backoff and
-  jitter, a bounded number of times; other 4xx are not retried; 401/403 stop the run.
+  5xx, timeouts and dropped connections are retried (tenacity) with exponential backoff
+  and jitter, a bounded number of times; other 4xx are not retried; 401/403 stop the run.
 - Every answer is checked: each conversion sent must come back, its ihc must sum to 1
   within `tolerance`, and its sessions must be ones that were sent. What fails, and
-  what the API names in partialFailureErrors, goes to `raw.attribution_rejects` with
+  what the API names in partialFailureErrors, goes to `attribution_rejects` (raw) with
   the reason, never to the results.
 - Only the main thread writes: each request's results (and rejects) in one
   transaction. A conversion's earlier rows are replaced only by its complete, checked
   new answer, in that transaction; a failed request, a rejected conversion or one
   missing from the answer keeps its earlier rows as they were. Nothing is ever doubled,
   and a crash loses nothing already written; the next run finishes the rest.
-- `raw.attribution_runs` logs each run: "succeeded" when every selected conversion got
+- `attribution_runs` (raw) logs each run: "succeeded" when every selected conversion got
   results, "incomplete" when some did not (the summary counts them by reason; the CLI
   exits with EXIT_INCOMPLETE), "failed" after an error, "running" until it ends.
 - The API key is only ever put in the request header: it is never printed, logged or
@@ -29,7 +33,6 @@ the checked results back into `raw.attribution_customer_journey`.
 from __future__ import annotations
 
 import logging
-import random
 import tempfile
 import threading
 import time
@@ -40,10 +43,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
+import tenacity
 
+from runner.config import Settings
 from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.loading import write_csv
 from runner.warehouse import Warehouse
@@ -66,6 +71,43 @@ EXIT_INCOMPLETE = 3
 got no results (errors exit 1)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403})
+RESULTS_SOURCE = "source:raw.attribution_customer_journey"
+"""The dbt selector of the results table (the source `runner attribute` writes back):
+after a run, `runner attribute` builds `@` it, what depends on the results."""
+
+ResultRow = tuple[Any, ...]
+"""One row of attribution_customer_journey, in RESULT_COLUMNS order."""
+
+
+@dataclass(frozen=True)
+class AttributionTables:
+    """The relations a run reads and writes, on the settings' target."""
+
+    journeys: str  # the model int_journeys_built: the runner's interface (see its YAML)
+    results: str
+    rejects: str
+    runs: str
+    journeys_schema: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> AttributionTables:
+        return cls(
+            journeys=settings.relation("intermediate", "int_journeys_built"),
+            results=settings.relation("raw", "attribution_customer_journey"),
+            rejects=settings.relation("raw", "attribution_rejects"),
+            runs=settings.relation("raw", "attribution_runs"),
+            journeys_schema=settings.schema("intermediate"),
+        )
+
+
+class Progress(Protocol):
+    """What follows a run: told the number of selected journeys once, then how many more
+    are done (sent and answered, or rejected) after each request. runner.progress has a
+    progress bar."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, done: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -135,12 +177,15 @@ class RunSummary:
         """Every selected conversion got results in this run."""
         return self.conversions_rejected == 0
 
+    rejects_table: str = "attribution_rejects"
+    """Where the rejects are (the relation on the run's target)."""
+
     def without_results(self) -> str:
         """How many selected conversions got no results in this run, and why."""
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.reject_reasons.items()))
         text = (
             f"{self.conversions_rejected} of {self.journeys_selected} conversions got no "
-            f"results: {reasons} (see raw.attribution_rejects)"
+            f"results: {reasons} (see {self.rejects_table})"
         )
         if self.kept_earlier:
             text += f"; {self.kept_earlier} of them keep their earlier results"
@@ -173,16 +218,18 @@ def redact(text: str, secret: str) -> str:
 
 
 def select_journeys(
-    warehouse: Warehouse, start: date | None, end: date | None, force: bool
-) -> list[Journey]:
+    warehouse: Warehouse, tables: AttributionTables, start: date | None, end: date | None,
+    force: bool,
+) -> list[Journey]:  # fmt: skip
     """Journeys whose conversion time is in [start, end), in conversion order; without
     `force`, only conversions that have no results yet."""
-    if not warehouse.table_exists("intermediate", "int_journeys_built"):
+    if not warehouse.table_exists(tables.journeys_schema, "int_journeys_built"):
         raise RunnerError(
-            "intermediate.int_journeys_built does not exist yet. Load marketing data "
+            f"{tables.journeys} does not exist yet. Load marketing data "
             "(`runner load marketing PATH`) and run `runner build` first."
         )
-    conditions, params = ["1 = 1"], []
+    conditions: list[str] = ["1 = 1"]
+    params: list[datetime] = []
     if start is not None:
         conditions.append("journeys.converted_at >= ?")
         params.append(datetime.combine(start, datetime.min.time()))
@@ -191,14 +238,14 @@ def select_journeys(
         params.append(datetime.combine(end, datetime.min.time()))
     if not force:
         conditions.append(
-            "not exists (select 1 from raw.attribution_customer_journey as done "
+            f"not exists (select 1 from {tables.results} as done "
             "where done.conv_id = journeys.conv_id)"
         )
     _, rows = warehouse.query(
         "select journeys.conv_id, journeys.session_id, journeys.session_at, "
         "journeys.channel_name, journeys.holder_engagement, journeys.closer_engagement, "
         "journeys.conversion, journeys.impression_interaction "
-        "from intermediate.int_journeys_built as journeys "
+        f"from {tables.journeys} as journeys "
         f"where {' and '.join(conditions)} "
         "order by journeys.converted_at, journeys.conv_id, journeys.session_position",
         params,
@@ -265,19 +312,51 @@ class FatalAnswer(RunnerError):
     """An answer that makes every further request pointless (wrong or missing key)."""
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One try of a request: the answer to keep (`answer`), or why another try may help."""
+
+    answer: BatchAnswer | None = None
+    error: str = ""
+    retry_after: float | None = None
+
+
+class _WaitOrRetryAfter(tenacity.wait.wait_base):
+    """Exponential backoff with jitter, min(max_backoff, backoff x 2^(attempt - 1)) x
+    uniform(0.5, 1) (half fixed, half random: no thundering herd), or a 429's Retry-After
+    when longer (capped at max_backoff)."""
+
+    def __init__(self, backoff: float, max_backoff: float) -> None:
+        self.max_backoff = max_backoff
+        half = tenacity.wait_exponential(multiplier=backoff / 2, max=max_backoff / 2)
+        self.backoff = half + tenacity.wait_random_exponential(
+            multiplier=backoff / 2, max=max_backoff / 2
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        delay = float(self.backoff(retry_state))
+        attempt = retry_state.outcome.result() if retry_state.outcome else None
+        if isinstance(attempt, _Attempt) and attempt.retry_after is not None:
+            delay = max(delay, min(attempt.retry_after, self.max_backoff))
+        return delay
+
+
 def post_batch(
     http: requests.Session,
     options: AttributionOptions,
     journeys: list[Journey],
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchAnswer:
-    """Send one request, retrying what can be retried; never raises for HTTP trouble
-    except 401/403 (FatalAnswer)."""
+    """Send one request, retrying what can be retried (at most options.max_attempts
+    tries, waiting with `sleep` between them); never raises for HTTP trouble except
+    401/403 (FatalAnswer)."""
     url = f"{options.api_url.rstrip('/')}/v1/compute_ihc"
     body = {"customer_journeys": [s for journey in journeys for s in journey.sessions]}
-    last_error = "no attempt made"
-    for attempt in range(1, options.max_attempts + 1):
-        wait_hint: float | None = None
+    attempts = 0
+
+    def attempt() -> _Attempt:
+        nonlocal attempts
+        attempts += 1
         try:
             response = http.post(
                 url,
@@ -287,36 +366,40 @@ def post_batch(
                 timeout=options.timeout_seconds,
             )
         except requests.Timeout:
-            last_error = f"no answer within {options.timeout_seconds:g} s"
+            return _Attempt(error=f"no answer within {options.timeout_seconds:g} s")
         except requests.ConnectionError as exc:
-            last_error = f"connection failed ({type(exc).__name__})"
-        else:
-            if response.status_code in FATAL_STATUSES:
-                raise FatalAnswer(
-                    f"The IHC API refused the API key (HTTP {response.status_code}). "
-                    "Check IHC_API_KEY (and IHC_API_URL)."
-                )
-            if response.status_code in (200, 206):
-                try:
-                    return BatchAnswer(journeys, response.json(), attempt)
-                except ValueError:
-                    return BatchAnswer(journeys, None, attempt, "the answer is not JSON")
-            last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code not in RETRY_STATUSES:
-                return BatchAnswer(journeys, None, attempt, last_error)
-            if response.status_code == 429:
-                wait_hint = _retry_after(response)
-        if attempt < options.max_attempts:
-            backoff = min(options.max_backoff_seconds, options.backoff_seconds * 2 ** (attempt - 1))
-            delay = backoff * random.uniform(0.5, 1.0)  # jitter: no thundering herd
-            if wait_hint is not None:
-                delay = max(delay, min(wait_hint, options.max_backoff_seconds))
-            sleep(delay)
+            return _Attempt(error=f"connection failed ({type(exc).__name__})")
+        if response.status_code in FATAL_STATUSES:
+            raise FatalAnswer(
+                f"The IHC API refused the API key (HTTP {response.status_code}). "
+                "Check IHC_API_KEY (and IHC_API_URL)."
+            )
+        if response.status_code in (200, 206):
+            try:
+                return _Attempt(BatchAnswer(journeys, response.json(), attempts))
+            except ValueError:
+                return _Attempt(BatchAnswer(journeys, None, attempts, "the answer is not JSON"))
+        error = f"HTTP {response.status_code}: {response.text[:200]}"
+        if response.status_code not in RETRY_STATUSES:
+            return _Attempt(BatchAnswer(journeys, None, attempts, error))
+        hint = _retry_after(response) if response.status_code == 429 else None
+        return _Attempt(error=error, retry_after=hint)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(options.max_attempts),
+        wait=_WaitOrRetryAfter(options.backoff_seconds, options.max_backoff_seconds),
+        retry=tenacity.retry_if_result(lambda tried: tried.answer is None),
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    last: _Attempt | None = retrying(attempt)
+    if last is not None and last.answer is not None:
+        return last.answer
     return BatchAnswer(
         journeys,
         None,
         options.max_attempts,
-        f"gave up after {options.max_attempts} attempts: {last_error}",
+        f"gave up after {options.max_attempts} attempts: {last.error if last else 'no attempt'}",
     )
 
 
@@ -325,7 +408,7 @@ def post_batch(
 
 def check_answer(
     answer: BatchAnswer, tolerance: float, run_id: str, received_at: datetime
-) -> tuple[list[tuple], list[Reject]]:
+) -> tuple[list[ResultRow], list[Reject]]:
     """Result rows that passed every check, and a reject for every conversion that did
     not: each conversion sent comes back, its sessions are ones that were sent (once
     each), and its ihc sums to 1 within `tolerance`."""
@@ -342,7 +425,7 @@ def check_answer(
         if isinstance(row, dict) and "conversion_id" in row:
             by_conversion.setdefault(str(row["conversion_id"]), []).append(row)
 
-    rows: list[tuple] = []
+    rows: list[ResultRow] = []
     rejects: list[Reject] = []
     for journey in answer.journeys:
         conv_id = journey.conv_id
@@ -398,7 +481,9 @@ def _number(value: Any) -> float | None:
 # --- writing ---------------------------------------------------------------------------
 
 
-def _bulk_insert(warehouse: Warehouse, table: str, columns: Sequence[str], rows: list[tuple]):
+def _bulk_insert(
+    warehouse: Warehouse, table: str, columns: Sequence[str], rows: list[ResultRow]
+) -> None:
     if not rows:
         return
     with tempfile.TemporaryDirectory(prefix="runner-attribution-") as tmp:
@@ -421,8 +506,8 @@ def _csv_value(value: Any) -> str | int | None:
 
 
 def write_answer(
-    warehouse: Warehouse, rows: list[tuple], rejects: list[Reject], run_id: str,
-    received_at: datetime,
+    warehouse: Warehouse, tables: AttributionTables, rows: list[ResultRow],
+    rejects: list[Reject], run_id: str, received_at: datetime,
 ) -> None:  # fmt: skip
     """One request's outcome in one transaction: the earlier results of exactly the
     conversions in `rows` (checked, complete answers) are replaced by them, never doubled;
@@ -432,21 +517,23 @@ def write_answer(
         if conv_ids:
             placeholders = ", ".join("?" for _ in conv_ids)
             warehouse.execute(
-                f"delete from raw.attribution_customer_journey where conv_id in ({placeholders})",
-                conv_ids,
+                f"delete from {tables.results} where conv_id in ({placeholders})", conv_ids
             )
-        _bulk_insert(warehouse, "raw.attribution_customer_journey", RESULT_COLUMNS, rows)
+        _bulk_insert(warehouse, tables.results, RESULT_COLUMNS, rows)
         _bulk_insert(
             warehouse,
-            "raw.attribution_rejects",
+            tables.rejects,
             REJECT_COLUMNS,
             [(run_id, r.conv_id, r.reason, r.detail, received_at) for r in rejects],
         )
 
 
-def _log_run(warehouse: Warehouse, summary: RunSummary, options: AttributionOptions) -> None:
+def _log_run(
+    warehouse: Warehouse, tables: AttributionTables, summary: RunSummary,
+    options: AttributionOptions,
+) -> None:  # fmt: skip
     warehouse.execute(
-        "update raw.attribution_runs set finished_at = ?, journeys_selected = ?, "
+        f"update {tables.runs} set finished_at = ?, journeys_selected = ?, "
         "journeys_sent = ?, journeys_skipped = ?, conversions_written = ?, "
         "conversions_rejected = ?, requests = ?, retries = ?, status = ?, message = ? "
         "where run_id = ?",
@@ -471,22 +558,25 @@ def _log_run(warehouse: Warehouse, summary: RunSummary, options: AttributionOpti
 
 def run_attribution(
     warehouse: Warehouse,
-    project_dir: Path,
+    settings: Settings,
     options: AttributionOptions,
-    on_progress: Callable[[int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunSummary:
-    """Attribute every selected journey; see the module's docstring."""
-    warehouse.ensure_raw_tables(project_dir)
+    """Attribute every selected journey, on the settings' target; see the module's
+    docstring. `progress` is told how far the run is."""
+    tables = AttributionTables.of(settings)
+    warehouse.ensure_raw_tables(settings.project_dir)
     if not warehouse.try_exclusive("runner attribute"):
         raise RunnerError(
             "Another `runner attribute` run is in progress on this warehouse; this one did "
             "nothing (two at once would send the same journeys twice). Wait for it to finish, "
             "then run this again: it sends only the conversions still without results."
         )
-    summary = RunSummary(run_id=f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+    summary = RunSummary(
+        run_id=f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", rejects_table=tables.rejects
+    )
     warehouse.execute(
-        "insert into raw.attribution_runs (run_id, started_at, start_date, end_date, "
+        f"insert into {tables.runs} (run_id, started_at, start_date, end_date, "
         "conv_type_id, api_url, status) values (?, ?, ?, ?, ?, ?, ?)",
         (
             summary.run_id,
@@ -499,11 +589,13 @@ def run_attribution(
         ),
     )
     try:
-        journeys = select_journeys(warehouse, options.start_date, options.end_date, options.force)
+        journeys = select_journeys(
+            warehouse, tables, options.start_date, options.end_date, options.force
+        )
         summary.journeys_selected = len(journeys)
         batches, too_long = plan_batches(journeys, options.max_journeys, options.max_sessions)
-        if on_start:
-            on_start(len(journeys))
+        if progress:
+            progress.start(len(journeys))
         if too_long:
             now = _now()
             rejects = [
@@ -511,47 +603,47 @@ def run_attribution(
                        f"{len(j.sessions)} sessions > the limit of {options.max_sessions}")
                 for j in too_long
             ]  # fmt: skip
-            write_answer(warehouse, [], rejects, summary.run_id, now)
+            write_answer(warehouse, tables, [], rejects, summary.run_id, now)
             summary.journeys_skipped = len(too_long)
             _count_rejects(summary, rejects)
-            if on_progress:
-                on_progress(len(too_long))
-        _send_all(warehouse, options, batches, summary, on_progress)
+            if progress:
+                progress.advance(len(too_long))
+        _send_all(warehouse, tables, options, batches, summary, progress)
         if summary.complete:
             summary.status = "succeeded"
         else:
-            summary.kept_earlier = _kept_earlier(warehouse, summary.run_id)
+            summary.kept_earlier = _kept_earlier(warehouse, tables, summary.run_id)
             summary.status, summary.message = "incomplete", summary.without_results()
     except FatalAnswer as exc:
         summary.status, summary.message = "failed", exc.message
-        _log_run(warehouse, summary, options)
+        _log_run(warehouse, tables, summary, options)
         raise
     except WarehouseConnectionLost as exc:  # nothing more can be written, not even the log
         raise RunnerError(
             f"The connection to the warehouse was lost during attribution run {summary.run_id} "
             f"({exc.reason}). What was written before is kept ({summary.conversions_written} "
             f"conversions with results, {summary.conversions_rejected} rejects); the answer "
-            "being written was rolled back, so nothing is doubled. The run stays 'running' in "
-            "raw.attribution_runs. Run the same command again: it sends only the conversions "
+            f"being written was rolled back, so nothing is doubled. The run stays 'running' in "
+            f"{tables.runs}. Run the same command again: it sends only the conversions "
             "still without results."
         ) from None
     except BaseException as exc:
         summary.status = "failed"
         summary.message = redact(f"{type(exc).__name__}: {exc}", options.api_key)[:500]
         try:
-            _log_run(warehouse, summary, options)
+            _log_run(warehouse, tables, summary, options)
         except Exception:  # the warehouse itself may be what failed
             logger.warning("could not record the failed run %s", summary.run_id)
         raise
-    _log_run(warehouse, summary, options)
+    _log_run(warehouse, tables, summary, options)
     return summary
 
 
-def _kept_earlier(warehouse: Warehouse, run_id: str) -> int:
+def _kept_earlier(warehouse: Warehouse, tables: AttributionTables, run_id: str) -> int:
     """Conversions rejected by this run that have results from an earlier one."""
     _, rows = warehouse.query(
-        "select count(distinct rejects.conv_id) from raw.attribution_rejects as rejects "
-        "where rejects.run_id = ? and exists (select 1 from raw.attribution_customer_journey "
+        f"select count(distinct rejects.conv_id) from {tables.rejects} as rejects "
+        f"where rejects.run_id = ? and exists (select 1 from {tables.results} "
         "as done where done.conv_id = rejects.conv_id)",
         (run_id,),
     )
@@ -570,10 +662,11 @@ class RunStopped(Exception):
 
 def _send_all(
     warehouse: Warehouse,
+    tables: AttributionTables,
     options: AttributionOptions,
     batches: list[list[Journey]],
     summary: RunSummary,
-    on_progress: Callable[[int], None] | None,
+    progress: Progress | None,
 ) -> None:
     """Requests in parallel threads (HTTP only); checking and writing in this thread.
     When this thread stops (Ctrl-C, an error), the requests in flight are not retried:
@@ -602,14 +695,14 @@ def _send_all(
                     rows, rejects = check_answer(
                         answer, options.tolerance, summary.run_id, received_at
                     )
-                    write_answer(warehouse, rows, rejects, summary.run_id, received_at)
+                    write_answer(warehouse, tables, rows, rejects, summary.run_id, received_at)
                     summary.requests += answer.attempts
                     summary.retries += answer.attempts - 1
                     summary.journeys_sent += len(answer.journeys)
                     summary.conversions_written += len({row[0] for row in rows})
                     _count_rejects(summary, rejects)
-                    if on_progress:
-                        on_progress(len(answer.journeys))
+                    if progress:
+                        progress.advance(len(answer.journeys))
         except BaseException:
             stopping.set()
             for future in pending:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -57,19 +56,40 @@ def warehouse_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class CommandFailed(click.ClickException):
+    """A RunnerError as click shows it: `Error: <message>` on stderr, or for an
+    Interrupted the message alone; the exit code is the error's own."""
+
+    def __init__(self, error: RunnerError) -> None:
+        super().__init__(error.message)
+        self.exit_code = error.exit_code
+        self.plain = isinstance(error, Interrupted)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.plain:
+            click.echo(self.format_message(), file=file, err=file is None)
+        else:
+            super().show(file)
+
+
 class RunnerGroup(click.Group):
-    """The runner's commands. A Ctrl-C (KeyboardInterrupt) that no command turned into
-    its own Interrupted message becomes a general one: one line, exit 130, no traceback
-    (click itself would print "Aborted!" and exit 1)."""
+    """The runner's commands. The only place where the runner's own exceptions
+    (runner.errors) become click errors. A Ctrl-C (KeyboardInterrupt) that no command
+    turned into its own Interrupted message becomes a general one: one line, exit 130,
+    no traceback (click itself would print "Aborted!" and exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            raise Interrupted(
-                "stopped before it finished; what it had not committed was rolled back. "
-                "Run the same command again."
+            raise CommandFailed(
+                Interrupted(
+                    "stopped before it finished; what it had not committed was rolled back. "
+                    "Run the same command again."
+                )
             ) from None
+        except RunnerError as exc:
+            raise CommandFailed(exc) from None
 
 
 @contextmanager
@@ -129,7 +149,7 @@ def build(
 
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables(settings.project_dir)
-        as_of = build_as_of(warehouse, settings.project_dir, dbt_args)
+        as_of = build_as_of(warehouse, settings, dbt_args)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
     if freshness:
         stale = source_freshness(settings)
@@ -304,7 +324,8 @@ def load_marketing(settings: Settings, path: Path) -> None:
 @warehouse_options
 @click.argument("load_id")
 def unload(settings: Settings, load_id: str) -> None:
-    """Take a load back: delete its raw rows and its raw.loads line (one transaction).
+    """Take a load back: delete its raw rows and its line in the raw table loads (one
+    transaction).
     The next build rebuilds the incremental models in full once, so the marts are those
     of a warehouse that never had it. LOAD_ID is what `runner load` printed."""
     from runner.loading import unload as take_back
@@ -334,7 +355,7 @@ def top_ltv(settings: Settings, n: int, fmt: str) -> None:
     from runner.warehouse import connect
 
     with connect(settings, read_only=True) as warehouse:
-        columns, rows = query_top_ltv(warehouse, n)
+        columns, rows = query_top_ltv(warehouse, settings, n)
     click.echo(render(columns, rows, fmt))
 
 
@@ -345,45 +366,11 @@ def summary(settings: Settings, top: int) -> None:
     """What the marts hold: rows landed, valid and quarantined per source; top customers
     by lifetime value and year-to-date spend; recency; messaging buckets; and one CRM
     customer's interactions as the API serves them."""
-    from runner.interactions import customer_interactions
-    from runner.reports import (
-        channel_totals,
-        data_quality,
-        message_buckets,
-        most_contacted_crm_customer,
-        recency_buckets,
-        render,
-        ytd_spend_leaders,
-    )
-    from runner.reports import top_ltv as query_top_ltv
+    from runner.reports import summary as query_summary
     from runner.warehouse import connect
 
     with connect(settings, read_only=True) as warehouse:
-        quality = data_quality(warehouse)
-        ltv = query_top_ltv(warehouse, top)
-        ytd = ytd_spend_leaders(warehouse, top)
-        recency = recency_buckets(warehouse)
-        buckets = message_buckets(warehouse)
-        channels = channel_totals(warehouse)
-        contacted = most_contacted_crm_customer(warehouse)
-        example = customer_interactions(warehouse, contacted) if contacted is not None else None
-    sections = [
-        (
-            "Rows landed per source: valid, quarantined, the main reasons (marts.data_quality):",
-            quality,
-        ),
-        (f"Top {top} customers by lifetime value (marts.customer_ltv):", ltv),
-        (f"Top {top} customers by year-to-date spend (marts.customer_ytd_spend):", ytd),
-        ("Days since last purchase (marts.customer_days_since_last_purchase):", recency),
-        ("App messaging buckets (marts.customer_engagement):", buckets),
-        ("Channel report, all days (marts.channel_reporting):", channels),
-    ]
-    click.echo("\n\n".join(f"{title}\n{render(*rows, 'table')}" for title, rows in sections))
-    if example is not None:
-        click.echo(
-            f"\nInteractions of CRM customer {contacted} (`runner interactions {contacted}`, "
-            f"GET /api/v1/interactions/{contacted}):\n{json.dumps(example)}"
-        )
+        click.echo(query_summary(warehouse, settings, top).describe())
 
 
 @cli.command()
@@ -418,6 +405,7 @@ def interactions(
     with connect(settings, read_only=True) as warehouse:
         result = customer_interactions(
             warehouse,
+            settings,
             customer_id,
             topic=topic,
             since=since.date() if since else None,
@@ -765,7 +753,7 @@ def _listen_error(host: str, port: int, exc: OSError, ctx: click.Context) -> str
 )
 @on_interrupt(
     "the answers received before it are written, each in one transaction with its checks; "
-    "the run is logged as failed in raw.attribution_runs. Run the same command again "
+    "the run is logged as failed (the raw table attribution_runs). Run the same command again "
     "(without --force it sends only the conversions still without results)."
 )
 def attribute(
@@ -787,10 +775,10 @@ def attribute(
 
     Sends the journeys of conversions in [--start-date, --end-date) (both optional) to
     POST {api-url}/v1/compute_ihc, in parallel requests of whole journeys, retrying
-    throttling and server trouble; checks every answer; writes results to
-    raw.attribution_customer_journey and what fails to raw.attribution_rejects; logs
-    the run in raw.attribution_runs; then builds what depends on the results. The key
-    comes only from the environment variable IHC_API_KEY.
+    throttling and server trouble; checks every answer; writes results to the raw table
+    attribution_customer_journey and what fails to attribution_rejects; logs the run in
+    attribution_runs (all in the target's raw schema); then builds what depends on the
+    results. The key comes only from the environment variable IHC_API_KEY.
 
     A conversion's earlier results are replaced only by a complete, checked new answer:
     a failed request or a rejected conversion keeps them as they were.
@@ -804,8 +792,14 @@ def attribute(
     """
     import os
 
-    from runner.attribution import EXIT_INCOMPLETE, AttributionOptions, run_attribution
+    from runner.attribution import (
+        EXIT_INCOMPLETE,
+        RESULTS_SOURCE,
+        AttributionOptions,
+        run_attribution,
+    )
     from runner.dbt_invoke import run_dbt
+    from runner.progress import ProgressBar
     from runner.warehouse import connect
 
     api_key = os.environ.get("IHC_API_KEY", "")
@@ -829,35 +823,14 @@ def attribute(
         tolerance=tolerance,
         force=force,
     )
-    with connect(settings) as warehouse:
-        bar: dict[str, Any] = {}
-
-        def start(total: int) -> None:
-            bar["bar"] = click.progressbar(
-                length=max(total, 1), label="Journeys", file=sys.stderr, show_pos=True
-            )
-            bar["bar"].__enter__()
-
-        try:
-            summary = run_attribution(
-                warehouse,
-                settings.project_dir,
-                options,
-                on_progress=lambda n: bar["bar"].update(n),
-                on_start=start,
-            )
-        finally:
-            if "bar" in bar:
-                bar["bar"].__exit__(None, None, None)
+    with connect(settings) as warehouse, ProgressBar("Journeys") as progress:
+        summary = run_attribution(warehouse, settings, options, progress)
     click.echo(summary.describe())
     if build:
         click.echo("Building what depends on the attribution results...", err=True)
         # What depends on the results, and what those models read (so their unit tests
         # and joins find every input, even where only part of the warehouse was built).
-        selection = [
-            "--select", "@source:raw.attribution_customer_journey",
-            "--indirect-selection", "cautious",
-        ]  # fmt: skip
+        selection = ["--select", f"@{RESULTS_SOURCE}", "--indirect-selection", "cautious"]
         with on_interrupt(
             "the attribution results are written, but the build of what depends on them "
             "stopped before it finished. Run `runner build` to finish it."
@@ -895,14 +868,14 @@ def export() -> None:
 def export_channel_reporting(
     settings: Settings, out: Path, start_date: datetime | None, end_date: datetime | None
 ) -> None:
-    """marts.channel_reporting as CSV with a header row, days in [start, end)."""
+    """The mart channel_reporting as CSV with a header row, days in [start, end)."""
     from runner.reports import channel_reporting, check_day_range
     from runner.warehouse import connect
 
     start, end = (day.date() if day else None for day in (start_date, end_date))
     check_day_range(start, end)
     with connect(settings, read_only=True) as warehouse:
-        columns, rows = channel_reporting(warehouse, start, end)
+        columns, rows = channel_reporting(warehouse, settings, start, end)
     text = render(columns, rows, "csv") + "\n"
     if str(out) == "-":
         click.echo(text, nl=False)

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-import click
-
 from runner.config import Settings
 
 WRITING_COMMANDS = {"build", "run", "seed", "snapshot"}  # after these, marts may have changed
@@ -107,7 +105,7 @@ def invoke_dbt(
         raise KeyboardInterrupt
     if result.exception is not None and not printed:
         message = str(result.exception).strip() or type(result.exception).__name__
-        click.echo(f"dbt {' '.join(command)}: {message}", err=True)
+        print(f"dbt {' '.join(command)}: {message}", file=sys.stderr, flush=True)
     return result
 
 

@@ -1,12 +1,23 @@
-"""Errors the runner reports to users: a message that says what went wrong and what to do."""
+"""The runner's own exceptions: a message that says what went wrong and what to do.
 
-from typing import IO, Any
+Library code raises these and never imports click; only the CLI (runner.cli) turns them
+into click errors: `Error: <message>` on stderr, no traceback, exit `exit_code`.
+"""
 
-import click
+from __future__ import annotations
 
 
-class RunnerError(click.ClickException):
+class RunnerError(Exception):
     """An expected failure. The CLI prints `Error: <message>` (no traceback), exits 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class WarehouseConnectionLost(RunnerError):
@@ -14,7 +25,7 @@ class WarehouseConnectionLost(RunnerError):
     The transaction in progress was rolled back by the server; `reason` is the driver's
     first line, for callers that add what the rollback means for their work."""
 
-    def __init__(self, message: str, reason: str):
+    def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -25,8 +36,5 @@ class Interrupted(RunnerError):
 
     exit_code = 130
 
-    def __init__(self, outcome: str):
+    def __init__(self, outcome: str) -> None:
         super().__init__(f"interrupted: {outcome}")
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(self.format_message(), file=file, err=file is None)

@@ -2,8 +2,9 @@
 
 Reads three marts: `customer_channel_interactions` (one row per CRM customer: tells
 whether a customer exists), `fct_crm_interactions` (one row per valid interaction) and
-`dim_crm_channels` (every known channel, in display order). Shared by the
-`runner interactions` command and the HTTP API.
+`dim_crm_channels` (every known channel, in display order), in the marts schema of the
+settings' target (Settings.schema("marts")). Shared by the `runner interactions`
+command and the HTTP API.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from runner.config import Settings
 from runner.errors import RunnerError
 from runner.warehouse import Warehouse
 
@@ -26,16 +28,16 @@ class InvalidFilter(RunnerError):
     """The filters contradict each other (e.g. `since` after `until`)."""
 
 
-def require_marts(warehouse: Warehouse) -> None:
+def require_marts(warehouse: Warehouse, settings: Settings) -> None:
     """Fail with what to do when any of the marts this module reads is missing."""
     _, rows = warehouse.query(
         "select table_name from information_schema.tables "
-        "where table_schema = 'marts' and table_name in (?, ?, ?)",
-        MARTS,
+        "where table_schema = ? and table_name in (?, ?, ?)",
+        (settings.schema("marts"), *MARTS),
     )
     missing = [table for table in MARTS if table not in {row[0] for row in rows}]
     if missing:
-        names = ", ".join(f"marts.{table}" for table in missing)
+        names = ", ".join(settings.relation("marts", table) for table in missing)
         raise RunnerError(
             f"{names} {'does' if len(missing) == 1 else 'do'} not exist yet in this warehouse. "
             "Load data and run `runner build` first."
@@ -44,6 +46,7 @@ def require_marts(warehouse: Warehouse) -> None:
 
 def customer_interactions(
     warehouse: Warehouse,
+    settings: Settings,
     customer_id: int,
     topic: str | None = None,
     since: date | None = None,
@@ -62,8 +65,8 @@ def customer_interactions(
     """
     if since is not None and until is not None and since > until:
         raise InvalidFilter(f"since ({since}) is after until ({until}): nothing can match.")
-    require_marts(warehouse)
-    if not _customer_exists(warehouse, customer_id):
+    require_marts(warehouse, settings)
+    if not _customer_exists(warehouse, settings, customer_id):
         raise UnknownCustomer(f"No CRM customer with id {customer_id}.")
 
     conditions = ["i.customer_id = ?"]
@@ -80,8 +83,8 @@ def customer_interactions(
     # The filters sit in the join condition, so channels without a match still get a row.
     _, rows = warehouse.query(
         "select c.channel, count(i.customer_id) as interactions "
-        "from marts.dim_crm_channels as c "
-        "left join marts.fct_crm_interactions as i "
+        f"from {settings.relation('marts', 'dim_crm_channels')} as c "
+        f"left join {settings.relation('marts', 'fct_crm_interactions')} as i "
         f"on i.channel = c.channel and {' and '.join(conditions)} "
         "group by c.channel, c.display_order "
         "order by c.display_order, c.channel",
@@ -91,11 +94,11 @@ def customer_interactions(
     return {"data": {"customer_id": customer_id, "interactions": counts}}
 
 
-def _customer_exists(warehouse: Warehouse, customer_id: int) -> bool:
+def _customer_exists(warehouse: Warehouse, settings: Settings, customer_id: int) -> bool:
     if not BIGINT_MIN <= customer_id <= BIGINT_MAX:
         return False  # customer_id is a BIGINT: such an id cannot be stored
+    customers = settings.relation("marts", "customer_channel_interactions")
     _, rows = warehouse.query(
-        "select count(*) from marts.customer_channel_interactions where customer_id = ?",
-        (customer_id,),
+        f"select count(*) from {customers} where customer_id = ?", (customer_id,)
     )
-    return rows[0][0] > 0
+    return bool(rows[0][0] > 0)

@@ -5,7 +5,10 @@ writer's lock keeps readers out), so an API that opened the warehouse would answ
 during every build, or make a build fail that started while a request was reading. On
 DuckDB the API therefore never opens the warehouse: it reads a small copy of the marts
 it queries (runner.interactions.MARTS), published beside the warehouse after every
-successful build by the process that just built it (runner.dbt_invoke.run_dbt).
+successful build by the process that just built it (runner.dbt_invoke.run_dbt). The copy
+holds them in the marts schema of the target (Settings.schema("marts"): `marts` on a
+production target, `dev_marts` for a target `dev`), so the API's queries are the same
+on the copy as on the warehouse.
 
 Copies live in `<warehouse file>.serving/`, one file per publication, named
 `serving-<number>.duckdb` with numbers that only grow. A copy is written under a
@@ -76,13 +79,15 @@ def publish(settings: Settings) -> Path | None:
                 f"{exc.holder}. Run `runner publish` once it is free (`runner build` "
                 "publishes by itself when its build succeeds)."
             ) from None
+        marts = settings.schema("marts")  # the same schema in the copy: the same queries
         with warehouse:
             warehouse.execute(f"attach {_quoted(temporary)} as serving (read_write)")
-            warehouse.execute("create schema serving.marts")
+            warehouse.execute(f"create schema serving.{marts}")
             for table in MARTS:
-                if warehouse.table_exists("marts", table):  # else the API answers 503
+                if warehouse.table_exists(marts, table):  # else the API answers 503
                     warehouse.execute(
-                        f"create table serving.marts.{table} as select * from marts.{table}"
+                        f"create table serving.{marts}.{table} as "
+                        f"select * from {settings.relation('marts', table)}"
                     )
             warehouse.execute("detach serving")  # checkpoints: the file is complete
         with temporary.open("rb") as handle:
