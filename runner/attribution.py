@@ -488,10 +488,7 @@ def _bulk_insert(
         return
     with tempfile.TemporaryDirectory(prefix="runner-attribution-") as tmp:
         path = Path(tmp) / "rows.csv"
-        longest = write_csv(
-            ([_csv_value(v) for v in row] for row in rows),  # type: ignore[misc]
-            path,
-        )
+        longest = write_csv((tuple(_csv_value(v) for v in row) for row in rows), path)
         warehouse.copy_csv(table, columns, path, longest)
 
 

@@ -49,27 +49,30 @@ def warehouse_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="Folder with profiles.yml (default: as dbt: the project folder, then ~/.dbt).",
     )
     @functools.wraps(command)
-    def wrapper(target: str | None, project_dir: Path | None, profiles_dir: Path | None, **kw):
+    def wrapper(
+        target: str | None, project_dir: Path | None, profiles_dir: Path | None, **kw: Any
+    ) -> Any:
         settings = load_settings(target=target, project_dir=project_dir, profiles_dir=profiles_dir)
         return command(settings=settings, **kw)
 
     return wrapper
 
 
-class CommandFailed(click.ClickException):
-    """A RunnerError as click shows it: `Error: <message>` on stderr, or for an
-    Interrupted the message alone; the exit code is the error's own."""
+class InterruptedCommand(click.ClickException):
+    """An Interrupted as click shows it: its one line alone on stderr, exit 130."""
 
-    def __init__(self, error: RunnerError) -> None:
-        super().__init__(error.message)
-        self.exit_code = error.exit_code
-        self.plain = isinstance(error, Interrupted)
+    exit_code = Interrupted.exit_code
 
     def show(self, file: IO[Any] | None = None) -> None:
-        if self.plain:
-            click.echo(self.format_message(), file=file, err=file is None)
-        else:
-            super().show(file)
+        click.echo(self.format_message(), file=file, err=file is None)
+
+
+def click_error(error: RunnerError) -> click.ClickException:
+    """A RunnerError as click shows it: `Error: <message>` on stderr, exit 1; an
+    Interrupted as its one line, exit 130."""
+    if isinstance(error, Interrupted):
+        return InterruptedCommand(error.message)
+    return click.ClickException(error.message)
 
 
 class RunnerGroup(click.Group):
@@ -82,14 +85,14 @@ class RunnerGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            raise CommandFailed(
+            raise click_error(
                 Interrupted(
                     "stopped before it finished; what it had not committed was rolled back. "
                     "Run the same command again."
                 )
             ) from None
         except RunnerError as exc:
-            raise CommandFailed(exc) from None
+            raise click_error(exc) from None
 
 
 @contextmanager
@@ -545,7 +548,7 @@ def publish(settings: Settings) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ihc_emulator(
     host: str,
-    port: int,
+    port: int | None,
     latency_ms: int,
     max_journeys: int,
     max_sessions: int,
@@ -622,10 +625,13 @@ def ihc_emulator(
         raise RunnerError(_listen_error(host, port, exc, ctx)) from None
 
     source = ctx.get_parameter_source("api_key")
-    key_from = {
+    key_sources: dict[click.core.ParameterSource | None, str] = {
         click.core.ParameterSource.COMMANDLINE: "the --api-key option",
         click.core.ParameterSource.ENVIRONMENT: f"${API_KEY_ENV}",
-    }.get(source, f"the built-in default (see --help; set ${API_KEY_ENV} to choose one)")
+    }
+    key_from = key_sources.get(
+        source, f"the built-in default (see --help; set ${API_KEY_ENV} to choose one)"
+    )
     kinds = ", ".join(sorted(config.conv_type_ids))
     click.echo(f"IHC emulator (not the real model) listening on {server.url}", err=True)
     click.echo(f"  POST {server.url}/v1/compute_ihc?conv_type_id=ID (ID: {kinds})", err=True)
@@ -979,9 +985,10 @@ def generate(
         ):
             written = append_days(out, days or 1, customers=customers, seed=seed, start_date=start)
     else:
-        for option, value in (("--customers", customers), ("--seed", seed)):
-            if value is None:
-                raise click.UsageError(f"Missing option '{option}' (required unless --append).")
+        if customers is None:
+            raise click.UsageError("Missing option '--customers' (required unless --append).")
+        if seed is None:
+            raise click.UsageError("Missing option '--seed' (required unless --append).")
         with on_interrupt(
             f"the files in {out} are incomplete (no generate.json was written); run the same "
             "command again to write them anew."

@@ -36,7 +36,7 @@ class Settings:
 
     @property
     def adapter_type(self) -> str:
-        return self.credentials.type
+        return str(self.credentials.type)
 
     @property
     def duckdb_path(self) -> Path:
@@ -136,7 +136,7 @@ def _prepare_dbt_context() -> None:
     from dbt_common.context import set_invocation_context
 
     set_invocation_context(dict(os.environ))
-    if not hasattr(get_flags(), "LOG_CACHE_EVENTS"):
+    if not hasattr(get_flags(), "LOG_CACHE_EVENTS"):  # type: ignore[no-untyped-call]
         set_from_args(argparse.Namespace(), None)
 
 
@@ -224,34 +224,35 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
     values = {key: _render(value) for key, value in output.items() if key != "settings"}
     if type(values.pop("threads", 1)) is not int:
         raise _NotSimple  # dbt validates (or refuses) anything else
-    if any(type(value) is not str for key, value in values.items() if key != "port"):
+    port = values.pop("port", None)
+    texts = {key: value for key, value in values.items() if type(value) is str}
+    if len(texts) != len(values):
         raise _NotSimple
     if kind == "duckdb":
-        if ":" in values["path"]:
+        if ":" in texts["path"]:
             raise _NotSimple  # in memory, a URL (md:, s3:...): dbt-duckdb's business
         # the database name dbt-duckdb derives from the path
-        database = os.path.splitext(os.path.basename(urlparse(values["path"]).path))[0]
+        database = os.path.splitext(os.path.basename(urlparse(texts["path"]).path))[0]
         if not database:
             raise _NotSimple
         credentials = ProfileCredentials(
             type=kind,
-            schema=values["schema"],
+            schema=texts["schema"],
             database=database,
-            path=values["path"],
+            path=texts["path"],
             settings=settings,
         )
     else:
-        port = values["port"]
         if type(port) is not int or not 0 <= port <= 65535:
             raise _NotSimple
         credentials = ProfileCredentials(
             type=kind,
-            schema=values["schema"],
-            database=values["dbname"],
-            host=values["host"],
+            schema=texts["schema"],
+            database=texts["dbname"],
+            host=texts["host"],
             port=port,
-            user=values["user"],
-            password=values["password"],
+            user=texts["user"],
+            password=texts["password"],
         )
     return target_name, credentials
 

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +21,7 @@ LOG_FILE_ENV = "RUNNER_DBT_LOG"
 
 
 @contextmanager
-def _working_directory(path: Path):
+def _working_directory(path: Path) -> Iterator[None]:
     # dbt resolves relative paths (the DuckDB file) against the working directory;
     # run it from the project folder so the default warehouse.duckdb lands there.
     previous = Path.cwd()
@@ -82,7 +82,7 @@ def invoke_dbt(
     if log_file is None and os.environ.get(LOG_FILE_ENV):
         log_file = Path(os.environ[LOG_FILE_ENV])
     args = dbt_args(settings, command, extra)
-    shown, log_path = log_file, log_file.resolve() if log_file else None
+    log_path = log_file.resolve() if log_file else None
     console = logging.getLogger(DBT_CONSOLE_LOGGER)
     console.addFilter(_no_interrupt_traceback)
     with _working_directory(settings.project_dir):
@@ -97,7 +97,7 @@ def invoke_dbt(
                     result = dbtRunner(callbacks=[notice, progress]).invoke(
                         [*args, "--quiet", "--no-use-colors"]
                     )
-                    progress.finish(result, shown)
+                    progress.finish(result, log_file or log_path)
         finally:
             console.removeFilter(_no_interrupt_traceback)
             release_dbt_connections()
@@ -233,15 +233,15 @@ def release_dbt_connections() -> None:
     configuration (read-only) in the same process."""
     from dbt.adapters.factory import reset_adapters
 
-    reset_adapters()
+    reset_adapters()  # type: ignore[no-untyped-call]
     try:
         from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     except ImportError:  # dbt-duckdb not installed: nothing to close
         return
-    environment = DuckDBConnectionManager._ENV
+    environment: Any = DuckDBConnectionManager._ENV  # set once dbt-duckdb has connected
     if environment is not None:
         environment.close()
-    DuckDBConnectionManager.close_all_connections()
+    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
 
 
 def source_freshness(settings: Settings) -> list[str]:

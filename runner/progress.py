@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -17,7 +17,7 @@ class ProgressBar:
     def __init__(self, label: str, file: TextIO | None = None) -> None:
         self.label = label
         self.file = file if file is not None else sys.stderr
-        self._bar: tqdm[None] | None = None
+        self._bar: tqdm[Any] | None = None
 
     def start(self, total: int) -> None:
         self._bar = tqdm(

@@ -18,9 +18,8 @@ from tabulate import tabulate
 from runner.config import Settings
 from runner.errors import RunnerError
 from runner.interactions import customer_interactions
-from runner.warehouse import Warehouse
+from runner.warehouse import Rows, Warehouse
 
-Rows = list[tuple[Any, ...]]
 Table = tuple[list[str], Rows]
 """Column names and rows, as Warehouse.query returns them."""
 

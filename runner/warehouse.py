@@ -21,6 +21,8 @@ from runner.errors import RunnerError, WarehouseConnectionLost
 
 RAW_DDL_MACRO = Path("macros") / "create_raw_landing_tables.sql"
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
+Rows = list[tuple[Any, ...]]
+"""The rows of a query."""
 
 
 class Warehouse:
@@ -31,7 +33,7 @@ class Warehouse:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         raise NotImplementedError
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], Rows]:
         """Rows of a query, with the column names."""
         raise NotImplementedError
 
@@ -72,7 +74,7 @@ class Warehouse:
             "where table_schema = ? and table_name = ?",
             (schema, table),
         )
-        return rows[0][0] > 0
+        return bool(rows[0][0] > 0)
 
     def ensure_raw_tables(self, project_dir: Path) -> None:
         """Create the raw landing tables when missing, from the same dbt macro that the
@@ -90,7 +92,7 @@ class Warehouse:
 def raw_table_statements(project_dir: Path) -> list[str]:
     source = (project_dir / RAW_DDL_MACRO).read_text(encoding="utf-8")
     module = jinja2.Environment().from_string(source).module
-    sql = str(module.create_raw_landing_tables())
+    sql = str(getattr(module, "create_raw_landing_tables")())  # noqa: B009 (a Jinja macro)
     return [part.strip() for part in sql.split(";") if part.strip()]
 
 
@@ -143,7 +145,7 @@ class DuckDBWarehouse(Warehouse):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._con.execute(sql, list(params))
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], Rows]:
         cursor = self._con.execute(sql, list(params))
         return [d[0] for d in cursor.description], cursor.fetchall()
 
@@ -259,7 +261,7 @@ class PostgresWarehouse(Warehouse):
                 raise lost from None
             raise
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], Rows]:
         try:
             with self._con.cursor() as cursor:
                 cursor.execute(self._placeholders(sql), tuple(params))
