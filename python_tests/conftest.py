@@ -88,3 +88,26 @@ def target(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(target: str) -> Settings:
     return load_settings(target=target)
+
+
+DEV_TARGET = "dev"
+
+
+@pytest.fixture
+def dev_settings(target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A non-production target `dev` on the same warehouse as `target` (its connection
+    settings), so the runner works in the schemas dev_raw, dev_marts...: a profile with
+    that one more target, in place of the project's (DBT_PROFILES_DIR)."""
+    import yaml
+
+    example = PROJECT_DIR / "profiles.yml.example"
+    profiles = yaml.safe_load(example.read_text(encoding="utf-8"))
+    outputs = profiles["customer_analytics"]["outputs"]
+    outputs[DEV_TARGET] = dict(outputs[target])
+    folder = tmp_path / "dev-profiles"
+    folder.mkdir()
+    (folder / "profiles.yml").write_text(yaml.safe_dump(profiles), encoding="utf-8")
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(folder))
+    settings = load_settings(target=DEV_TARGET)
+    assert not settings.is_production and settings.schema("marts") == "dev_marts"
+    return settings

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
+from runner.config import Settings
 from runner.reports import render
 
 
@@ -137,3 +138,27 @@ def test_data_quality_is_one_line_per_source(settings):
             "missing_key 3, invalid_json 1, unknown_type 1, 1 more",
         ),
     ]  # fmt: skip
+
+
+def test_a_dev_target_reads_its_own_marts(dev_settings: Settings):
+    """`runner summary`'s tables and `top-ltv` on target `dev` (not production) read
+    dev_marts, and say so when they are missing."""
+    from runner.reports import data_quality
+    from runner.warehouse import connect
+
+    mart = dev_settings.relation("marts", "data_quality")
+    with connect(dev_settings) as warehouse:
+        warehouse.execute("create schema dev_marts")
+        warehouse.execute(
+            f"create table {mart} (load_id varchar, source_table varchar, outcome varchar, "
+            "row_count bigint)"
+        )
+        warehouse.execute(f"insert into {mart} values ('l1', 'crm_products', 'valid', 3)")
+        assert data_quality(warehouse, dev_settings)[1] == [
+            ("crm_products", 3, 3, 0, Decimal("0.00"), "")
+        ]
+        warehouse.execute("create schema marts")
+        warehouse.execute("create table marts.customer_ltv as select 1 as ltv_rank")
+    result = invoke("top-ltv", "5", "--target", "dev")
+    assert result.exit_code == 1
+    assert "dev_marts.customer_ltv does not exist yet" in result.output

@@ -23,17 +23,21 @@ ROWS = [
 
 @pytest.fixture
 def channel_report(settings: Settings) -> None:
+    write_channel_report(settings)
+
+
+def write_channel_report(settings: Settings) -> None:
+    """The mart channel_reporting with ROWS, in the target's marts schema."""
+    mart = settings.relation("marts", "channel_reporting")
     with connect(settings) as warehouse:
-        warehouse.execute("create schema if not exists marts")
+        warehouse.execute(f"create schema if not exists {settings.schema('marts')}")
         warehouse.execute(
-            "create table marts.channel_reporting (event_date date, channel_name varchar, "
+            f"create table {mart} (event_date date, channel_name varchar, "
             "sessions integer, cost decimal(18, 2), ihc double precision, "
             "ihc_revenue decimal(18, 2), cpo decimal(18, 2), roas decimal(18, 2))"
         )
         for row in ROWS:
-            warehouse.execute(
-                "insert into marts.channel_reporting values (?, ?, ?, ?, ?, ?, ?, ?)", row
-            )
+            warehouse.execute(f"insert into {mart} values (?, ?, ?, ?, ?, ?, ?, ?)", row)
 
 
 def test_out_dash_writes_the_csv_to_standard_output(channel_report: None, target: str):
@@ -77,3 +81,16 @@ def test_a_start_on_or_after_the_end_is_refused(tmp_path: Path, start: str, end:
     assert f"--start-date ({start}) {said} --end-date ({end})" in result.output
     assert "nothing can match" in result.output
     assert not out.exists()
+
+
+def test_a_dev_target_exports_its_own_mart(channel_report: None, dev_settings: Settings):
+    """Target `dev` (not production) reads dev_marts.channel_reporting, never production's."""
+    result = CliRunner().invoke(cli, ["export", "channel-reporting", "--out", "-", "-t", "dev"])
+    assert result.exit_code == 1
+    assert "dev_marts.channel_reporting does not exist yet" in result.output
+    write_channel_report(dev_settings)
+    result = CliRunner().invoke(cli, ["export", "channel-reporting", "--out", "-", "-t", "dev"])
+    assert result.exit_code == 0, result.output
+    assert [row[0] for row in csv.reader(io.StringIO(result.stdout))][1:] == [
+        row[0] for row in ROWS
+    ]

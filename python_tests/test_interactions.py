@@ -47,32 +47,38 @@ def counts(email: int = 0, call: int = 0, chat: int = 0, visit: int = 0) -> dict
 
 
 def create_marts(settings: Settings) -> None:
-    """The three marts the feature reads, with a few rows."""
+    """The three marts the feature reads, with a few rows, in the target's marts schema."""
+
+    def mart(name: str) -> str:
+        return settings.relation("marts", name)
+
     with connect(settings) as warehouse:
-        warehouse.execute("create schema marts")
+        warehouse.execute(f"create schema {settings.schema('marts')}")
         warehouse.execute(
-            "create table marts.dim_crm_channels (channel varchar, display_order integer)"
+            f"create table {mart('dim_crm_channels')} (channel varchar, display_order integer)"
         )
         warehouse.execute(
-            "create table marts.customer_channel_interactions (customer_id bigint, "
+            f"create table {mart('customer_channel_interactions')} (customer_id bigint, "
             "email integer, call_interactions integer, chat integer, visit integer, "
             "total_interactions integer)"
         )
         warehouse.execute(
-            "create table marts.fct_crm_interactions (interaction_id varchar, "
+            f"create table {mart('fct_crm_interactions')} (interaction_id varchar, "
             "customer_id bigint, channel varchar, topic varchar, interaction_date date, "
             "interaction_at timestamp)"
         )
         for channel, order in CHANNELS:
-            warehouse.execute("insert into marts.dim_crm_channels values (?, ?)", (channel, order))
+            warehouse.execute(
+                f"insert into {mart('dim_crm_channels')} values (?, ?)", (channel, order)
+            )
         for customer_id in CUSTOMERS:
             warehouse.execute(
-                "insert into marts.customer_channel_interactions values (?, 0, 0, 0, 0, 0)",
+                f"insert into {mart('customer_channel_interactions')} values (?, 0, 0, 0, 0, 0)",
                 (customer_id,),
             )
         for interaction_id, customer_id, channel, topic, day in INTERACTIONS:
             warehouse.execute(
-                "insert into marts.fct_crm_interactions values (?, ?, ?, ?, ?, ?)",
+                f"insert into {mart('fct_crm_interactions')} values (?, ?, ?, ?, ?, ?)",
                 (interaction_id, customer_id, channel, topic, day, f"{day} 10:30:00"),
             )
 
@@ -270,3 +276,31 @@ def test_api_holds_no_connection_between_requests(marts: Settings, api: str):
         )
     publish(marts)
     assert get(f"{api}/api/v1/interactions/104").json()["data"]["interactions"] == counts()
+
+
+# --- a non-production target -----------------------------------------------------------
+
+
+def test_a_dev_target_reads_its_own_marts(dev_settings: Settings):
+    """Target `dev` (not production) reads dev_marts, in the query, the CLI, the serving
+    copy (DuckDB) and the API; the production marts are neither needed nor created."""
+    create_marts(dev_settings)
+    publish(dev_settings)  # DuckDB: the copy holds dev_marts; PostgreSQL: nothing to do
+    expected = {"data": {"customer_id": 101, "interactions": counts(3, 1, 1, 0)}}
+    assert query(dev_settings, 101) == expected
+    result = CliRunner().invoke(cli, ["interactions", "101", "--target", "dev"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == expected
+    with served_api(dev_settings) as base:
+        assert get(f"{base}/api/v1/interactions/101").json() == expected
+    with connect(dev_settings, read_only=True) as warehouse:
+        assert not warehouse.table_exists("marts", "dim_crm_channels")
+
+
+def test_a_dev_target_without_its_marts_names_them(settings: Settings, dev_settings: Settings):
+    create_marts(settings)  # production's marts do not stand in for dev's
+    result = CliRunner().invoke(cli, ["interactions", "101", "--target", "dev"])
+    assert result.exit_code == 1
+    assert "dev_marts.customer_channel_interactions, dev_marts.fct_crm_interactions" in (
+        result.output
+    )
