@@ -88,14 +88,21 @@ def options(url: str, **overrides) -> AttributionOptions:
 
 
 def state(settings: Settings) -> dict:
+    """The attribution tables of the target's raw schema."""
+
+    def raw(name: str) -> str:
+        return settings.relation("raw", name)
+
     with connect(settings) as warehouse:
         _, rows = warehouse.query(
-            "select conv_id, session_id, ihc from raw.attribution_customer_journey"
+            f"select conv_id, session_id, ihc from {raw('attribution_customer_journey')}"
         )
-        _, rejects = warehouse.query("select run_id, conv_id, reason from raw.attribution_rejects")
+        _, rejects = warehouse.query(
+            f"select run_id, conv_id, reason from {raw('attribution_rejects')}"
+        )
         _, runs = warehouse.query(
             "select run_id, status, conversions_written, conversions_rejected, journeys_skipped "
-            "from raw.attribution_runs order by started_at"
+            f"from {raw('attribution_runs')} order by started_at"
         )
     sums: dict[str, float] = {}
     for conv_id, _, ihc in rows:
@@ -306,3 +313,38 @@ def test_retry_after_is_honoured_and_4xx_is_not_retried():
     with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
         bad = post_batch(requests.Session(), options(emulator.url, conv_type_id="nope"), journeys)
     assert bad.body is None and bad.attempts == 1 and "HTTP 400" in bad.error
+
+
+def test_a_dev_target_reads_and_writes_its_own_schemas(settings: Settings, dev_settings):
+    """Target `dev` (not production) reads dev_intermediate.int_journeys_built and writes
+    dev_raw's attribution tables; production's stay empty."""
+    journeys = dev_settings.relation("intermediate", "int_journeys_built")
+    with connect(dev_settings) as warehouse:
+        warehouse.ensure_raw_tables(dev_settings.project_dir)
+        for schema in ("intermediate", "raw"):
+            warehouse.execute(f"create schema if not exists {dev_settings.schema(schema)}")
+        for table in ("attribution_customer_journey", "attribution_rejects", "attribution_runs"):
+            warehouse.execute(
+                f"create table if not exists {dev_settings.relation('raw', table)} as "
+                f"select * from {settings.relation('raw', table)} where 1 = 0"
+            )
+        warehouse.execute(
+            f"create table {journeys} (conv_id varchar, session_id varchar, "
+            "session_position integer, session_at timestamp, converted_at timestamp, "
+            "channel_name varchar, holder_engagement integer, closer_engagement integer, "
+            "conversion integer, impression_interaction integer)"
+        )
+        for number in range(3):
+            at = datetime(2023, 9, 1, 10 + number)
+            warehouse.execute(
+                f"insert into {journeys} values (?, ?, 1, ?, ?, 'Email', 0, 0, 1, 0)",
+                (f"c{number}", f"s{number}", at, at + timedelta(minutes=5)),
+            )
+        with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
+            summary = run_attribution(warehouse, dev_settings, options(emulator.url))
+    assert summary.status == "succeeded" and summary.conversions_written == 3
+    dev = state(dev_settings)
+    assert sorted(dev["sums"]) == ["c0", "c1", "c2"]
+    assert [run[1] for run in dev["runs"]] == ["succeeded"]
+    production = state(settings)
+    assert production["rows"] == [] and production["runs"] == []
