@@ -162,3 +162,55 @@ def test_a_dev_target_reads_its_own_marts(dev_settings: Settings):
     result = invoke("top-ltv", "5", "--target", "dev")
     assert result.exit_code == 1
     assert "dev_marts.customer_ltv does not exist yet" in result.output
+
+
+def test_only_the_cli_imports_click():
+    """Library code raises the runner's own exceptions (runner.errors); only runner/cli.py
+    turns them into click errors, so no other module of the package imports click."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "runner"
+    importers = set()
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(name.split(".")[0] == "click" for name in names):
+                importers.add(module.name)
+    assert importers == {"cli.py"}
+
+
+def test_runner_errors_become_click_errors_with_their_exit_code():
+    from runner.cli import click_error
+    from runner.errors import Interrupted, RunnerError
+
+    error = click_error(RunnerError("Load data first."))
+    assert (error.exit_code, error.format_message()) == (1, "Load data first.")
+    interrupted = click_error(Interrupted("nothing landed."))
+    assert (interrupted.exit_code, interrupted.format_message()) == (
+        130,
+        "interrupted: nothing landed.",
+    )
+
+
+def test_progress_bar_counts_on_a_terminal():
+    from runner.progress import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    with ProgressBar("Journeys", file=terminal) as bar:
+        bar.start(3)
+        bar.advance(1)
+        bar.advance(2)
+    assert "Journeys" in terminal.getvalue() and "3/3" in terminal.getvalue()
+    piped = io.StringIO()  # not a terminal: no bar
+    with ProgressBar("Journeys", file=piped) as bar:
+        bar.start(3)
+        bar.advance(3)
+    assert piped.getvalue() == ""
