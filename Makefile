@@ -106,7 +106,7 @@ demo-attribution: setup
 setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables
 	$(BIN)/runner setup-postgres --target postgres
 
-lint: setup  ## ruff and SQLFluff
+lint: setup  ## ruff, mypy (strict on runner/) and SQLFluff
 	$(BIN)/ruff check runner devtools python_tests
 	$(BIN)/ruff format --check runner devtools python_tests
 	$(BIN)/mypy
