@@ -201,7 +201,6 @@ def test_build_as_of_prefers_the_var_then_the_remembered_date(settings: Settings
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables(PROJECT_DIR)
         assert build_as_of(warehouse, PROJECT_DIR, [], today) == AsOf(today, "calendar")
-        warehouse.execute("create table raw.as_of_date (as_of_date date, recorded_at timestamp)")
         warehouse.execute("insert into raw.as_of_date values ('2017-04-30', current_timestamp)")
         assert build_as_of(warehouse, PROJECT_DIR, [], today) == AsOf(
             date(2017, 4, 30), "remembered"
