@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from python_tests.conftest import marketing_sqlite
 from runner import loading
 from runner.config import Settings
 from runner.errors import RunnerError
@@ -228,27 +229,15 @@ def test_marketing_path_that_is_neither_is_refused(settings: Settings, tmp_path:
 
 
 def test_a_nul_in_a_sqlite_value_lands_flagged(settings: Settings, tmp_path: Path):
-    import sqlite3
-
     from runner.loading import load_marketing
 
-    path = tmp_path / "nul.sqlite"
-    con = sqlite3.connect(path)
-    con.execute(
-        "create table session_sources (session_id, user_id, event_date, event_time, "
-        "channel_name, holder_engagement, closer_engagement, impression_interaction)"
-    )
-    con.execute(
-        "insert into session_sources values (?, 1, '2023-01-01', '10:00:00', 'Email', 0, 0, 0)",
-        ("s\x001",),
-    )
-    con.execute("create table conversions (conv_id, user_id, conv_date, conv_time, revenue)")
-    con.execute("create table session_costs (session_id, cost)")
-    con.commit()
-    con.close()
+    session = ("s\x001", 1, "2023-01-01", "10:00:00", "Email", 0, 0, 0)
+    path = marketing_sqlite(tmp_path / "nul.sqlite", {"session_sources": [session]})
     with connect(settings) as warehouse:
         load_marketing(warehouse, settings.project_dir, path)
-        _, rows = warehouse.query("select session_id, parse_error from raw.session_sources")
+        _, rows = warehouse.query(
+            f"select session_id, parse_error from {settings.relation('raw', 'session_sources')}"
+        )
     assert rows == [("s\\x001", "contains a NUL character")]
 
 

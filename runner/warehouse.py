@@ -330,7 +330,7 @@ class PostgresWarehouse(Warehouse):
                 raise lost from None
             raise
 
-    def ensure_raw_tables(self, project_dir: Path) -> None:
+    def ensure_raw_tables(self, project_dir: Path | None = None) -> None:
         # Runs starting together on a new database would race on `create ... if not
         # exists` (PostgreSQL then fails with a duplicate key in its catalog): one at a time.
         with self.transaction():
