@@ -158,14 +158,14 @@ def test_the_dbt_sources_are_the_registrys_tables(profiles_dir: Path):
     assert not missing, f"raw sources no dbt source declares: {missing}"
 
 
-def dev_settings(settings: Settings) -> Settings:
+def as_dev_target(settings: Settings) -> Settings:
     """The same warehouse as `settings`, as a non-production target `dev`."""
     assert not dataclasses.replace(settings, target="dev").is_production
     return dataclasses.replace(settings, target="dev")
 
 
 def test_a_non_production_target_lands_in_its_own_raw_schema(settings: Settings, tmp_path: Path):
-    dev = dev_settings(settings)
+    dev = as_dev_target(settings)
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps({"type": "ORDER", "key": "o1"}) + "\n")
     with connect(dev) as warehouse:

@@ -70,7 +70,7 @@ class RawRecord:
     position: int
     text: str
     parse_error: str | None
-    fields: tuple[str, ...] | None = None
+    fields: tuple[str | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ def _csv_field(value: str | int | None) -> str:
     return QUOTE + value.replace(QUOTE, QUOTE + QUOTE) + QUOTE
 
 
-def write_csv(rows: Iterable[tuple], path: Path) -> int:
+def write_csv(rows: Iterable[tuple[str | int | None, ...]], path: Path) -> int:
     """Headerless CSV as Warehouse.copy_csv reads it: fields separated by commas, every
     string quoted with QUOTE (a QUOTE in it doubled), only NULL an empty unquoted field
     (Python's csv module cannot tell None from "" before 3.12), lines ending in \\n.
@@ -855,7 +855,7 @@ def _landed_before(warehouse: Warehouse, source_table: str, size: int) -> bool:
         f"select count(*) from {warehouse.raw('loads')} where source_table = ? and file_bytes = ?",
         (source_table, size),
     )
-    return rows[0][0] > 0
+    return bool(rows[0][0] > 0)
 
 
 def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str | None:
