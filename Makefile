@@ -109,6 +109,8 @@ setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of th
 lint: setup  ## ruff and SQLFluff
 	$(BIN)/ruff check runner devtools python_tests
 	$(BIN)/ruff format --check runner devtools python_tests
+	@# the landing-table macro is generated from runner/sources.py: is it current?
+	$(BIN)/python -m runner.sources --check
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models --processes 2
 
