@@ -60,6 +60,7 @@ def test_the_macro_file_is_generated_from_the_registry():
 
 
 def test_the_check_fails_on_a_stale_file_and_the_command_rewrites_it(tmp_path: Path, capsys):
+    shutil.copy(PROJECT_DIR / "dbt_project.yml", tmp_path / "dbt_project.yml")
     (tmp_path / "macros").mkdir()
     stale = tmp_path / MACRO_FILE
     stale.write_text(render_macro_file().replace("bigint", "integer"), encoding="utf-8")

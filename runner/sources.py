@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from runner.config import find_project_dir
+
 MACRO_FILE = Path("macros") / "create_raw_landing_tables.sql"
 # How the generated macro names the raw schema: the target's, by the one rule of
 # generate_schema_name (runner/config.py Settings.schema is the runner's side of it).
@@ -495,21 +497,9 @@ RUNNER_TABLES: tuple[RunnerTable, ...] = (
 )
 
 LandingTable = RawSource | RunnerTable
-SOURCES_BY_TABLE: dict[str, RawSource] = {source.table: source for source in RAW_SOURCES}
 LOAD_COMMANDS: tuple[LoadCommand, ...] = tuple(
     dict.fromkeys(source.command for source in RAW_SOURCES)
 )
-
-
-def raw_source(table: str) -> RawSource:
-    """The raw source landing in `table`."""
-    try:
-        return SOURCES_BY_TABLE[table]
-    except KeyError:
-        raise KeyError(
-            f"no raw source lands in {table!r}: the raw sources are "
-            f"{', '.join(SOURCES_BY_TABLE)} (runner/sources.py)"
-        ) from None
 
 
 def sources_of(command: LoadCommand) -> tuple[RawSource, ...]:
@@ -581,9 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="only check that the file is up to date"
     )
-    parser.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="the dbt project folder (default: as the runner finds it, see runner.config)",
+    )
     args = parser.parse_args(argv)
-    path = args.project_dir / MACRO_FILE
+    path = find_project_dir(args.project_dir) / MACRO_FILE
     text = render_macro_file()
     current = path.read_text(encoding="utf-8") if path.is_file() else None
     if args.check:
