@@ -110,6 +110,8 @@ lint: setup  ## ruff, mypy (strict on runner/) and SQLFluff
 	$(BIN)/ruff check runner devtools python_tests
 	$(BIN)/ruff format --check runner devtools python_tests
 	$(BIN)/mypy
+	@# the landing-table macro is generated from runner/sources.py: is it current?
+	$(BIN)/python -m runner.sources --check
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models --processes 2
 

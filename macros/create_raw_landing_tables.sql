@@ -1,12 +1,21 @@
-{#- The raw landing tables, owned by the runner's loaders (runner/loading.py). Created when missing
-    at the start of every dbt invocation (on-run-start) and by the runner before
-    it loads, so a warehouse where some source systems were never loaded still
-    builds: their sources are simply empty. Column types are portable.
-    The runner splits this text on semicolons: keep them out of comments. -#}
-{% macro create_raw_landing_tables() -%}
-create schema if not exists raw;
+{#- GENERATED from runner/sources.py by `python -m runner.sources`: do not edit by hand
+    (python_tests/test_sources.py fails when this file is stale).
 
-create table if not exists raw.loads (
+    create_raw_landing_tables(): the raw landing tables and the runner's own tables,
+    created when missing at the start of every dbt invocation (on-run-start; the runner
+    runs the same statements before it loads), so a warehouse where some source systems
+    were never loaded still builds: their sources are simply empty. Column types are
+    portable. The schema is the target's raw schema (generate_schema_name).
+
+    raw_sources(): every raw source with its staged and quarantine models, for the
+    data_quality mart. -#}
+{% macro create_raw_landing_tables() -%}
+{%- set raw = generate_schema_name('raw', none) | trim -%}
+create schema if not exists {{ raw }};
+
+-- loads (runner): One row per file landed by `runner load` (idempotence: one per
+-- digest).
+create table if not exists {{ raw }}.loads (
     load_id varchar not null primary key,
     source_table varchar not null,
     file_name varchar not null,
@@ -18,9 +27,9 @@ create table if not exists raw.loads (
     unique (source_table, file_sha256)
 );
 
--- Loads taken back by `runner unload` (their rows and raw.loads line deleted), and
--- the incremental models rebuilt in full since (see macros/unloads.sql).
-create table if not exists raw.unloads (
+-- unloads (runner): Loads taken back by `runner unload` (their rows and loads line
+-- deleted); see macros/unloads.sql.
+create table if not exists {{ raw }}.unloads (
     load_id varchar not null primary key,
     source_table varchar not null,
     file_name varchar not null,
@@ -30,155 +39,26 @@ create table if not exists raw.unloads (
     unloaded_at timestamp not null
 );
 
-create table if not exists raw.unload_rebuilds (
+-- unload_rebuilds (runner): The incremental models rebuilt in full since each unload
+-- (on-run-end).
+create table if not exists {{ raw }}.unload_rebuilds (
     model_id varchar not null,
     load_id varchar not null,
     rebuilt_at timestamp not null,
     primary key (model_id, load_id)
 );
 
-create table if not exists raw.web_events (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    loaded_at timestamp not null
+-- as_of_date (runner): The as_of_date the last build given the var recorded
+-- (macros/as_of_date.sql).
+create table if not exists {{ raw }}.as_of_date (
+    as_of_date date not null,
+    recorded_at timestamp not null
 );
 
--- CSV sources: one row per non-blank line after the header, with the original
--- line, and each field as text exactly as it appeared (null when the line could
--- not be split into the expected fields: see parse_error).
-create table if not exists raw.store_customers (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    extract_date date not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    id varchar,
-    name varchar,
-    city varchar,
-    loaded_at timestamp not null
-);
-
-create table if not exists raw.store_sales (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    customerid varchar,
-    product varchar,
-    salesamount varchar,
-    shopid varchar,
-    transactiondate varchar,
-    loaded_at timestamp not null
-);
-create table if not exists raw.crm_customers (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    customer_id varchar,
-    occupation varchar,
-    type varchar,
-    loaded_at timestamp not null
-);
-
-create table if not exists raw.crm_interactions (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    date_start varchar,
-    event varchar,
-    customers varchar,
-    loaded_at timestamp not null
-);
-
-create table if not exists raw.crm_products (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    date varchar,
-    product varchar,
-    loaded_at timestamp not null
-);
-
--- CSV or JSON Lines with the same keys (from JSON each value lands as text).
-create table if not exists raw.app_sessions (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    customer_id varchar,
-    session_started_at varchar,
-    loaded_at timestamp not null
-);
-
-create table if not exists raw.app_purchases (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    customer_id varchar,
-    purchased_at varchar,
-    amount varchar,
-    loaded_at timestamp not null
-);
--- The marketing system (a SQLite file or CSV files), fields as text.
-create table if not exists raw.session_sources (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    session_id varchar,
-    user_id varchar,
-    event_date varchar,
-    event_time varchar,
-    channel_name varchar,
-    holder_engagement varchar,
-    closer_engagement varchar,
-    impression_interaction varchar,
-    loaded_at timestamp not null
-);
-
-create table if not exists raw.conversions (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    conv_id varchar,
-    user_id varchar,
-    conv_date varchar,
-    conv_time varchar,
-    revenue varchar,
-    loaded_at timestamp not null
-);
-
-create table if not exists raw.session_costs (
-    load_id varchar not null,
-    file_name varchar not null,
-    file_position bigint not null,
-    raw_text varchar not null,
-    parse_error varchar,
-    session_id varchar,
-    cost varchar,
-    loaded_at timestamp not null
-);
-
--- Attribution results written by `runner attribute` (typed: they come from the
--- runner, not from files). One row per (conversion, session) share.
-create table if not exists raw.attribution_customer_journey (
+-- attribution_customer_journey (ihc): Attribution results written by `runner
+-- attribute` (typed: they come from the runner, not from files). One row per
+-- (conversion, session) share.
+create table if not exists {{ raw }}.attribution_customer_journey (
     conv_id varchar not null,
     session_id varchar not null,
     ihc double precision not null,
@@ -189,8 +69,9 @@ create table if not exists raw.attribution_customer_journey (
     received_at timestamp not null
 );
 
--- What the API answered that could not be used, and why.
-create table if not exists raw.attribution_rejects (
+-- attribution_rejects (ihc): What the attribution API answered that could not be used,
+-- and why.
+create table if not exists {{ raw }}.attribution_rejects (
     run_id varchar not null,
     conv_id varchar not null,
     reason varchar not null,
@@ -198,8 +79,9 @@ create table if not exists raw.attribution_rejects (
     rejected_at timestamp not null
 );
 
--- One row per `runner attribute` run: its window, counts and outcome.
-create table if not exists raw.attribution_runs (
+-- attribution_runs (runner): One row per `runner attribute` run: its window, counts
+-- and outcome.
+create table if not exists {{ raw }}.attribution_runs (
     run_id varchar not null primary key,
     started_at timestamp not null,
     finished_at timestamp,
@@ -217,4 +99,172 @@ create table if not exists raw.attribution_runs (
     status varchar not null,
     message varchar
 );
+
+-- web_events (web): Web events: one row per JSON record, its text kept whole.
+create table if not exists {{ raw }}.web_events (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    loaded_at timestamp not null
+);
+
+-- store_customers (store): Full store customer extracts, each dated. CSV sources: one
+-- row per non-blank line after the header, with the original line, and each field as
+-- text exactly as it appeared (null when the line could not be split into the expected
+-- fields: see parse_error).
+create table if not exists {{ raw }}.store_customers (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    extract_date date not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    id varchar,
+    name varchar,
+    city varchar,
+    loaded_at timestamp not null
+);
+
+-- store_sales (store): Store sales.
+create table if not exists {{ raw }}.store_sales (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customerid varchar,
+    product varchar,
+    salesamount varchar,
+    shopid varchar,
+    transactiondate varchar,
+    loaded_at timestamp not null
+);
+
+-- crm_customers (crm): CRM customers.
+create table if not exists {{ raw }}.crm_customers (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    occupation varchar,
+    type varchar,
+    loaded_at timestamp not null
+);
+
+-- crm_interactions (crm): CRM interactions (two header spellings).
+create table if not exists {{ raw }}.crm_interactions (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    date_start varchar,
+    event varchar,
+    customers varchar,
+    loaded_at timestamp not null
+);
+
+-- crm_products (crm): CRM products of discussion, by month.
+create table if not exists {{ raw }}.crm_products (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    date varchar,
+    product varchar,
+    loaded_at timestamp not null
+);
+
+-- app_sessions (app): App sessions. CSV or JSON Lines with the same keys (from JSON
+-- each value lands as text).
+create table if not exists {{ raw }}.app_sessions (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    session_started_at varchar,
+    loaded_at timestamp not null
+);
+
+-- app_purchases (app): App purchases, CSV or JSON Lines like app sessions.
+create table if not exists {{ raw }}.app_purchases (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    purchased_at varchar,
+    amount varchar,
+    loaded_at timestamp not null
+);
+
+-- session_sources (marketing): The marketing system's sessions (a SQLite table or a
+-- CSV file), fields as text.
+create table if not exists {{ raw }}.session_sources (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    session_id varchar,
+    user_id varchar,
+    event_date varchar,
+    event_time varchar,
+    channel_name varchar,
+    holder_engagement varchar,
+    closer_engagement varchar,
+    impression_interaction varchar,
+    loaded_at timestamp not null
+);
+
+-- conversions (marketing): The marketing system's conversions, fields as text.
+create table if not exists {{ raw }}.conversions (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    conv_id varchar,
+    user_id varchar,
+    conv_date varchar,
+    conv_time varchar,
+    revenue varchar,
+    loaded_at timestamp not null
+);
+
+-- session_costs (marketing): The marketing system's session costs, fields as text.
+create table if not exists {{ raw }}.session_costs (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    session_id varchar,
+    cost varchar,
+    loaded_at timestamp not null
+);
+{%- endmacro %}
+
+{% macro raw_sources() -%}
+    {{ return([
+        {'table': 'web_events', 'system': 'web', 'staged': 'stg_web__events', 'quarantine': 'stg_web__events_quarantine'},
+        {'table': 'store_customers', 'system': 'store', 'staged': 'stg_store__customers', 'quarantine': 'stg_store__customers_quarantine'},
+        {'table': 'store_sales', 'system': 'store', 'staged': 'stg_store__sales', 'quarantine': 'stg_store__sales_quarantine'},
+        {'table': 'crm_customers', 'system': 'crm', 'staged': 'stg_crm__customers', 'quarantine': 'stg_crm__customers_quarantine'},
+        {'table': 'crm_interactions', 'system': 'crm', 'staged': 'stg_crm__interactions', 'quarantine': 'stg_crm__interactions_quarantine'},
+        {'table': 'crm_products', 'system': 'crm', 'staged': 'stg_crm__products', 'quarantine': 'stg_crm__products_quarantine'},
+        {'table': 'app_sessions', 'system': 'app', 'staged': 'stg_app__sessions', 'quarantine': 'stg_app__sessions_quarantine'},
+        {'table': 'app_purchases', 'system': 'app', 'staged': 'stg_app__purchases', 'quarantine': 'stg_app__purchases_quarantine'},
+        {'table': 'session_sources', 'system': 'marketing', 'staged': 'stg_marketing__sessions', 'quarantine': 'stg_marketing__sessions_quarantine'},
+        {'table': 'conversions', 'system': 'marketing', 'staged': 'stg_marketing__conversions', 'quarantine': 'stg_marketing__conversions_quarantine'},
+        {'table': 'session_costs', 'system': 'marketing', 'staged': 'stg_marketing__session_costs', 'quarantine': 'stg_marketing__session_costs_quarantine'}
+    ]) }}
 {%- endmacro %}

@@ -7,19 +7,27 @@
 
 The profile is the project's own profiles.yml.example, copied to a temporary folder
 (DBT_PROFILES_DIR), so a developer's profiles.yml never leaks into a test.
+
+Raw rows: tests land them through the loaders, or with the helpers below, whose tables
+and columns come from the registry of raw sources (runner/sources.py), never written
+out by hand.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from python_tests.postgres import PostgresServer, postgres_server, throwaway_database
 from runner.config import Settings, load_settings
+from runner.sources import MARKETING, sources_of
+from runner.warehouse import Warehouse
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
@@ -111,3 +119,30 @@ def dev_settings(target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     settings = load_settings(target=DEV_TARGET)
     assert not settings.is_production and settings.schema("marts") == "dev_marts"
     return settings
+
+
+def marketing_sqlite(path: Path, rows: dict[str, Sequence[Sequence[object]]] | None = None) -> Path:
+    """A SQLite database like the marketing system's: each of its tables (the registry's
+    sources of `runner load marketing`) with the registry's columns, untyped as SQLite
+    allows, holding `rows` (per table, in the order of its columns)."""
+    with closing(sqlite3.connect(path)) as con:
+        for source in sources_of(MARKETING):
+            con.execute(f"create table {source.table} ({', '.join(source.header)})")
+            marks = ", ".join("?" for _ in source.header)
+            values = (rows or {}).get(source.table, ())
+            con.executemany(f"insert into {source.table} values ({marks})", values)
+        con.commit()
+    return path
+
+
+def insert_raw_rows(warehouse: Warehouse, table: str, rows: Sequence[dict[str, object]]) -> None:
+    """Insert `rows` (column: value) into the landing table `table` of the warehouse's
+    target, creating the landing tables first (from the registry): for tests that need
+    rows no loader writes, such as attribution results."""
+    warehouse.ensure_raw_tables()
+    for row in rows:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        warehouse.execute(
+            f"insert into {warehouse.raw(table)} ({columns}) values ({marks})", tuple(row.values())
+        )

@@ -202,7 +202,6 @@ def test_build_as_of_prefers_the_var_then_the_remembered_date(settings: Settings
         warehouse.ensure_raw_tables(PROJECT_DIR)
         assert build_as_of(warehouse, settings, [], today) == AsOf(today, "calendar")
         remembered = settings.relation("raw", "as_of_date")
-        warehouse.execute(f"create table {remembered} (as_of_date date, recorded_at timestamp)")
         warehouse.execute(f"insert into {remembered} values ('2017-04-30', current_timestamp)")
         assert build_as_of(warehouse, settings, [], today) == AsOf(date(2017, 4, 30), "remembered")
         given = ["--vars", "{as_of_date: 2017-01-31}"]

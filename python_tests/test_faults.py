@@ -336,7 +336,7 @@ def test_runs_starting_together_on_a_new_postgres_database_both_create_the_raw_t
         for thread in threads:
             thread.join(TIMEOUT)
         assert failures == []
-    statements = raw_table_statements(settings.project_dir)
+    statements = raw_table_statements(settings.schema("raw"))
     with connect(settings) as warehouse:
         _, rows = warehouse.query(
             "select count(*) from information_schema.tables where table_schema = 'raw'"

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
+from python_tests.conftest import marketing_sqlite
 from runner import loading
 from runner.config import Settings
 from runner.errors import RunnerError
@@ -41,7 +42,7 @@ ORDER = {
 def landed(settings: Settings) -> list[tuple]:
     with connect(settings) as warehouse:
         _, rows = warehouse.query(
-            "select file_position, raw_text, parse_error from raw.web_events "
+            f"select file_position, raw_text, parse_error from {warehouse.raw('web_events')} "
             "order by load_id, file_position"
         )
     return rows
@@ -93,7 +94,7 @@ def test_loading_the_same_file_twice_adds_nothing(settings: Settings, tmp_path: 
         first = load_file(warehouse, settings.project_dir, "web_events", path)
         again = load_file(warehouse, settings.project_dir, "web_events", path)
         renamed = load_file(warehouse, settings.project_dir, "web_events", copy)
-        _, loads = warehouse.query("select count(*) from raw.loads")
+        _, loads = warehouse.query(f"select count(*) from {warehouse.raw('loads')}")
     assert not first.skipped
     assert again.skipped and renamed.skipped
     assert again.load_id == first.load_id
@@ -113,7 +114,9 @@ def test_a_different_file_of_the_same_size_lands_with_its_own_digest(
             load_file(warehouse, settings.project_dir, "web_events", path)
             for path in (first, second, second)
         ]
-        _, loads = warehouse.query("select load_id, file_sha256 from raw.loads order by load_id")
+        _, loads = warehouse.query(
+            f"select load_id, file_sha256 from {warehouse.raw('loads')} order by load_id"
+        )
     assert [r.skipped for r in results] == [False, False, True]
     assert loads == [
         (results[0].load_id, hashlib.sha256(first.read_bytes()).hexdigest()),
@@ -203,7 +206,7 @@ def test_marketing_loads_from_sqlite_like_from_csv(settings: Settings):
         first = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")
         again = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")
         counts = {
-            table: warehouse.query(f"select count(*) from raw.{table}")[1][0][0]
+            table: warehouse.query(f"select count(*) from {warehouse.raw(table)}")[1][0][0]
             for table in ("session_sources", "conversions", "session_costs")
         }
     csv_rows = {
@@ -228,27 +231,15 @@ def test_marketing_path_that_is_neither_is_refused(settings: Settings, tmp_path:
 
 
 def test_a_nul_in_a_sqlite_value_lands_flagged(settings: Settings, tmp_path: Path):
-    import sqlite3
-
     from runner.loading import load_marketing
 
-    path = tmp_path / "nul.sqlite"
-    con = sqlite3.connect(path)
-    con.execute(
-        "create table session_sources (session_id, user_id, event_date, event_time, "
-        "channel_name, holder_engagement, closer_engagement, impression_interaction)"
-    )
-    con.execute(
-        "insert into session_sources values (?, 1, '2023-01-01', '10:00:00', 'Email', 0, 0, 0)",
-        ("s\x001",),
-    )
-    con.execute("create table conversions (conv_id, user_id, conv_date, conv_time, revenue)")
-    con.execute("create table session_costs (session_id, cost)")
-    con.commit()
-    con.close()
+    session = ("s\x001", 1, "2023-01-01", "10:00:00", "Email", 0, 0, 0)
+    path = marketing_sqlite(tmp_path / "nul.sqlite", {"session_sources": [session]})
     with connect(settings) as warehouse:
         load_marketing(warehouse, settings.project_dir, path)
-        _, rows = warehouse.query("select session_id, parse_error from raw.session_sources")
+        _, rows = warehouse.query(
+            f"select session_id, parse_error from {settings.relation('raw', 'session_sources')}"
+        )
     assert rows == [("s\\x001", "contains a NUL character")]
 
 
@@ -370,7 +361,8 @@ def test_a_file_in_many_blocks_lands_every_record_once(
         result = load_file(warehouse, settings.project_dir, "web_events", path)
         _, shared = warehouse.query(
             "select distinct w.load_id, w.file_name, w.loaded_at = l.loaded_at "
-            "from raw.web_events w join raw.loads l on l.load_id = w.load_id"
+            f"from {warehouse.raw('web_events')} w join {warehouse.raw('loads')} l "
+            "on l.load_id = w.load_id"
         )
     assert (result.rows_landed, result.rows_unparseable) == (299, 1)
     expected = [(number, line) for number, line in enumerate(lines, 1) if line]
@@ -397,7 +389,8 @@ def test_a_failed_copy_lands_nothing_of_the_file(
         with pytest.raises(RuntimeError, match="the disk is full"):
             load_file(warehouse, settings.project_dir, "web_events", path)
         _, counts = warehouse.query(
-            "select (select count(*) from raw.loads), (select count(*) from raw.web_events)"
+            f"select (select count(*) from {warehouse.raw('loads')}), "
+            f"(select count(*) from {warehouse.raw('web_events')})"
         )
         assert counts == [(0, 0)]  # the two blocks copied before were rolled back too
         monkeypatch.setattr(type(warehouse), "copy_csv", copy_csv)
@@ -484,7 +477,8 @@ def refused_load(settings: Settings, table: str, path: Path, said: str) -> None:
         with pytest.raises(RunnerError) as refusal:
             load_file(warehouse, settings.project_dir, table, path)
         _, counts = warehouse.query(
-            f"select (select count(*) from raw.loads), (select count(*) from raw.{table})"
+            f"select (select count(*) from {warehouse.raw('loads')}), "
+            f"(select count(*) from {warehouse.raw(table)})"
         )
     assert said in refusal.value.message, refusal.value.message
     assert str(path) in refusal.value.message
@@ -519,7 +513,7 @@ def test_a_file_without_records_lands_0_rows(settings: Settings, tmp_path: Path)
             path.write_bytes(data)
             result = load_file(warehouse, settings.project_dir, table, path)
             assert (result.rows_landed, result.skipped) == (0, False)
-        _, [(loads,)] = warehouse.query("select count(*) from raw.loads")
+        _, [(loads,)] = warehouse.query(f"select count(*) from {warehouse.raw('loads')}")
     assert loads == len(files)
 
 

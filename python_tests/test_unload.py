@@ -8,11 +8,12 @@ same raw data, which is what a warehouse that never had the extra files builds."
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from python_tests.conftest import SAMPLE_DIR
+from python_tests.conftest import SAMPLE_DIR, insert_raw_rows
 from python_tests.test_incremental import AS_OF, INCREMENTAL_MODELS, MODELS_ONLY, marts, model_rows
 from runner.cli import cli
 from runner.config import Settings
@@ -149,12 +150,12 @@ def test_unloading_marketing_data_drops_the_attribution_results_it_held(
     second = {table: load_id for table, load_id in loads}
     kept, gone = conversions[1].split(",")[0], conversions[21].split(",")[0]
     with connect(settings) as warehouse:
-        for conv_id in (kept, gone):
-            warehouse.execute(
-                "insert into raw.attribution_customer_journey (conv_id, session_id, ihc, "
-                "run_id, received_at) values (?, ?, 1.0, 'run', current_timestamp)",
-                (conv_id, kept_session),
-            )
+        shares = [
+            {"conv_id": conv_id, "session_id": kept_session, "ihc": 1.0, "run_id": "run"}
+            | {"received_at": datetime.now(timezone.utc).replace(tzinfo=None)}
+            for conv_id in (kept, gone)
+        ]
+        insert_raw_rows(warehouse, "attribution_customer_journey", shares)
     # The sessions landed again hold a session that the first folder holds too: no loss.
     said = invoke("unload", second["session_sources"], *t)
     assert "attribution results" not in said

@@ -18,6 +18,7 @@ from runner import __version__
 from runner.config import Settings, load_settings
 from runner.errors import Interrupted, RunnerError
 from runner.reports import render
+from runner.sources import MARKETING, RAW_SOURCES, STORE_CUSTOMERS, Loader
 
 if TYPE_CHECKING:
     from devtools.ihc_emulator import EmulatorServer
@@ -201,41 +202,12 @@ def _load_interrupted(path: Path, landed: tuple[Path, ...] = ()) -> str:
     )
 
 
+# command: (raw table, what the command's help says), for every source whose files land as
+# they are: from the registry (runner/sources.py).
 FILE_SOURCES = {
-    # command: (raw table, what the command's help says)
-    "web-events": (
-        "web_events",
-        "Land web event files (a JSON array or JSON Lines) in raw.web_events.",
-    ),
-    "store-sales": (
-        "store_sales",
-        "Land store sales files (CSV: CustomerID,Product,SalesAmount,ShopId,TransactionDate) "
-        "in raw.store_sales.",
-    ),
-    "crm-customers": (
-        "crm_customers",
-        "Land CRM customer exports (CSV: Customer_Id,Occupation,Type) in raw.crm_customers.",
-    ),
-    "crm-interactions": (
-        "crm_interactions",
-        "Land CRM interaction exports (CSV: date_start,event,customers, or "
-        "Date Start,Interaction,Customers) in raw.crm_interactions.",
-    ),
-    "crm-products": (
-        "crm_products",
-        "Land CRM products of discussion (CSV: date,product with MM-YYYY months) in "
-        "raw.crm_products.",
-    ),
-    "app-sessions": (
-        "app_sessions",
-        "Land app sessions (CSV with header customer_id,session_started_at, or JSON Lines "
-        "with those keys) in raw.app_sessions.",
-    ),
-    "app-purchases": (
-        "app_purchases",
-        "Land app purchases (CSV with header customer_id,purchased_at,amount, or JSON Lines "
-        "with those keys) in raw.app_purchases.",
-    ),
+    source.command.name: (source.table, source.command.help)
+    for source in RAW_SOURCES
+    if source.command.loader is Loader.FILES
 }
 
 
@@ -253,7 +225,7 @@ for _name, (_table, _help) in FILE_SOURCES.items():
     _file_load_command(_name, _table, _help)
 
 
-@load.command("store-customers")
+@load.command(STORE_CUSTOMERS.name, help=STORE_CUSTOMERS.help)
 @warehouse_options
 @click.argument("file", type=FILE)
 @click.option(
@@ -272,8 +244,6 @@ for _name, (_table, _help) in FILE_SOURCES.items():
 def load_store_customers(
     settings: Settings, file: Path, extract_date: datetime | None, snapshot: bool
 ) -> None:
-    """Land a full store customer extract (CSV: ID,Name,City) in raw.store_customers,
-    dated --extract-date or by the YYYY-MM-DD in its name (store_customers_2017-03-02.csv)."""
     from runner.dbt_invoke import run_dbt
     from runner.loading import extract_date_of
     from runner.loading import load_store_customers as land
@@ -300,13 +270,10 @@ def load_store_customers(
             )
 
 
-@load.command("marketing")
+@load.command(MARKETING.name, help=MARKETING.help)
 @warehouse_options
 @click.argument("path", type=click.Path(exists=True, resolve_path=True, path_type=Path))
 def load_marketing(settings: Settings, path: Path) -> None:
-    """Land the marketing system's session_sources, conversions and session_costs, from
-    a SQLite database with those tables (other tables, such as the IHC challenge's results,
-    are named and ignored) or a folder of CSV files named after them."""
     from runner.loading import describe_marketing_sqlite
     from runner.loading import load_marketing as land
     from runner.warehouse import connect

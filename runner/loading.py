@@ -1,11 +1,14 @@
-"""Land raw files in the warehouse's `raw` schema: losslessly, idempotently, in bulk.
+"""Land raw files in the target's raw schema: losslessly, idempotently, in bulk.
 
 Every record of a file lands as one row with its original text, the file it came from
 and its position in it, valid or not: typing and validation happen in dbt staging,
 which quarantines what it cannot use. A file whose SHA-256 was already landed in the
 same raw table is skipped, so loading the same file twice adds nothing. Rows go in
 through the engines' bulk paths (DuckDB's CSV reader, PostgreSQL COPY), all of a
-file in one transaction together with its line in `raw.loads`.
+file in one transaction together with its line in the load log (`loads`). Which raw
+tables there are, their columns and the files they take come from the registry
+(runner.sources); every raw relation comes from the connection's settings
+(Warehouse.raw: `raw.web_events` on a production target).
 
 Speed: a file is read and turned into rows in blocks, each copied into the warehouse
 (on another thread: the engines work without the GIL) while the next one is read. Rows
@@ -42,6 +45,7 @@ from pathlib import Path
 import orjson
 
 from runner.errors import RunnerError, WarehouseConnectionLost
+from runner.sources import MARKETING, RAW_SOURCES, FileFormat, Loader, RawSource, sources_of
 from runner.warehouse import Warehouse
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -77,15 +81,16 @@ class LoadResult:
     rows_landed: int
     rows_unparseable: int
     skipped: bool  # the file was already landed: nothing was added
+    relation: str  # schema.table of source_table on the target (raw.web_events)
 
     def summary(self) -> str:
         if self.skipped:
             return (
-                f"{self.file_name}: already loaded into raw.{self.source_table} "
+                f"{self.file_name}: already loaded into {self.relation} "
                 f"(load {self.load_id}); nothing added."
             )
         return (
-            f"{self.file_name}: {self.rows_landed} rows landed in raw.{self.source_table} "
+            f"{self.file_name}: {self.rows_landed} rows landed in {self.relation} "
             f"(load {self.load_id}), {self.rows_unparseable} of them unparseable "
             "(they go to quarantine in staging)."
         )
@@ -315,17 +320,31 @@ def write_csv(rows: Iterable[tuple[str | int | None, ...]], path: Path) -> int:
 
 @dataclass(frozen=True)
 class RawTable:
-    """A raw landing table: how to read its files, and the columns its fields go to.
-    `blocks`, when given, turns a file straight into the rows that `read`'s records
-    make, only faster (see _json_blocks). `kind` is what its files are ("json",
-    "csv", "csv_or_json_lines"; see check_file_kind), `header` a CSV file's header."""
+    """A raw source's loader: how to read its files (`read`), for the source's entry in
+    the registry. `blocks`, when given, turns a file straight into the rows that `read`'s
+    records make, only faster (see _json_blocks). `kind` is what a file of it is ("json",
+    "csv", "csv_or_json_lines"; see check_file_kind), `header` a CSV file's header,
+    `field_columns` the columns its fields go to: all from the registry."""
 
-    name: str
+    source: RawSource
     read: Callable[[Path], Iterator[RawRecord]]
-    field_columns: tuple[str, ...] = ()
     blocks: Callable[[Path, RowFormat], Iterator[Block]] | None = None
-    kind: str = "csv"
-    header: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.source.table
+
+    @property
+    def field_columns(self) -> tuple[str, ...]:
+        return self.source.field_columns
+
+    @property
+    def header(self) -> tuple[str, ...]:
+        return self.source.header
+
+    @property
+    def kind(self) -> str:
+        return _file_kind(self.source.formats)
 
 
 # --- rows for the bulk paths ------------------------------------------------------------
@@ -560,7 +579,7 @@ def land_records(
     sha256: str | Future[str],
     constants: dict[str, object] | None = None,
 ) -> LoadResult:
-    """Write `records` of file `path` to raw.<table> and log the load, atomically.
+    """Write `records` of file `path` to the raw table and log the load, atomically.
     `constants` are columns with one value for the whole file (e.g. extract_date).
     `records` None: the file's records, as the table reads them. `sha256`: the file's
     digest, or its future (a thread hashing the file while it lands)."""
@@ -581,6 +600,7 @@ def land_records(
     else:
         blocks = _record_blocks(table.read(path), form)
     rows = unparseable = 0
+    relation = warehouse.raw(table.name)
     with (
         tempfile.TemporaryDirectory(prefix="runner-load-") as tmp,
         warehouse.transaction(),
@@ -599,9 +619,7 @@ def land_records(
                     rows += block.rows
                     unparseable += block.unparseable
                     file = Path(tmp) / f"{table.name}-{number}"
-                    copies.append(
-                        copier.submit(_copy, form, warehouse, f"raw.{table.name}", block, file)
-                    )
+                    copies.append(copier.submit(_copy, form, warehouse, relation, block, file))
                     while len(copies) > COPIES_AHEAD or (copies and copies[0].done()):
                         copies.popleft().result()  # raises what the copy raised
                 while copies:
@@ -611,8 +629,8 @@ def land_records(
                     copy.cancel()  # the transaction rolls back: copy no more
                 raise
         warehouse.execute(
-            "insert into raw.loads (load_id, source_table, file_name, file_sha256, "
-            "file_bytes, rows_landed, rows_unparseable, loaded_at) "
+            f"insert into {warehouse.raw('loads')} (load_id, source_table, file_name, "
+            "file_sha256, file_bytes, rows_landed, rows_unparseable, loaded_at) "
             "values (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 load_id,
@@ -625,7 +643,7 @@ def land_records(
                 loaded_at,
             ),
         )
-    return LoadResult(table.name, file_name, load_id, rows, unparseable, skipped=False)
+    return LoadResult(table.name, file_name, load_id, rows, unparseable, False, relation)
 
 
 @contextmanager
@@ -677,63 +695,37 @@ def _quick_thread_switches() -> Iterator[None]:
         sys.setswitchinterval(default)
 
 
-def _csv_table(
-    name: str, header: tuple[str, ...], aliases: tuple[tuple[str, ...], ...] = ()
-) -> RawTable:
+def _file_kind(formats: tuple[FileFormat, ...]) -> str:
+    """What one file of a source with these formats is, for check_file_kind: "json"
+    (a JSON array or JSON Lines), "csv_or_json_lines", or "csv" (a marketing table's CSV
+    file; its SQLite tables are read by read_sqlite_table)."""
+    accepted = set(formats)
+    if FileFormat.CSV not in accepted:
+        return "json"
+    if FileFormat.JSON_LINES in accepted:
+        return "csv_or_json_lines"
+    return "csv"
+
+
+def _raw_table(source: RawSource) -> RawTable:
+    """The loader of a raw source, by the file formats it accepts."""
+    kind = _file_kind(source.formats)
+    if kind == "json":
+        return RawTable(source, read_json_records, blocks=_json_blocks)
+    if kind == "csv_or_json_lines":
+        return RawTable(source, functools.partial(read_csv_or_json_lines, keys=source.header))
     return RawTable(
-        name=name,
-        read=lambda path: read_csv_records(path, header, aliases),
-        field_columns=tuple(column.lower() for column in header),
-        header=header,
+        source,
+        functools.partial(read_csv_records, header=source.header, aliases=source.header_aliases),
     )
 
 
-def _csv_or_json_lines_table(name: str, keys: tuple[str, ...]) -> RawTable:
-    return RawTable(
-        name=name,
-        read=lambda path: read_csv_or_json_lines(path, keys),
-        field_columns=keys,
-        kind="csv_or_json_lines",
-        header=keys,
-    )
-
-
-MARKETING_TABLES = {
-    "session_sources": (
-        "session_id",
-        "user_id",
-        "event_date",
-        "event_time",
-        "channel_name",
-        "holder_engagement",
-        "closer_engagement",
-        "impression_interaction",
-    ),
-    "conversions": ("conv_id", "user_id", "conv_date", "conv_time", "revenue"),
-    "session_costs": ("session_id", "cost"),
-}
+# The marketing system's tables, with the columns `runner load marketing` reads from each
+# (a SQLite table's columns, or a CSV file's header).
+MARKETING_TABLES = {source.table: source.header for source in sources_of(MARKETING)}
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
-RAW_TABLES = {
-    table.name: table
-    for table in (
-        RawTable("web_events", read_json_records, blocks=_json_blocks, kind="json"),
-        _csv_table("store_customers", ("ID", "Name", "City")),
-        _csv_table(
-            "store_sales", ("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate")
-        ),
-        _csv_table("crm_customers", ("Customer_Id", "Occupation", "Type")),
-        _csv_table(
-            "crm_interactions",
-            ("date_start", "event", "customers"),
-            aliases=(("Date Start", "Interaction", "Customers"),),
-        ),
-        _csv_table("crm_products", ("date", "product")),
-        _csv_or_json_lines_table("app_sessions", ("customer_id", "session_started_at")),
-        _csv_or_json_lines_table("app_purchases", ("customer_id", "purchased_at", "amount")),
-        *(_csv_table(name, header) for name, header in MARKETING_TABLES.items()),
-    )
-}
+RAW_TABLES = {source.table: _raw_table(source) for source in RAW_SOURCES}
 
 
 # --- files of the wrong kind -----------------------------------------------------------
@@ -742,17 +734,7 @@ RAW_TABLES = {
 # inside a file of the right kind still land, to be quarantined by staging.
 
 SOURCE_NAMES = {  # raw table: (what its records are, the command that loads them)
-    "web_events": ("web events", "runner load web-events"),
-    "store_customers": ("store customer extracts", "runner load store-customers"),
-    "store_sales": ("store sales", "runner load store-sales"),
-    "crm_customers": ("CRM customers", "runner load crm-customers"),
-    "crm_interactions": ("CRM interactions", "runner load crm-interactions"),
-    "crm_products": ("CRM products", "runner load crm-products"),
-    "app_sessions": ("app sessions", "runner load app-sessions"),
-    "app_purchases": ("app purchases", "runner load app-purchases"),
-    "session_sources": ("marketing sessions", "runner load marketing"),
-    "conversions": ("marketing conversions", "runner load marketing"),
-    "session_costs": ("marketing session costs", "runner load marketing"),
+    source.table: (source.noun, source.command.invocation) for source in RAW_SOURCES
 }
 # The first bytes of file formats that are never text records.
 MAGIC_NUMBERS = (
@@ -814,7 +796,7 @@ def _empty(path: Path) -> RunnerError:
 
 def check_file_kind(path: Path, source_table: str) -> None:
     """Refuse, with a RunnerError that says what the file looks like, a file that
-    raw.<source_table> cannot take: an empty one (nothing but whitespace), a binary
+    the raw table `source_table` cannot take: an empty one (nothing but whitespace), a binary
     format (MAGIC_NUMBERS), and for JSON sources a file that does not start as JSON
     Lines or a JSON array of objects, or holds no valid JSON object at all (a CSV file,
     one JSON document spread over lines). A CSV file's header is checked as it is read
@@ -834,8 +816,8 @@ def check_file_kind(path: Path, source_table: str) -> None:
     }[table.kind]
     for magic, what in MAGIC_NUMBERS:
         if head.startswith(magic):
-            if magic == SQLITE_MAGIC and source_table != "web_events":
-                what += " (`runner load marketing` takes the marketing system's)"
+            if magic == SQLITE_MAGIC and table.kind != "json":
+                what += f" (`{MARKETING.invocation}` takes the marketing system's)"
             raise RunnerError(
                 f"{path} looks like {what}, {expected}; is this the right file? Nothing landed."
             )
@@ -870,7 +852,7 @@ def _landed_before(warehouse: Warehouse, source_table: str, size: int) -> bool:
     """Whether a file of `size` bytes was landed in `source_table` before: only such a
     file can be the same file again."""
     _, rows = warehouse.query(
-        "select count(*) from raw.loads where source_table = ? and file_bytes = ?",
+        f"select count(*) from {warehouse.raw('loads')} where source_table = ? and file_bytes = ?",
         (source_table, size),
     )
     return bool(rows[0][0] > 0)
@@ -878,7 +860,7 @@ def _landed_before(warehouse: Warehouse, source_table: str, size: int) -> bool:
 
 def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str | None:
     _, rows = warehouse.query(
-        "select load_id from raw.loads where source_table = ? and file_sha256 = ?",
+        f"select load_id from {warehouse.raw('loads')} where source_table = ? and file_sha256 = ?",
         (source_table, sha256),
     )
     return rows[0][0] if rows else None
@@ -891,7 +873,8 @@ def load_file(
     path: Path,
     constants: dict[str, object] | None = None,
 ) -> LoadResult:
-    """Land one file in raw.<source_table>, unless the same bytes were landed before.
+    """Land one file in the raw table `source_table`, unless the same bytes were landed
+    before.
     `constants` fill columns that hold one value per file (e.g. extract_date)."""
     if not path.is_file():
         raise RunnerError(f"{path}: no such file.")
@@ -906,21 +889,24 @@ def load_file(
                 sha256 = file_sha256(path)
                 earlier = previous_load(warehouse, source_table, sha256)
                 if earlier is not None:
-                    return LoadResult(source_table, str(path), earlier, 0, 0, True)
+                    relation = warehouse.raw(source_table)
+                    return LoadResult(source_table, str(path), earlier, 0, 0, True, relation)
             else:  # no earlier file of this size: a new file, hashed while it lands
                 sha256 = hasher.submit(file_sha256, path)
             return land_records(warehouse, table, path, None, sha256, constants)
     except WarehouseConnectionLost as exc:
         raise RunnerError(
             f"{path}: the connection to the warehouse was lost while loading it into "
-            f"raw.{source_table} ({exc.reason}). Nothing from this file was landed: its rows "
-            "and its line in raw.loads were one transaction, which was rolled back. Run the "
-            "same command again (files it already loaded are skipped)."
+            f"{warehouse.raw(source_table)} ({exc.reason}). Nothing from this file was "
+            f"landed: its rows and its line in {warehouse.raw('loads')} were one transaction, "
+            "which was rolled back. Run the same command again (files it already loaded are "
+            "skipped)."
         ) from None
     except Exception as exc:
         if "unique" in str(exc).lower() or "duplicate key" in str(exc).lower():
             raise RunnerError(
-                f"{path} was loaded into raw.{source_table} by another run at the same time; "
+                f"{path} was loaded into {warehouse.raw(source_table)} by another run at the "
+                "same time; "
                 "nothing was added by this one."
             ) from None
         raise
@@ -975,7 +961,9 @@ def load_store_customers(
         raise RunnerError(f"{path}: no such file.")
     warehouse.ensure_raw_tables(project_dir)
     if previous_load(warehouse, "store_customers", file_sha256(path)) is None:
-        _, rows = warehouse.query("select max(extract_date) from raw.store_customers")
+        _, rows = warehouse.query(
+            f"select max(extract_date) from {warehouse.raw('store_customers')}"
+        )
         latest = rows[0][0]
         if latest is not None and extract_date <= latest:
             raise RunnerError(
@@ -1056,6 +1044,12 @@ def describe_marketing_sqlite(path: Path) -> str:
     return f"{path.name}: read the tables {read}{ignored}."
 
 
+def _marketing_files(separator: str, last: str) -> str:
+    """The CSV files of a marketing folder, by name: "a.csv, b.csv and c.csv"."""
+    names = [f"{name}.csv" for name in MARKETING_TABLES]
+    return last.join([separator.join(names[:-1]), names[-1]])
+
+
 def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[LoadResult]:
     """Land the marketing system's tables (session_sources, conversions, session_costs)
     from a SQLite database or from a folder of CSV files named after the tables. Each
@@ -1066,8 +1060,8 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
         if len(present) < len(files):
             missing = ", ".join(f"{name}.csv" for name in files if name not in present)
             raise RunnerError(
-                f"{path}: missing {missing}. A marketing folder holds session_sources.csv, "
-                "conversions.csv and session_costs.csv."
+                f"{path}: missing {missing}. A marketing folder holds "
+                f"{_marketing_files(', ', ' and ')}."
             )
         return [load_file(warehouse, project_dir, name, file) for name, file in present.items()]
     if not path.is_file():
@@ -1076,7 +1070,7 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
         if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
             raise RunnerError(
                 f"{path} is neither a SQLite database nor a folder of CSV files "
-                "(session_sources.csv, conversions.csv, session_costs.csv)."
+                f"({_marketing_files(', ', ', ')})."
             )
     warehouse.ensure_raw_tables(project_dir)
     sha256 = file_sha256(path)
@@ -1084,10 +1078,10 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
     for name, columns in MARKETING_TABLES.items():
         earlier = previous_load(warehouse, name, sha256)
         if earlier is not None:
-            results.append(LoadResult(name, str(path), earlier, 0, 0, True))
+            results.append(LoadResult(name, str(path), earlier, 0, 0, True, warehouse.raw(name)))
             continue
         # A bad table fails its load with nothing landed from it: its rows are copied in
-        # the transaction of its raw.loads line, which an error rolls back.
+        # the transaction of its line in the load log, which an error rolls back.
         records = read_sqlite_table(path, name, columns)
         try:
             results.append(land_records(warehouse, RAW_TABLES[name], path, records, sha256))
@@ -1106,11 +1100,13 @@ class UnloadResult:
     file_name: str
     rows_removed: int
     attributions_removed: int = 0  # conversions whose attribution results went with it
+    relation: str = field(kw_only=True)  # schema.table of source_table (raw.web_events)
+    load_log: str = field(kw_only=True)  # schema.table of the load log (raw.loads)
 
     def summary(self) -> str:
         text = (
             f"Unloaded load {self.load_id}: {self.rows_removed} rows of {self.file_name} "
-            f"removed from raw.{self.source_table}, and its line in raw.loads. The next build "
+            f"removed from {self.relation}, and its line in {self.load_log}. The next build "
             "(`runner build` or `dbt build`) rebuilds the incremental models in full, once, "
             "so the warehouse holds nothing of it."
         )
@@ -1123,48 +1119,55 @@ class UnloadResult:
         return text
 
 
-# Attribution results that no longer fit the marketing data once a load is gone: those of
-# conversions no raw row holds, and of conversions whose journey had a session none holds.
-STALE_ATTRIBUTIONS = """
-    conv_id not in (select trim(conv_id) from raw.conversions where conv_id is not null)
+def _stale_attributions(warehouse: Warehouse) -> str:
+    """The attribution results that no longer fit the marketing data once a load is gone:
+    those of conversions no raw row holds, and of conversions whose journey had a session
+    none holds (a condition on the results table)."""
+    return f"""
+    conv_id not in (
+        select trim(conv_id) from {warehouse.raw("conversions")} where conv_id is not null
+    )
     or conv_id in (
-        select results.conv_id from raw.attribution_customer_journey as results
+        select results.conv_id from {warehouse.raw("attribution_customer_journey")} as results
         where results.session_id not in (
-            select trim(session_id) from raw.session_sources where session_id is not null
+            select trim(session_id) from {warehouse.raw("session_sources")}
+            where session_id is not null
         )
     )
 """
 
 
 def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResult:
-    """Take a load back: delete its rows from its raw table and its line in raw.loads,
-    and record it in raw.unloads, in one transaction. The next dbt build rebuilds the
-    incremental models in full once (macros/unloads.sql), so the marts are those of a
-    warehouse that never had the load. Store customer extracts cannot be unloaded: the
-    snapshot historized them as they landed."""
+    """Take a load back: delete its rows from its raw table and its line in the load log,
+    and record it in the unloads table, in one transaction. The next dbt build rebuilds
+    the incremental models in full once (macros/unloads.sql), so the marts are those of a
+    warehouse that never had the load. Full extracts (store customers) cannot be unloaded:
+    the snapshot historized them as they landed."""
     warehouse.ensure_raw_tables(project_dir)
+    loads, unloads = warehouse.raw("loads"), warehouse.raw("unloads")
     columns = "source_table, file_name, file_sha256, loaded_at"
-    _, found = warehouse.query(f"select {columns} from raw.loads where load_id = ?", (load_id,))
+    _, found = warehouse.query(f"select {columns} from {loads} where load_id = ?", (load_id,))
     if not found:
         _, gone = warehouse.query(
-            "select source_table, file_name, unloaded_at from raw.unloads where load_id = ?",
+            f"select source_table, file_name, unloaded_at from {unloads} where load_id = ?",
             (load_id,),
         )
         if gone:
             table, file_name, when = gone[0]
             raise RunnerError(
-                f"Load {load_id} ({file_name} in raw.{table}) was already unloaded, at "
-                f"{when:%Y-%m-%d %H:%M:%S} UTC: nothing to do."
+                f"Load {load_id} ({file_name} in {warehouse.raw(table)}) was already unloaded, "
+                f"at {when:%Y-%m-%d %H:%M:%S} UTC: nothing to do."
             )
         raise RunnerError(
-            f"No load {load_id!r} in raw.loads: nothing was removed. The ids are in raw.loads "
-            "(`select load_id, source_table, file_name from raw.loads`) and in what "
+            f"No load {load_id!r} in {loads}: nothing was removed. The ids are in {loads} "
+            f"(`select load_id, source_table, file_name from {loads}`) and in what "
             "`runner load` printed."
         )
     source_table, file_name, sha256, loaded_at = found[0]
+    relation = warehouse.raw(source_table)
     if source_table not in RAW_TABLES:
-        raise RunnerError(f"Load {load_id} is in raw.{source_table}, which no loader writes.")
-    if source_table == "store_customers":
+        raise RunnerError(f"Load {load_id} is in {relation}, which no loader writes.")
+    if RAW_TABLES[source_table].source.command.loader is Loader.EXTRACT:
         raise RunnerError(
             f"Load {load_id} is a store customer extract ({file_name}): the snapshot "
             "historized it when it landed, and history cannot be taken back. Load a "
@@ -1172,21 +1175,22 @@ def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResul
         )
     with warehouse.transaction():
         _, [(rows,)] = warehouse.query(
-            f"select count(*) from raw.{source_table} where load_id = ?", (load_id,)
+            f"select count(*) from {relation} where load_id = ?", (load_id,)
         )
-        warehouse.execute(f"delete from raw.{source_table} where load_id = ?", (load_id,))
-        warehouse.execute("delete from raw.loads where load_id = ?", (load_id,))
+        warehouse.execute(f"delete from {relation} where load_id = ?", (load_id,))
+        warehouse.execute(f"delete from {loads} where load_id = ?", (load_id,))
         attributions = 0
         if source_table in ("conversions", "session_sources"):
+            results, stale = (
+                warehouse.raw("attribution_customer_journey"),
+                _stale_attributions(warehouse),
+            )
             _, [(attributions,)] = warehouse.query(
-                "select count(distinct conv_id) from raw.attribution_customer_journey "
-                f"where {STALE_ATTRIBUTIONS}"
+                f"select count(distinct conv_id) from {results} where {stale}"
             )
-            warehouse.execute(
-                f"delete from raw.attribution_customer_journey where {STALE_ATTRIBUTIONS}"
-            )
+            warehouse.execute(f"delete from {results} where {stale}")
         warehouse.execute(
-            "insert into raw.unloads (load_id, source_table, file_name, file_sha256, "
+            f"insert into {unloads} (load_id, source_table, file_name, file_sha256, "
             "rows_removed, loaded_at, unloaded_at) values (?, ?, ?, ?, ?, ?, ?)",
             (
                 load_id,
@@ -1198,4 +1202,6 @@ def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResul
                 datetime.now(timezone.utc).replace(tzinfo=None),
             ),
         )
-    return UnloadResult(load_id, source_table, file_name, rows, attributions)
+    return UnloadResult(
+        load_id, source_table, file_name, rows, attributions, relation=relation, load_log=loads
+    )

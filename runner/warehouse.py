@@ -14,21 +14,34 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from runner.config import Settings
 from runner.errors import RunnerError, WarehouseConnectionLost
+from runner.sources import ddl_statements
 
-RAW_DDL_MACRO = Path("macros") / "create_raw_landing_tables.sql"
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
 Rows = list[tuple[Any, ...]]
 """The rows of a query."""
 
 
 class Warehouse:
-    """Base class; use `connect(settings)`."""
+    """Base class; use `connect(settings)`, which gives the connection its settings: the
+    target whose schemas it reads and writes (`raw`)."""
 
     kind: str
+    settings: Settings | None = None
+
+    def raw(self, table: str) -> str:
+        """`schema.table` of a landing table in the target's raw schema
+        (Settings.relation('raw', table): `raw.loads` on a production target)."""
+        return self._settings().relation("raw", table)
+
+    def _settings(self) -> Settings:
+        if self.settings is None:
+            raise RunnerError(
+                "This warehouse connection was opened without settings, so it does not know "
+                "its target's schemas: open it with runner.warehouse.connect(settings)."
+            )
+        return self.settings
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         raise NotImplementedError
@@ -76,10 +89,18 @@ class Warehouse:
         )
         return bool(rows[0][0] > 0)
 
-    def ensure_raw_tables(self, project_dir: Path) -> None:
-        """Create the raw landing tables when missing, from the same dbt macro that the
-        project's on-run-start hook runs (it is plain SQL, rendered with plain Jinja)."""
-        for statement in raw_table_statements(project_dir):
+    def ensure_raw_tables(self, project_dir: Path | None = None) -> None:
+        """Create the target's raw schema and every landing table in it that is missing,
+        from the registry (runner.sources), which also renders the dbt macro that the
+        project's on-run-start hook runs. `project_dir`, when given, must be the settings'
+        project (older callers pass it; the settings say everything needed)."""
+        settings = self._settings()
+        if project_dir is not None and Path(project_dir).resolve() != settings.project_dir:
+            raise RunnerError(
+                f"ensure_raw_tables: {project_dir} is not the project of this connection's "
+                f"settings ({settings.project_dir}); connect with the settings of that project."
+            )
+        for statement in raw_table_statements(settings.schema("raw")):
             self.execute(statement)
 
     def try_exclusive(self, name: str) -> bool:
@@ -89,11 +110,10 @@ class Warehouse:
         return True
 
 
-def raw_table_statements(project_dir: Path) -> list[str]:
-    source = (project_dir / RAW_DDL_MACRO).read_text(encoding="utf-8")
-    module = jinja2.Environment().from_string(source).module
-    sql = str(getattr(module, "create_raw_landing_tables")())  # noqa: B009 (a Jinja macro)
-    return [part.strip() for part in sql.split(";") if part.strip()]
+def raw_table_statements(schema: str) -> list[str]:
+    """The statements that create the raw schema `schema` and its missing landing tables
+    (runner.sources.ddl_statements; macros/create_raw_landing_tables.sql is the same DDL)."""
+    return ddl_statements(schema)
 
 
 class WarehouseLocked(RunnerError):
@@ -140,6 +160,7 @@ class DuckDBWarehouse(Warehouse):
         DuckDB connection is not thread-safe). Closing this one closes its cursors."""
         other = object.__new__(DuckDBWarehouse)
         other._con, other.path = self._con.cursor(), self.path
+        other.settings = self.settings
         return other
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -311,7 +332,7 @@ class PostgresWarehouse(Warehouse):
                 raise lost from None
             raise
 
-    def ensure_raw_tables(self, project_dir: Path) -> None:
+    def ensure_raw_tables(self, project_dir: Path | None = None) -> None:
         # Runs starting together on a new database would race on `create ... if not
         # exists` (PostgreSQL then fails with a duplicate key in its catalog): one at a time.
         with self.transaction():
@@ -336,18 +357,22 @@ def _lock_key(name: str) -> int:
 
 def connect(settings: Settings, read_only: bool = False) -> Warehouse:
     """Open the warehouse of the settings' target."""
+    warehouse: Warehouse
     if settings.adapter_type == "duckdb":
-        return DuckDBWarehouse(
+        warehouse = DuckDBWarehouse(
             settings.duckdb_path,
             read_only=read_only,
             settings=getattr(settings.credentials, "settings", None),
         )
-    if settings.adapter_type == "postgres":
-        return PostgresWarehouse(settings.credentials)
-    raise RunnerError(
-        f"Target {settings.target!r} uses the {settings.adapter_type} adapter; the runner "
-        "supports duckdb and postgres."
-    )
+    elif settings.adapter_type == "postgres":
+        warehouse = PostgresWarehouse(settings.credentials)
+    else:
+        raise RunnerError(
+            f"Target {settings.target!r} uses the {settings.adapter_type} adapter; the runner "
+            "supports duckdb and postgres."
+        )
+    warehouse.settings = settings
+    return warehouse
 
 
 def setup_bi_role(

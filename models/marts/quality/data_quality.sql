@@ -1,19 +1,8 @@
 {#- What became of every landed row: per source and load, the rows that are valid
-    and the rows quarantined, by reason. The list below is every raw source with
-    its staged and quarantine models. -#}
-{%- set sources = [
-    ('web_events', 'stg_web__events', 'stg_web__events_quarantine'),
-    ('store_customers', 'stg_store__customers', 'stg_store__customers_quarantine'),
-    ('store_sales', 'stg_store__sales', 'stg_store__sales_quarantine'),
-    ('crm_customers', 'stg_crm__customers', 'stg_crm__customers_quarantine'),
-    ('crm_interactions', 'stg_crm__interactions', 'stg_crm__interactions_quarantine'),
-    ('crm_products', 'stg_crm__products', 'stg_crm__products_quarantine'),
-    ('app_sessions', 'stg_app__sessions', 'stg_app__sessions_quarantine'),
-    ('app_purchases', 'stg_app__purchases', 'stg_app__purchases_quarantine'),
-    ('session_sources', 'stg_marketing__sessions', 'stg_marketing__sessions_quarantine'),
-    ('conversions', 'stg_marketing__conversions', 'stg_marketing__conversions_quarantine'),
-    ('session_costs', 'stg_marketing__session_costs', 'stg_marketing__session_costs_quarantine'),
-] -%}
+    and the rows quarantined, by reason. The sources, with their staged and quarantine
+    models, are the registry's (runner/sources.py, rendered into the macro raw_sources()
+    in macros/create_raw_landing_tables.sql). -#}
+{%- set sources = raw_sources() -%}
 
 with
 
@@ -31,21 +20,21 @@ loads as (
 
 outcomes as (
 
-    {% for source_table, valid, quarantine in sources -%}
+    {% for source in sources -%}
         select
-            '{{ source_table }}' as source_table,
+            '{{ source.table }}' as source_table,
             load_id,
             'valid' as outcome,
             count(*) as row_count
-        from {{ ref(valid) }}
+        from {{ ref(source.staged) }}
         group by load_id
         union all
         select
-            '{{ source_table }}' as source_table,
+            '{{ source.table }}' as source_table,
             load_id,
             reason as outcome,
             count(*) as row_count
-        from {{ ref(quarantine) }}
+        from {{ ref(source.quarantine) }}
         group by load_id, reason
         {% if not loop.last -%}
             union all
