@@ -12,6 +12,7 @@ LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-postgres demo demo-attribution test bench lint format docs clean lock
+.PHONY: lint-dbt evaluate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -106,17 +107,35 @@ demo-attribution: setup
 setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables
 	$(BIN)/runner setup-postgres --target postgres
 
-lint: setup  ## ruff and SQLFluff
+lint: setup  ## ruff, SQLFluff and the dbt metadata linter (dbt-score)
 	$(BIN)/ruff check runner devtools python_tests
 	$(BIN)/ruff format --check runner devtools python_tests
 	@mkdir -p .tmp
-	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models --processes 2
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models $(SQL_TESTS) snapshots --processes 2
+	$(BIN)/sqlfluff lint $(SQL_MACROS) $(SQLFLUFF_MACRO_OPTIONS)
+	@$(MAKE) --no-print-directory lint-dbt
+
+# SQLFluff's dbt templater lints models and singular tests but skips files of macros
+# (macros/, tests/generic/): their SQL is linted where a model calls them. A second
+# pass reads those files with the jinja templater: tag spacing, line length,
+# whitespace (layout.indent off: it wants Jinja blocks indented, the style does not).
+SQL_TESTS = $(wildcard tests/*.sql)
+SQL_MACROS = macros tests/generic
+SQLFLUFF_MACRO_OPTIONS = --templater jinja --exclude-rules LT02
+# The manifest the metadata linter reads, parsed against the scratch LINT_DB.
+LINT_TARGET := $(CURDIR)/.tmp/lint-target
+
+lint-dbt:  ## the dbt metadata linter alone: dbt parse, then dbt-score (rules: pyproject.toml)
+	@mkdir -p .tmp
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/dbt parse --quiet --project-dir $(CURDIR) --target duckdb --target-path $(LINT_TARGET)
+	$(BIN)/dbt-score lint --manifest $(LINT_TARGET)/manifest.json
 
 format: setup  ## fix what ruff and SQLFluff can fix
 	$(BIN)/ruff check --fix runner devtools python_tests
 	$(BIN)/ruff format runner devtools python_tests
 	@mkdir -p .tmp
-	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models $(SQL_TESTS) snapshots
+	$(BIN)/sqlfluff fix $(SQL_MACROS) $(SQLFLUFF_MACRO_OPTIONS)
 
 test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
 	$(BIN)/pytest
