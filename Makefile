@@ -154,6 +154,14 @@ docs: setup  ## generate the dbt docs site and serve it on http://localhost:8080
 	$(BIN)/dbt docs generate --target duckdb
 	$(BIN)/dbt docs serve --target duckdb --host 127.0.0.1 --port $(DOCS_PORT)
 
+# dbt-project-evaluator, the yardstick for the conventions (README: "dbt-project-evaluator"),
+# from local checkouts, since the dbt package hub may be unreachable; on a scratch copy.
+EVALUATOR_DIR ?=
+DBT_UTILS_DIR ?=
+
+evaluate: setup  ## dbt-project-evaluator's checks on a scratch copy (EVALUATOR_DIR=... DBT_UTILS_DIR=...)
+	$(BIN)/python -m devtools.evaluate --evaluator-dir "$(EVALUATOR_DIR)" --dbt-utils-dir "$(DBT_UTILS_DIR)"
+
 lock:  ## re-pin every dependency after changing pyproject.toml
 	rm -rf .tmp/lockenv && $(PYTHON) -m venv .tmp/lockenv
 	.tmp/lockenv/bin/python -m pip install --quiet --upgrade pip
