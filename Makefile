@@ -125,7 +125,7 @@ SQLFLUFF_MACRO_OPTIONS = --templater jinja --exclude-rules LT02
 # The manifest the metadata linter reads, parsed against the scratch LINT_DB.
 LINT_TARGET := $(CURDIR)/.tmp/lint-target
 
-lint-dbt:  ## the dbt metadata linter alone: dbt parse, then dbt-score (rules: pyproject.toml)
+lint-dbt: profiles.yml  ## the dbt metadata linter alone: dbt parse, then dbt-score (rules: pyproject.toml)
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/dbt parse --quiet --project-dir $(CURDIR) --target duckdb --target-path $(LINT_TARGET)
 	$(BIN)/dbt-score lint --manifest $(LINT_TARGET)/manifest.json

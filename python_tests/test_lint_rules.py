@@ -17,6 +17,7 @@ from python_tests.conftest import PROJECT_DIR
 # What `make lint-dbt` needs: the dbt project, the linter's configuration and rules.
 COPIED = [
     "Makefile",
+    "profiles.yml.example",
     "dbt_project.yml",
     "pyproject.toml",
     "models",
