@@ -1,9 +1,11 @@
 """The dbt metadata linter of `make lint` (dbt-score with devtools/dbt_score_rules.py)
 fails on a violation: a scratch copy of the project, broken on purpose, is linted
-through the Makefile's own `lint-dbt` target."""
+through the Makefile's own `lint-dbt` target. Then each project rule on its own: it
+passes on the project's node and fails, saying what to do, once the node is broken."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -11,7 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from dbt.cli.main import dbtRunner
+from dbt_score.models import Macro, ManifestLoader, Model, Snapshot, Source
 
+from devtools import dbt_score_rules as rules
 from python_tests.conftest import PROJECT_DIR
 
 # What `make lint-dbt` needs: the dbt project, the linter's configuration and rules.
@@ -110,3 +115,225 @@ def test_metadata_linter_fails_on_a_broken_convention(project_copy: Path):
         after.stdout, "Exposure: customer_value_dashboard"
     ), after.stdout
     assert "Make customer_ltv access: public" in after.stdout
+
+
+# --- Each project rule on its own, against the project's parsed manifest ------------------
+
+
+@pytest.fixture(scope="module")
+def loader(profiles_dir, tmp_path_factory) -> ManifestLoader:
+    target = tmp_path_factory.mktemp("rules-target")
+    result = dbtRunner().invoke(
+        [
+            "parse",
+            "--project-dir",
+            str(PROJECT_DIR),
+            "--profiles-dir",
+            str(profiles_dir),
+            "--target-path",
+            str(target),
+        ]
+    )
+    assert result.success, result.exception
+    return ManifestLoader(target / "manifest.json")
+
+
+def evaluable(loader: ManifestLoader, unique_id: str, change=None):
+    """The evaluable of a manifest node, after `change` edits a copy of its values."""
+    if unique_id.startswith("source."):
+        values, kind = loader.raw_sources[unique_id], Source
+    elif unique_id.startswith("macro."):
+        values, kind = loader.raw_macros[unique_id], Macro
+    else:
+        values = loader.raw_nodes[unique_id]
+        kind = Snapshot if values["resource_type"] == "snapshot" else Model
+    values = copy.deepcopy(values)
+    tests = copy.deepcopy(loader.tests.get(unique_id, []))
+    if change is not None:
+        change(values, tests)
+    if kind is Macro:
+        return Macro.from_node(values)
+    return kind.from_node(values, tests)
+
+
+def check(rule, item) -> str | None:
+    violation = rule().evaluate(item)
+    return None if violation is None else violation.message
+
+
+def model(name: str) -> str:
+    return f"model.customer_analytics.{name}"
+
+
+def set_meta(key: str, value):
+    def change(values, _tests):
+        values["config"]["meta"][key] = value
+        values["meta"][key] = value
+
+    return change
+
+
+def set_path(path: str):
+    def change(values, _tests):
+        values["original_file_path"] = path
+
+    return change
+
+
+def drop_tests(values, tests):
+    tests.clear()
+
+
+def set_config(key: str, value):
+    def change(values, _tests):
+        values["config"][key] = value
+        if key == "access":
+            values["access"] = value
+
+    return change
+
+
+def reads_a_source(values, _tests):
+    values["depends_on"]["nodes"].append("source.customer_analytics.raw.web_events")
+
+
+def no_freshness(values, _tests):
+    values["freshness"] = None
+    values["config"]["freshness"] = None
+
+
+def exempt_from_freshness(values, tests):
+    no_freshness(values, tests)
+    values["meta"]["freshness_exempt"] = "written by the runner itself"
+
+
+def no_description(values, _tests):
+    values["description"] = ""
+
+
+def undocumented_column(column: str):
+    def change(values, _tests):
+        values["columns"][column]["description"] = ""
+
+    return change
+
+
+CASES = [
+    # (rule, node, change that breaks it, what the message says)
+    (
+        rules.mart_name_matches_its_kind,
+        model("fct_orders"),
+        set_meta("mart_kind", "dimension"),
+        "dim_",
+    ),
+    (
+        rules.mart_name_matches_its_kind,
+        model("dim_customers"),
+        set_meta("mart_kind", None),
+        "meta.mart_kind",
+    ),
+    (
+        rules.mart_name_matches_its_kind,
+        model("customer_ltv"),
+        set_meta("mart_kind", "fact"),
+        "fct_",
+    ),
+    (
+        rules.mart_name_matches_its_kind,
+        model("customer_ltv"),
+        set_meta("mart_kind", "kpi"),
+        "use fact",
+    ),
+    (
+        rules.model_in_its_layer_directory,
+        model("int_customer_versions_merged"),
+        set_path("models/intermediate/int_customer_versions_merged.sql"),
+        "models/intermediate/<area>/",
+    ),
+    (
+        rules.model_in_its_layer_directory,
+        model("stg_web__events"),
+        set_path("models/staging/store/stg_web__events.sql"),
+        "models/staging/web/",
+    ),
+    (
+        rules.model_in_its_layer_directory,
+        model("fct_orders"),
+        set_path("models/marts/fct_orders.sql"),
+        "models/marts/<area>/",
+    ),
+    (rules.model_has_a_primary_key_test, model("fct_orders"), drop_tests, "unique and not_null"),
+    (
+        rules.model_has_a_primary_key_test,
+        model("customer_ytd_spend"),
+        drop_tests,
+        "unique_combination",
+    ),
+    (
+        rules.mart_columns_have_descriptions,
+        model("fct_orders"),
+        undocumented_column("channel"),
+        "channel",
+    ),
+    (
+        rules.public_model_has_an_enforced_contract,
+        model("fct_orders"),
+        set_config("contract", {"enforced": False, "alias_types": True}),
+        "contract_exempt",
+    ),
+    (
+        rules.public_model_has_an_enforced_contract,
+        model("customer_channel_interactions"),
+        drop_tests,
+        "columns_match_channels",
+    ),
+    (
+        rules.intermediate_model_is_not_public,
+        model("int_journeys_built"),
+        set_config("access", "public"),
+        "protected",
+    ),
+    (
+        rules.only_staging_reads_sources,
+        model("int_journeys_built"),
+        reads_a_source,
+        "staging model",
+    ),
+    (
+        rules.source_has_freshness,
+        "source.customer_analytics.raw.web_events",
+        no_freshness,
+        "freshness",
+    ),
+    (
+        rules.snapshot_is_described,
+        "snapshot.customer_analytics.store_customers_snapshot",
+        no_description,
+        "Describe",
+    ),
+    (
+        rules.macro_is_described,
+        "macro.customer_analytics.channel_pivot_columns",
+        no_description,
+        "Describe",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "unique_id", "change", "message"), CASES)
+def test_rule_passes_on_the_project_and_fails_when_broken(loader, rule, unique_id, change, message):
+    assert check(rule, evaluable(loader, unique_id)) is None
+    found = check(rule, evaluable(loader, unique_id, change))
+    assert found is not None and message in found, found
+
+
+def test_freshness_exemption_and_dispatched_macros_pass(loader):
+    web_events = "source.customer_analytics.raw.web_events"
+    assert (
+        check(rules.source_has_freshness, evaluable(loader, web_events, exempt_from_freshness))
+        is None
+    )
+    variants = [key for key in loader.raw_macros if key.split(".")[-1].startswith("default__")]
+    assert variants
+    for key in variants:
+        assert check(rules.macro_is_described, evaluable(loader, key, no_description)) is None
