@@ -6,6 +6,7 @@ passes on the project's node and fails, saying what to do, once the node is brok
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -337,3 +338,49 @@ def test_freshness_exemption_and_dispatched_macros_pass(loader):
     assert variants
     for key in variants:
         assert check(rules.macro_is_described, evaluable(loader, key, no_description)) is None
+
+
+def test_a_source_is_named_for_its_system_and_declared_in_its_folder(loader):
+    web_events = "source.customer_analytics.raw.web_events"
+
+    def declared_by(system: str, path: str):
+        def change(values, _tests):
+            values["source_name"] = system
+            values["original_file_path"] = path
+
+        return change
+
+    rule = rules.source_declared_by_its_system
+    assert (
+        check(
+            rule,
+            evaluable(
+                loader, web_events, declared_by("web", "models/staging/web/_web__sources.yml")
+            ),
+        )
+        is None
+    )
+    found = check(
+        rule,
+        evaluable(loader, web_events, declared_by("raw", "models/staging/web/_web__sources.yml")),
+    )
+    assert found is not None and "models/staging/raw/_raw__sources.yml" in found
+    found = check(
+        rule, evaluable(loader, web_events, declared_by("web", "models/staging/web/sources.yml"))
+    )
+    assert found is not None and "models/staging/web/_web__sources.yml" in found
+
+
+def test_an_exposure_reads_public_models_only(loader):
+    exposure = loader.exposures["exposure.customer_analytics.orders_dashboard"]
+    assert {parent.name for parent in exposure.parents} == {"fct_orders", "dim_customers"}
+    assert check(rules.exposure_reads_public_models, exposure) is None
+    protected = copy.copy(exposure)
+    protected.parents = [
+        dataclasses.replace(parent, access="protected")
+        if parent.name == "dim_customers"
+        else parent
+        for parent in exposure.parents
+    ]
+    found = check(rules.exposure_reads_public_models, protected)
+    assert found is not None and "Make dim_customers access: public" in found
