@@ -12,7 +12,8 @@ written for the layout of the README's "Conventions checked in CI":
   models/intermediate/<area>/, marts in models/marts/<area>/; each mart declares its
   kind in `meta.mart_kind` (fact: `fct_`, dimension: `dim_`, reporting: a business
   name without a layer prefix); one source per system, declared in
-  models/staging/<system>/_<system>__sources.yml;
+  models/staging/<system>/_<system>__sources.yml; the YAML of an area's
+  intermediate models or marts in its one _<area>__models.yml;
 - descriptions: every model, source (and its table), seed, snapshot, macro (not the
   engine variants of a dispatched macro) and every column of a mart;
 - a primary-key test on every model: unique + not_null on one column, or the
@@ -95,6 +96,20 @@ def model_in_its_layer_directory(model: Model) -> RuleViolation | None:
         "No layer: name it stg_/base_ (staging), int_ (intermediate) or put it in "
         "models/marts/<area>/."
     )
+
+
+@rule
+def model_yaml_in_its_area_file(model: Model) -> RuleViolation | None:
+    """The YAML of an intermediate model or a mart is its area's one models file:
+    models/<layer>/<area>/_<area>__models.yml."""
+    parts = _path_parts(model)
+    if parts[:2] not in (["models", "intermediate"], ["models", "marts"]) or len(parts) != 4:
+        return None
+    expected = f"{'/'.join(parts[:3])}/_{parts[2]}__models.yml"
+    found = (model.patch_path or "").split("://", 1)[-1]
+    if found != expected:
+        return RuleViolation(f"Describe it in {expected} (it is in {found or 'no YAML'}).")
+    return None
 
 
 @rule

@@ -181,6 +181,13 @@ def set_path(path: str):
     return change
 
 
+def set_patch_path(path: str):
+    def change(values, _tests):
+        values["patch_path"] = path
+
+    return change
+
+
 def drop_tests(values, tests):
     tests.clear()
 
@@ -262,6 +269,12 @@ CASES = [
         model("fct_orders"),
         set_path("models/marts/fct_orders.sql"),
         "models/marts/<area>/",
+    ),
+    (
+        rules.model_yaml_in_its_area_file,
+        model("fct_orders"),
+        set_patch_path("customer_analytics://models/marts/customers/_store_marts__models.yml"),
+        "models/marts/customers/_customers__models.yml",
     ),
     (rules.model_has_a_primary_key_test, model("fct_orders"), drop_tests, "unique and not_null"),
     (
