@@ -122,12 +122,13 @@ lint: setup  ## ruff, SQLFluff and the dbt metadata linter (dbt-score)
 SQL_TESTS = $(wildcard tests/*.sql)
 SQL_MACROS = macros tests/generic
 SQLFLUFF_MACRO_OPTIONS = --templater jinja --exclude-rules LT02
-# The manifest the metadata linter reads, parsed against the scratch LINT_DB.
+# The manifest the metadata linter reads, parsed against the scratch LINT_DB, in full
+# (a partial parse once kept a stale snapshot and failed on a valid project).
 LINT_TARGET := $(CURDIR)/.tmp/lint-target
 
 lint-dbt: profiles.yml  ## the dbt metadata linter alone: dbt parse, then dbt-score (rules: pyproject.toml)
 	@mkdir -p .tmp
-	DUCKDB_PATH=$(LINT_DB) $(BIN)/dbt parse --quiet --project-dir $(CURDIR) --target duckdb --target-path $(LINT_TARGET)
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/dbt parse --quiet --no-partial-parse --project-dir $(CURDIR) --target duckdb --target-path $(LINT_TARGET)
 	$(BIN)/dbt-score lint --manifest $(LINT_TARGET)/manifest.json
 
 format: setup  ## fix what ruff and SQLFluff can fix
