@@ -12,6 +12,7 @@ LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-postgres demo demo-attribution test bench lint format docs clean lock
+.PHONY: lint-dbt evaluate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -106,20 +107,39 @@ demo-attribution: setup
 setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables
 	$(BIN)/runner setup-postgres --target postgres
 
-lint: setup  ## ruff, mypy (strict on runner/) and SQLFluff
+lint: setup  ## ruff, mypy (strict on runner/), SQLFluff and the dbt metadata linter (dbt-score)
 	$(BIN)/ruff check runner devtools python_tests
 	$(BIN)/ruff format --check runner devtools python_tests
 	$(BIN)/mypy
 	@# the landing-table macro is generated from runner/sources.py: is it current?
 	$(BIN)/python -m runner.sources --check
 	@mkdir -p .tmp
-	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models --processes 2
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff lint models $(SQL_TESTS) snapshots --processes 2
+	$(BIN)/sqlfluff lint $(SQL_MACROS) $(SQLFLUFF_MACRO_OPTIONS)
+	@$(MAKE) --no-print-directory lint-dbt
+
+# SQLFluff's dbt templater lints models and singular tests but skips files of macros
+# (macros/, tests/generic/): their SQL is linted where a model calls them. A second
+# pass reads those files with the jinja templater: tag spacing, line length,
+# whitespace (layout.indent off: it wants Jinja blocks indented, the style does not).
+SQL_TESTS = $(wildcard tests/*.sql)
+SQL_MACROS = macros tests/generic
+SQLFLUFF_MACRO_OPTIONS = --templater jinja --exclude-rules LT02
+# The manifest the metadata linter reads, parsed against the scratch LINT_DB, in full
+# (a partial parse once kept a stale snapshot and failed on a valid project).
+LINT_TARGET := $(CURDIR)/.tmp/lint-target
+
+lint-dbt: profiles.yml  ## the dbt metadata linter alone: dbt parse, then dbt-score (rules: pyproject.toml)
+	@mkdir -p .tmp
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/dbt parse --quiet --no-partial-parse --project-dir $(CURDIR) --target duckdb --target-path $(LINT_TARGET)
+	$(BIN)/dbt-score lint --manifest $(LINT_TARGET)/manifest.json
 
 format: setup  ## fix what ruff and SQLFluff can fix
 	$(BIN)/ruff check --fix runner devtools python_tests
 	$(BIN)/ruff format runner devtools python_tests
 	@mkdir -p .tmp
-	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models
+	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models $(SQL_TESTS) snapshots
+	$(BIN)/sqlfluff fix $(SQL_MACROS) $(SQLFLUFF_MACRO_OPTIONS)
 
 test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
 	$(BIN)/pytest
@@ -137,6 +157,14 @@ DOCS_PORT ?= 8080
 docs: setup  ## generate the dbt docs site and serve it on http://localhost:8080 (DOCS_PORT=...)
 	$(BIN)/dbt docs generate --target duckdb
 	$(BIN)/dbt docs serve --target duckdb --host 127.0.0.1 --port $(DOCS_PORT)
+
+# dbt-project-evaluator, the yardstick for the conventions (README: "dbt-project-evaluator"),
+# from local checkouts, since the dbt package hub may be unreachable; on a scratch copy.
+EVALUATOR_DIR ?=
+DBT_UTILS_DIR ?=
+
+evaluate: setup  ## dbt-project-evaluator's checks on a scratch copy (EVALUATOR_DIR=... DBT_UTILS_DIR=...)
+	$(BIN)/python -m devtools.evaluate --evaluator-dir "$(EVALUATOR_DIR)" --dbt-utils-dir "$(DBT_UTILS_DIR)"
 
 lock:  ## re-pin every dependency after changing pyproject.toml
 	rm -rf .tmp/lockenv && $(PYTHON) -m venv .tmp/lockenv

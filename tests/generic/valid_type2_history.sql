@@ -2,7 +2,9 @@
     without overlap or gap (each valid_to equals the next valid_from), only the
     last version may be open (valid_to null), exactly one version is current, and
     no version ends before it starts. Fails with one row per offending version. -#}
-{% test valid_type2_history(model, entity_column, valid_from='valid_from', valid_to='valid_to', current_flag='is_current') %}
+{% test valid_type2_history(
+    model, entity_column, valid_from='valid_from', valid_to='valid_to', current_flag='is_current'
+) %}
 
 with
 

@@ -30,21 +30,35 @@ customers as (
 
 ),
 
-final as (
+joined as (
 
     select
         interactions.interaction_id,
         interactions.customer_id,
         interactions.channel,
+        interactions.interaction_at,
         products.product as topic,
-        customers.customer_id is not null as is_known_customer,
         cast(interactions.interaction_at as date) as interaction_date,
-        interactions.interaction_at
+        customers.customer_id is not null as is_known_customer
     from interactions
     left join products
         on cast({{ dbt.date_trunc('month', 'interactions.interaction_at') }} as date) = products.month_start
     left join customers
         on interactions.customer_id = customers.customer_id
+
+),
+
+final as (
+
+    select
+        interaction_id,
+        customer_id,
+        channel,
+        topic,
+        is_known_customer,
+        interaction_date,
+        interaction_at
+    from joined
 
 )
 
