@@ -252,11 +252,32 @@ def check_dev_build_leaves_production_untouched(
         assert dev_names == production_names, layer
     # The hooks used the target's raw schema: the dev build recorded its as_of_date there.
     assert dev_state["rows"][(f"{dev}_raw", "as_of_date")][0].startswith("(datetime.date(2017, 4, 30)")
-    # Same raw rows, same rules: the dev marts hold what the production marts hold.
-    for schema, name in before["relations"]:
-        if schema == "marts":
-            assert dev_state["rows"][(f"{dev}_marts", name)] == before["rows"][(schema, name)], name
+    # Same raw rows, same rules: the dev marts hold what the production marts hold, but
+    # for those built on the snapshot: `runner load` snapshots each store extract as it
+    # lands, which one dev build of the same raw rows does not replay.
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text(encoding="utf-8"))
+    historical = downstream(manifest, "snapshot.customer_analytics.store_customers_snapshot")
+    compared = [
+        name
+        for schema, name in before["relations"]
+        if schema == "marts" and f"model.customer_analytics.{name}" not in historical
+    ]
+    assert {"channel_reporting", "data_quality", "fct_crm_interactions"} <= set(compared)
+    for name in compared:
+        assert dev_state["rows"][(f"{dev}_marts", name)] == before["rows"][("marts", name)], name
     return before, dev_state
+
+
+def downstream(manifest: dict, unique_id: str) -> set[str]:
+    """Every node built from `unique_id`, directly or not."""
+    found: set[str] = set()
+    todo = [unique_id]
+    while todo:
+        for child in manifest["child_map"].get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
 
 
 @pytest.mark.postgres
