@@ -95,7 +95,9 @@ def test_every_source_is_in_the_raw_schema_the_runner_resolves(tmp_path: Path):
         manifest = parsed_manifest(target, tmp_path / target)
         schemas = {source["unique_id"]: source["schema"] for source in manifest["sources"].values()}
         assert schemas
-        wrong = {name: schema for name, schema in schemas.items() if schema != settings.schema("raw")}
+        wrong = {
+            name: schema for name, schema in schemas.items() if schema != settings.schema("raw")
+        }
         assert not wrong, f"{target}: sources outside {settings.schema('raw')}: {wrong}"
 
 
@@ -106,7 +108,9 @@ def land_the_sample(target: str) -> None:
     """The bundled sample, landed as `make demo` lands it."""
     runner = CliRunner()
     loads = [("web-events", SAMPLE_DIR / "web_events.jsonl")]
-    loads += [("store-customers", path) for path in sorted(SAMPLE_DIR.glob("store_customers_*.csv"))]
+    loads += [
+        ("store-customers", path) for path in sorted(SAMPLE_DIR.glob("store_customers_*.csv"))
+    ]
     loads += [
         ("store-sales", SAMPLE_DIR / "store_sales.csv"),
         ("crm-customers", SAMPLE_DIR / "crm_customers.csv"),
@@ -182,7 +186,9 @@ def copy_raw(production: str, dev: str) -> None:
             if name == "as_of_date":  # the dev build records its own (hook remember_as_of_date)
                 continue
             if dev_settings.adapter_type == "postgres":
-                warehouse.execute(f"create table {copy}.{name} (like {source}.{name} including all)")
+                warehouse.execute(
+                    f"create table {copy}.{name} (like {source}.{name} including all)"
+                )
                 warehouse.execute(f"insert into {copy}.{name} select * from {source}.{name}")
             else:
                 warehouse.execute(f"create table {copy}.{name} as select * from {source}.{name}")
@@ -203,9 +209,7 @@ def bi_role(pg_server: PostgresServer, pg_database: str):
 
 
 @pytest.fixture
-def duckdb_dev_profile(
-    tmp_path: Path, profiles_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
+def duckdb_dev_profile(tmp_path: Path, profiles_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The project's profile plus `dev_duckdb`: the duckdb target under another name,
     on the same file."""
     folder = tmp_path / "profiles"
@@ -251,7 +255,9 @@ def check_dev_build_leaves_production_untouched(
         dev_names = {name for schema, name in dev_relations if schema == f"{dev}_{layer}"}
         assert dev_names == production_names, layer
     # The hooks used the target's raw schema: the dev build recorded its as_of_date there.
-    assert dev_state["rows"][(f"{dev}_raw", "as_of_date")][0].startswith("(datetime.date(2017, 4, 30)")
+    assert dev_state["rows"][(f"{dev}_raw", "as_of_date")][0].startswith(
+        "(datetime.date(2017, 4, 30)"
+    )
     # Same raw rows, same rules: the dev marts hold what the production marts hold, but
     # for those built on the snapshot: `runner load` snapshots each store extract as it
     # lands, which one dev build of the same raw rows does not replay.
@@ -320,9 +326,7 @@ def test_a_dev_build_on_postgres_leaves_production_untouched_and_grants_bi_nothi
         assert granted == []
 
 
-def test_a_dev_build_on_duckdb_leaves_production_untouched(
-    duckdb_dev_profile: str, tmp_path: Path
-):
+def test_a_dev_build_on_duckdb_leaves_production_untouched(duckdb_dev_profile: str, tmp_path: Path):
     check_dev_build_leaves_production_untouched(
         "duckdb", duckdb_dev_profile, f"{{as_of_date: {AS_OF}}}", tmp_path
     )
