@@ -11,6 +11,7 @@ same warehouse, and check that production is exactly as it was.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import uuid
@@ -32,21 +33,36 @@ AS_OF = "2017-04-30"
 BUILT_LAYERS = ("staging", "intermediate", "snapshots", "marts")
 
 
-def dbt(*args: str, target_path: Path) -> subprocess.CompletedProcess:
+def dbt(
+    *args: str, target_path: Path, project_dir: Path = PROJECT_DIR
+) -> subprocess.CompletedProcess:
     """dbt as a user runs it, from the project folder, with the test's profile."""
     return subprocess.run(
-        [DBT, *args, "--target-path", str(target_path)],
-        cwd=PROJECT_DIR,
+        [DBT, *args, "--target-path", str(target_path), "--project-dir", str(project_dir)],
+        cwd=project_dir,
         capture_output=True,
         text=True,
         check=False,
     )
 
 
-def parsed_manifest(target: str, target_path: Path) -> dict:
-    parsed = dbt("parse", "--target", target, target_path=target_path)
+def parsed_manifest(target: str, target_path: Path, project_dir: Path = PROJECT_DIR) -> dict:
+    parsed = dbt("parse", "--target", target, target_path=target_path, project_dir=project_dir)
     assert parsed.returncode == 0, parsed.stdout[-3000:] + parsed.stderr[-3000:]
     return json.loads((target_path / "manifest.json").read_text(encoding="utf-8"))
+
+
+def wrong_schemas(manifest: dict, settings) -> dict[str, tuple[str, str]]:
+    """Models, seeds and snapshots whose schema is not Settings.schema of their layer."""
+    return {
+        node["unique_id"]: (node["schema"], node["config"]["schema"])
+        for node in manifest["nodes"].values()
+        if node["resource_type"] in {"model", "seed", "snapshot"}
+        and (
+            node["config"]["schema"] not in LAYERS
+            or node["schema"] != settings.schema(node["config"]["schema"])
+        )
+    }
 
 
 # --- one rule: dbt's schemas are the runner's -------------------------------------------
@@ -69,12 +85,7 @@ def test_every_model_seed_and_snapshot_is_in_the_schema_the_runner_resolves(
         if node["resource_type"] in {"model", "seed", "snapshot"}
     ]
     assert {node["resource_type"] for node in nodes} == {"model", "seed", "snapshot"}
-    wrong = {
-        node["unique_id"]: (node["schema"], node["config"]["schema"])
-        for node in nodes
-        if node["config"]["schema"] not in LAYERS
-        or node["schema"] != settings.schema(node["config"]["schema"])
-    }
+    wrong = wrong_schemas(manifest, settings)
     assert not wrong, f"schema (built, configured) differs from Settings.schema: {wrong}"
     built = {node["schema"] for node in nodes}
     assert built == {settings.schema(layer) for layer in BUILT_LAYERS}
@@ -82,6 +93,30 @@ def test_every_model_seed_and_snapshot_is_in_the_schema_the_runner_resolves(
         assert built == set(BUILT_LAYERS)
     else:
         assert built == {f"{target}_{layer}" for layer in BUILT_LAYERS}
+
+
+def test_the_production_targets_var_moves_both_sides(tmp_path: Path):
+    """Another list in dbt_project.yml: dbt and the runner both follow it."""
+    project = tmp_path / "project"
+    for name in ("models", "macros", "seeds", "snapshots", "tests"):
+        shutil.copytree(PROJECT_DIR / name, project / name)
+    text = (PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
+    declared = '  production_targets: ["duckdb", "postgres"]\n'
+    assert text.count(declared) == 1
+    text = text.replace(declared, '  production_targets: ["duckdb", "postgres", "ci"]\n')
+    (project / "dbt_project.yml").write_text(text, encoding="utf-8")
+
+    for target, production in (("ci", True), ("dev", False)):
+        settings = load_settings(target=target, project_dir=project)
+        assert settings.is_production is production
+        manifest = parsed_manifest(target, tmp_path / target, project_dir=project)
+        assert not wrong_schemas(manifest, settings), target
+        marts = {
+            node["schema"]
+            for node in manifest["nodes"].values()
+            if node["resource_type"] == "model" and node["config"]["schema"] == "marts"
+        }
+        assert marts == {"marts" if production else f"{target}_marts"}
 
 
 @pytest.mark.xfail(
