@@ -214,7 +214,7 @@ def copy_raw(production: str, dev: str) -> None:
     `runner load --target dev` lands when the loaders write the target's own schema)."""
     prod, dev_settings = load_settings(target=production), load_settings(target=dev)
     source, copy = prod.schema("raw"), dev_settings.schema("raw")
-    with connect(dev_settings) as warehouse:
+    with connect(dev_settings) as warehouse, warehouse.transaction():
         tables = sorted(name for _, name in relations(warehouse, (source,)))
         warehouse.execute(f"create schema if not exists {copy}")
         for name in tables:
@@ -227,9 +227,6 @@ def copy_raw(production: str, dev: str) -> None:
                 warehouse.execute(f"insert into {copy}.{name} select * from {source}.{name}")
             else:
                 warehouse.execute(f"create table {copy}.{name} as select * from {source}.{name}")
-        commit = getattr(warehouse, "commit", None)
-        if commit:
-            commit()
 
 
 @pytest.fixture
