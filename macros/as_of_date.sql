@@ -41,7 +41,8 @@
     {%- if not execute or model is not mapping or model.get('resource_type') == 'unit_test' -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set relation = adapter.get_relation(database=target.database, schema='raw', identifier='as_of_date') -%}
+    {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
+    {%- set relation = adapter.get_relation(database=target.database, schema=raw_schema, identifier='as_of_date') -%}
     {%- if relation is none -%}
         {{ return(none) }}
     {%- endif -%}
@@ -56,15 +57,16 @@
     'today' empties it. Without the var the recorded date stays as it is. -#}
 {% macro remember_as_of_date() -%}
     {%- set value = customer_analytics.as_of_date_var() -%}
-    create schema if not exists raw;
-    create table if not exists raw.as_of_date (
+    {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
+    create schema if not exists {{ raw_schema }};
+    create table if not exists {{ raw_schema }}.as_of_date (
         as_of_date date not null,
         recorded_at timestamp not null
     );
     {%- if value is not none %}
-    delete from raw.as_of_date;
+    delete from {{ raw_schema }}.as_of_date;
     {%- if value != 'today' %}
-    insert into raw.as_of_date (as_of_date, recorded_at)
+    insert into {{ raw_schema }}.as_of_date (as_of_date, recorded_at)
     values (cast('{{ value }}' as date), {{ dbt.current_timestamp() }});
     {%- endif %}
     {%- endif %}

@@ -23,12 +23,13 @@
 
 {#- Whether a load was unloaded since the model was last built. -#}
 {% macro unload_pending(unique_id) %}
+    {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
     {%- set pending -%}
         select unloads.load_id
-        from raw.unloads as unloads
+        from {{ raw_schema }}.unloads as unloads
         where not exists (
             select 1
-            from raw.unload_rebuilds as rebuilds
+            from {{ raw_schema }}.unload_rebuilds as rebuilds
             where rebuilds.load_id = unloads.load_id and rebuilds.model_id = '{{ unique_id }}'
         )
     {%- endset -%}
@@ -51,9 +52,10 @@
         {%- endif -%}
     {%- endfor -%}
     {%- if built and execute -%}
-        insert into raw.unload_rebuilds (model_id, load_id, rebuilt_at)
+        {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
+        insert into {{ raw_schema }}.unload_rebuilds (model_id, load_id, rebuilt_at)
         select models.model_id, unloads.load_id, current_timestamp
-        from raw.unloads as unloads
+        from {{ raw_schema }}.unloads as unloads
         cross join (
             {%- for model_id in built %}
             select {{ model_id }} as model_id{% if not loop.last %} union all{% endif %}
@@ -63,7 +65,7 @@
             unloads.unloaded_at < cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
             and not exists (
                 select 1
-                from raw.unload_rebuilds as rebuilds
+                from {{ raw_schema }}.unload_rebuilds as rebuilds
                 where rebuilds.load_id = unloads.load_id and rebuilds.model_id = models.model_id
             )
     {%- else -%}

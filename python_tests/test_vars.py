@@ -34,6 +34,8 @@ VARS = {
     "quarantine_warn_share": "0.01",
     "incremental_lookback_days": "30",
     "bi_role": "analysts",
+    # one more production target: duckdb and postgres still write the plain schemas
+    "production_targets": "[duckdb, postgres, ci]",
 }
 # One build sets every var at once (a unit test that inherits any of them fails it; the
 # README's example, ltv_timeframe: dataset, is one of them). PostgreSQL: every var but
