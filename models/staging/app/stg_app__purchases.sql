@@ -1,25 +1,5 @@
 with
 
-base as (
-
-    select * from {{ ref('base_app__purchases') }}
-
-),
-
-final as (
-
-    select
-        purchase_id,
-        customer_id,
-        load_id,
-        file_position,
-        amount_usd,
-        amount_usd < 0 as is_refund,
-        purchased_at,
-        loaded_at
-    from base
-    where reason is null
-
-)
+final as ({{ customer_analytics.valid_rows(ref('base_app__purchases'), ['purchase_id', 'customer_id', 'load_id', 'file_position', 'amount_usd', 'purchased_at', 'loaded_at', 'amount_usd < 0 as is_refund']) }})
 
 select * from final

@@ -35,19 +35,6 @@ checked as (
 
 ),
 
-final as (
-
-    select
-        load_id,
-        file_name,
-        reason,
-        reason_detail,
-        raw_text,
-        file_position,
-        loaded_at
-    from checked
-    where reason is not null
-
-)
+final as ({{ customer_analytics.quarantined_rows('checked') }})
 
 select * from final

@@ -1,0 +1,192 @@
+{#- The shapes every staging base model shares (documented in macros/_macros.yml):
+    landing and cleaning the text fields, guarded casts, the first problem of a row,
+    its quarantine reason and detail, and the split into valid and quarantined rows.
+    Ranking (first landed wins, latest wins): macros/incremental.sql. -#}
+
+{#- Text clean-up: trimmed, and null when blank. -#}
+{% macro clean_text(expression) -%}
+    nullif(trim({{ expression }}), '')
+{%- endmacro %}
+
+
+{#- The landed rows of a raw table: the landing columns every raw table has, the
+    `keep` columns as they are, and each `fields` column cleaned up
+    ({new name: raw column}). Incremental models read only the loads not built yet. -#}
+{% macro landed_rows(relation, fields, keep=[], incremental=true) -%}
+    select
+        load_id,
+        file_name,
+        file_position,
+        raw_text,
+        parse_error,
+        {%- for column in keep %}
+        {{ column }},
+        {%- endfor %}
+        {%- for name, column in fields.items() %}
+        {{ customer_analytics.clean_text(column) }} as {{ name }},
+        {%- endfor %}
+        loaded_at
+    from {{ relation }}
+    {%- if incremental %}
+    where {{ customer_analytics.unprocessed_loads() }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- The regular expression (without anchors) of the numbers a type holds exactly:
+    decimal(precision, scale) takes at most precision - scale integer digits and
+    scale decimals; integer, bigint and smallint take as many digits as their
+    largest value has (the range itself is checked by guarded_cast).
+    signed=false refuses a minus sign. -#}
+{% macro numeric_pattern(type, precision=none, scale=0, signed=true) -%}
+    {%- set sign = '-?' if signed else '' -%}
+    {%- set kind = type | lower -%}
+    {%- if kind in ('decimal', 'numeric') -%}
+        {%- if precision is none or scale is none or scale < 0 or scale > precision or precision < 1 -%}
+            {{ exceptions.raise_compiler_error(
+                "numeric_pattern: decimal needs 1 <= precision and 0 <= scale <= precision, got ("
+                ~ precision ~ ", " ~ scale ~ "): pass precision= and scale= of the target type."
+            ) }}
+        {%- endif -%}
+        {%- set integer_digits = precision - scale -%}
+        {%- set integer_part = '[0-9]{1,' ~ integer_digits ~ '}' if integer_digits > 0 else '0' -%}
+        {%- set fraction_part = '([.][0-9]{1,' ~ scale ~ '})?' if scale > 0 else '' -%}
+        {{- sign ~ integer_part ~ fraction_part -}}
+    {%- else -%}
+        {{- sign ~ '[0-9]{1,' ~ (customer_analytics.integer_range(kind)[1] | string | length) ~ '}' -}}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- (smallest, largest) value of an integer type. -#}
+{% macro integer_range(type) -%}
+    {%- set ranges = {
+        'smallint': (-32768, 32767),
+        'integer': (-2147483648, 2147483647),
+        'int': (-2147483648, 2147483647),
+        'bigint': (-9223372036854775808, 9223372036854775807),
+    } -%}
+    {%- if type | lower not in ranges -%}
+        {{ exceptions.raise_compiler_error(
+            "guarded_cast: unknown type '" ~ type ~ "': use decimal (with precision and scale), "
+            ~ "smallint, integer or bigint."
+        ) }}
+    {%- endif -%}
+    {{ return(ranges[type | lower]) }}
+{%- endmacro %}
+
+
+{#- Text to a number, or null when the text is not a number the type holds
+    exactly: never raises, so staging can quarantine the row. The accepted digits
+    come from the type (numeric_pattern); an integer type's range is checked on
+    a decimal(38, 0) before the cast. Nested CASEs fix the evaluation order. -#}
+{% macro guarded_cast(expression, type, precision=none, scale=0, signed=true) -%}
+    {%- set kind = type | lower -%}
+    {%- set shape = '^' ~ customer_analytics.numeric_pattern(kind, precision, scale, signed) ~ '$' -%}
+    {%- if kind in ('decimal', 'numeric') -%}
+        case
+            when {{ customer_analytics.regexp_like(expression, shape) }}
+                then cast({{ expression }} as decimal({{ precision }}, {{ scale }}))
+        end
+    {%- else -%}
+        {%- set bounds = customer_analytics.integer_range(kind) -%}
+        case
+            when {{ customer_analytics.regexp_like(expression, shape) }}
+                then case
+                    when cast({{ expression }} as decimal(38, 0)) between {{ bounds[0] }} and {{ bounds[1] }}
+                        then cast({{ expression }} as {{ kind }})
+                end
+        end
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- The first problem a row has: the reason of the first rule whose condition
+    holds, or null. `rules`: a list of (reason, condition, detail) in order, each
+    reason one of quarantine_reasons(source_table). -#}
+{% macro first_problem(rules, source_table) -%}
+    {%- set known = customer_analytics.quarantine_reasons(source_table) -%}
+    case
+        {%- for reason, condition, detail in rules %}
+        {%- if reason not in known %}
+            {{ exceptions.raise_compiler_error(
+                "first_problem: reason '" ~ reason ~ "' is not in quarantine_reasons('" ~ source_table
+                ~ "'): add it there (macros/quarantine_reasons.sql) with its meaning."
+            ) }}
+        {%- endif %}
+        when {{ condition }} then '{{ reason }}'
+        {%- endfor %}
+    end
+{%- endmacro %}
+
+
+{#- The quarantine columns of a base model: `reason` (the row's problem, else the
+    first repeat rule that holds) and `reason_detail` (its words, with the
+    offending value). `problems`: the (reason, condition, detail) rules of
+    first_problem, already in the column row_problem; `repeats`: rules on the
+    ranking (e.g. occurrence > 1) for rows without a problem. -#}
+{% macro quarantine_columns(problems, repeats, source_table) -%}
+    {%- set known = customer_analytics.quarantine_reasons(source_table) -%}
+    {%- for reason, condition, detail in repeats %}
+        {%- if reason not in known %}
+            {{ exceptions.raise_compiler_error(
+                "quarantine_columns: reason '" ~ reason ~ "' is not in quarantine_reasons('" ~ source_table
+                ~ "'): add it there (macros/quarantine_reasons.sql) with its meaning."
+            ) }}
+        {%- endif %}
+    {%- endfor -%}
+    case
+        when row_problem is not null then row_problem
+        {%- for reason, condition, detail in repeats %}
+        when {{ condition }} then '{{ reason }}'
+        {%- endfor %}
+    end as reason,
+    case
+        {%- for reason, condition, detail in problems %}
+        when row_problem = '{{ reason }}' then {{ detail }}
+        {%- endfor %}
+        {%- for reason, condition, detail in repeats %}
+        when row_problem is null and {{ condition }} then {{ detail }}
+        {%- endfor %}
+    end as reason_detail
+{%- endmacro %}
+
+
+{#- The valid rows of a base model (reason null), the given columns. -#}
+{% macro valid_rows(base, columns) -%}
+    select
+        {{ columns | join(',\n        ') }}
+    from {{ base }}
+    where reason is null
+{%- endmacro %}
+
+
+{#- The quarantined rows of a base model (reason not null): the landing columns,
+    the reason and its detail, and any `extra` columns. -#}
+{% macro quarantined_rows(base, extra=[]) -%}
+    select
+        load_id,
+        file_name,
+        reason,
+        reason_detail,
+        raw_text,
+        file_position,
+        {%- for column in extra %}
+        {{ column }},
+        {%- endfor %}
+        loaded_at
+    from {{ base }}
+    where reason is not null
+{%- endmacro %}
+
+
+{#- A YYYY-MM-DD date text and an HH:MM:SS time text (UTC) to a timestamp, or
+    null when either is not of that shape or not a real date-time. -#}
+{% macro parse_date_and_time(date_expression, time_expression) -%}
+    case
+        when
+            {{ customer_analytics.regexp_like(date_expression, '^[0-9]{4}-[0-9]{2}-[0-9]{2}$') }}
+            and {{ customer_analytics.regexp_like(time_expression, '^[0-9]{2}:[0-9]{2}:[0-9]{2}$') }}
+            then {{ customer_analytics.parse_iso_timestamp(date_expression ~ " || ' ' || " ~ time_expression) }}
+    end
+{%- endmacro %}

@@ -1,0 +1,54 @@
+{#- Every app session row (from CSV or JSON Lines), typed, with the reason it is
+    not used. A time without a zone is UTC. The same session (customer, start)
+    landed twice counts once. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
+
+{%- set problems = [
+    ('malformed_line', 'parse_error is not null', 'parse_error'),
+    ('missing_customer_id', 'customer_id is null', "'customer_id is blank'"),
+    ('missing_session_started_at', 'started_at_text is null', "'session_started_at is blank'"),
+    ('unparseable_session_started_at', 'session_started_at is null',
+        "'session_started_at is not an ISO-8601 date-time: ' || started_at_text"),
+] %}
+{%- set repeats = [('duplicate_row', 'occurrence > 1', "'the same session landed earlier'")] %}
+
+with
+
+landed as (
+    {{ customer_analytics.landed_rows(source('app', 'sessions'), {
+        'customer_id': 'customer_id', 'started_at_text': 'session_started_at',
+    }) }}
+),
+
+typed as {{ customer_analytics.materialized_cte() }} (
+    select
+        *,
+        {{ customer_analytics.parse_iso_timestamp('started_at_text') }} as session_started_at
+    from landed
+),
+
+checked as (
+    select
+        *,
+        {{ customer_analytics.first_problem(problems, 'app_sessions') }} as row_problem,
+        {{ customer_analytics.generate_surrogate_key(['customer_id', 'session_started_at']) }} as session_id
+    from typed
+),
+
+ranked as ({{ customer_analytics.ranked_landings('session_id') }}),
+
+final as (
+    select
+        session_id,
+        load_id,
+        file_name,
+        file_position,
+        customer_id,
+        raw_text,
+        session_started_at,
+        loaded_at,
+        {{ customer_analytics.quarantine_columns(problems, repeats, 'app_sessions') }}
+    from ranked
+)
+
+select * from final

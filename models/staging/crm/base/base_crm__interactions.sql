@@ -1,0 +1,66 @@
+{#- Every row of every CRM interaction export, typed, with the reason it is not
+    used. Date Start is DD/MM/YYYY HH:MM (seconds optional), taken as UTC. The same
+    interaction (customer, channel, minute) landed twice counts once. -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
+
+{%- set problems = [
+    ('malformed_line', 'parse_error is not null', 'parse_error'),
+    ('missing_date_start', 'date_start_text is null', "'Date Start is blank'"),
+    ('unparseable_date_start', 'interaction_at is null', "'Date Start is not DD/MM/YYYY HH:MM: ' || date_start_text"),
+    ('missing_channel', 'channel is null', "'the channel (Interaction) is blank'"),
+    ('missing_customer_id', 'customer_id_text is null', "'Customers is blank'"),
+    ('unparseable_customer_id', 'customer_id is null', "'Customers is not a whole number: ' || customer_id_text"),
+] %}
+{%- set repeats = [('duplicate_row', 'occurrence > 1', "'the same interaction landed earlier'")] %}
+{%- set day_first = "substr(date_start_text, 7, 4) || '-' || substr(date_start_text, 4, 2) || '-'"
+    ~ " || substr(date_start_text, 1, 2) || ' ' || substr(date_start_text, 12, 5)"
+    ~ " || coalesce(substr(date_start_text, 17, 3), '') || case when length(date_start_text) = 16 then ':00' else '' end" %}
+
+with
+
+landed as (
+    {{ customer_analytics.landed_rows(source('crm', 'interactions'), {
+        'date_start_text': 'date_start', 'channel': 'event', 'customer_id_text': 'customers',
+    }) }}
+),
+
+typed as {{ customer_analytics.materialized_cte() }} (
+    select
+        *,
+        {{ customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false) }} as customer_id,
+        case
+            when {{ customer_analytics.regexp_like(
+                'date_start_text', '^[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}(:[0-9]{2})?$'
+            ) }}
+                then {{ customer_analytics.parse_iso_timestamp(day_first) }}
+        end as interaction_at
+    from landed
+),
+
+checked as (
+    select
+        *,
+        {{ customer_analytics.first_problem(problems, 'crm_interactions') }} as row_problem,
+        {{ customer_analytics.generate_surrogate_key(['customer_id', 'channel', 'interaction_at']) }}
+            as interaction_id
+    from typed
+),
+
+ranked as ({{ customer_analytics.ranked_landings('interaction_id') }}),
+
+final as (
+    select
+        interaction_id,
+        load_id,
+        file_name,
+        file_position,
+        customer_id,
+        channel,
+        raw_text,
+        interaction_at,
+        loaded_at,
+        {{ customer_analytics.quarantine_columns(problems, repeats, 'crm_interactions') }}
+    from ranked
+)
+
+select * from final

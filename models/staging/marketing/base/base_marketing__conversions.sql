@@ -1,0 +1,60 @@
+{#- Every conversion row, typed, with the reason it is not used. A conversion id
+    landed again counts once (the first landed row wins). Revenue is a
+    decimal(18, 4). -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
+
+{%- set problems = [
+    ('malformed_line', 'parse_error is not null', 'parse_error'),
+    ('missing_conv_id', 'conv_id is null', "'conv_id is blank'"),
+    ('missing_user_id', 'user_id is null', "'user_id is blank'"),
+    ('missing_conversion_time', 'conv_date_text is null or conv_time_text is null',
+        "'conv_date or conv_time is blank'"),
+    ('unparseable_conversion_time', 'converted_at is null',
+        "'not a YYYY-MM-DD date and HH:MM:SS time: ' || conv_date_text || ' ' || conv_time_text"),
+    ('missing_revenue', 'revenue_text is null', "'revenue is blank'"),
+    ('unparseable_revenue', 'revenue is null', "'revenue is not a decimal: ' || revenue_text"),
+] %}
+{%- set repeats = [('duplicate_conv_id', 'occurrence > 1', "'conversion ' || conv_id || ' landed earlier'")] %}
+
+with
+
+landed as (
+    {{ customer_analytics.landed_rows(source('marketing', 'conversions'), {
+        'conv_id': 'conv_id', 'user_id': 'user_id', 'conv_date_text': 'conv_date',
+        'conv_time_text': 'conv_time', 'revenue_text': 'revenue',
+    }) }}
+),
+
+typed as {{ customer_analytics.materialized_cte() }} (
+    select
+        *,
+        {{ customer_analytics.parse_date_and_time('conv_date_text', 'conv_time_text') }} as converted_at,
+        {{ customer_analytics.guarded_cast('revenue_text', 'decimal', precision=18, scale=4) }} as revenue
+    from landed
+),
+
+checked as (
+    select
+        *,
+        {{ customer_analytics.first_problem(problems, 'conversions') }} as row_problem
+    from typed
+),
+
+ranked as ({{ customer_analytics.ranked_landings('conv_id') }}),
+
+final as (
+    select
+        conv_id,
+        load_id,
+        file_name,
+        file_position,
+        user_id,
+        revenue,
+        raw_text,
+        converted_at,
+        loaded_at,
+        {{ customer_analytics.quarantine_columns(problems, repeats, 'conversions') }}
+    from ranked
+)
+
+select * from final

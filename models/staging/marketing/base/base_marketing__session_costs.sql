@@ -1,0 +1,54 @@
+{#- Every session cost row, typed, with the reason it is not used. A blank cost is
+    valid (unknown: it counts 0 in reporting); a cost is a non-negative
+    decimal(18, 6). A session's cost landed again counts once (the first landed
+    row wins). -#}
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='fail') }}
+
+{%- set problems = [
+    ('malformed_line', 'parse_error is not null', 'parse_error'),
+    ('missing_session_id', 'session_id is null', "'session_id is blank'"),
+    ('unparseable_cost', 'cost_text is not null and cost is null',
+        "'cost is not a non-negative decimal: ' || cost_text"),
+] %}
+{%- set repeats = [
+    ('duplicate_session_id', 'occurrence > 1', "'a cost for session ' || session_id || ' landed earlier'"),
+] %}
+
+with
+
+landed as (
+    {{ customer_analytics.landed_rows(source('marketing', 'session_costs'), {
+        'session_id': 'session_id', 'cost_text': 'cost',
+    }) }}
+),
+
+typed as (
+    select
+        *,
+        {{ customer_analytics.guarded_cast('cost_text', 'decimal', precision=18, scale=6, signed=false) }} as cost
+    from landed
+),
+
+checked as (
+    select
+        *,
+        {{ customer_analytics.first_problem(problems, 'session_costs') }} as row_problem
+    from typed
+),
+
+ranked as ({{ customer_analytics.ranked_landings('session_id') }}),
+
+final as (
+    select
+        session_id,
+        load_id,
+        file_name,
+        file_position,
+        cost,
+        raw_text,
+        loaded_at,
+        {{ customer_analytics.quarantine_columns(problems, repeats, 'session_costs') }}
+    from ranked
+)
+
+select * from final
