@@ -152,6 +152,38 @@
 {%- endmacro %}
 
 
+{#- The select of a base model's `checked` CTE: every row of `relation` with
+    its first problem (first_problem) as `row_problem`, and the `columns`
+    ({name: SQL expression}) computed on it, e.g. the natural key to rank by. -#}
+{% macro checked_rows(problems, source_table, relation='typed', columns={}) -%}
+    select
+        *,
+        {%- for name, expression in columns.items() %}
+        {{ expression }} as {{ name }},
+        {%- endfor %}
+        {{ customer_analytics.first_problem(problems, source_table) }} as row_problem
+    from {{ relation }}
+{%- endmacro %}
+
+
+{#- The select of a base model's `final` CTE: the given columns of `relation`,
+    the landing columns (load_id, file_name, file_position, raw_text,
+    loaded_at) and the quarantine columns (quarantine_columns) of its rules. -#}
+{% macro base_final(columns, problems, repeats, source_table, relation='ranked') -%}
+    select
+        {%- for column in columns %}
+        {{ column }},
+        {%- endfor %}
+        load_id,
+        file_name,
+        file_position,
+        raw_text,
+        loaded_at,
+        {{ customer_analytics.quarantine_columns(problems, repeats, source_table) }}
+    from {{ relation }}
+{%- endmacro %}
+
+
 {#- The valid rows of a base model (reason null), the given columns. -#}
 {% macro valid_rows(base, columns) -%}
     select

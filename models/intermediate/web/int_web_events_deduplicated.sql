@@ -11,6 +11,12 @@
     indexes=customer_analytics.lookup_indexes(['event_id']),
 ) }}
 
+{%- set columns = [
+    'event_id', 'event_row_id', 'load_id', 'entity_key', 'customer_id', 'event_type', 'verb',
+    'last_name', 'adr_city', 'adr_state', 'camera_make', 'camera_model', 'tags_json',
+    'file_position', 'total_amount_usd', 'event_at', 'loaded_at',
+] %}
+
 with
 
 events as (
@@ -23,23 +29,9 @@ events as (
 final as (
 
     select
-        event_id,
-        event_row_id,
-        load_id,
-        entity_key,
-        customer_id,
-        event_type,
-        verb,
-        last_name,
-        adr_city,
-        adr_state,
-        camera_make,
-        camera_model,
-        tags_json,
-        file_position,
-        total_amount_usd,
-        event_at,
-        loaded_at
+        {%- for column in columns %}
+        {{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
     from events
     where is_first_landing
 

@@ -17,11 +17,9 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('app', 'purchases'), {
-        'customer_id': 'customer_id', 'purchased_at_text': 'purchased_at', 'amount_text': 'amount',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('app', 'purchases'), {
+    'customer_id': 'customer_id', 'purchased_at_text': 'purchased_at', 'amount_text': 'amount',
+}) }}),
 
 typed as {{ customer_analytics.materialized_cte() }} (
     select
@@ -31,30 +29,14 @@ typed as {{ customer_analytics.materialized_cte() }} (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'app_purchases') }} as row_problem,
-        {{ customer_analytics.generate_surrogate_key(['customer_id', 'purchased_at', 'amount_usd']) }}
-            as purchase_id
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'app_purchases', columns={
+    'purchase_id': customer_analytics.generate_surrogate_key(['customer_id', 'purchased_at', 'amount_usd']),
+}) }}),
 
 ranked as ({{ customer_analytics.ranked_landings('purchase_id') }}),
 
-final as (
-    select
-        purchase_id,
-        load_id,
-        file_name,
-        file_position,
-        customer_id,
-        amount_usd,
-        raw_text,
-        purchased_at,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'app_purchases') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'purchase_id', 'customer_id', 'amount_usd', 'purchased_at',
+], problems, repeats, 'app_purchases') }})
 
 select * from final

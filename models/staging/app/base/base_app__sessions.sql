@@ -14,11 +14,9 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('app', 'sessions'), {
-        'customer_id': 'customer_id', 'started_at_text': 'session_started_at',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('app', 'sessions'), {
+    'customer_id': 'customer_id', 'started_at_text': 'session_started_at',
+}) }}),
 
 typed as {{ customer_analytics.materialized_cte() }} (
     select
@@ -27,28 +25,14 @@ typed as {{ customer_analytics.materialized_cte() }} (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'app_sessions') }} as row_problem,
-        {{ customer_analytics.generate_surrogate_key(['customer_id', 'session_started_at']) }} as session_id
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'app_sessions', columns={
+    'session_id': customer_analytics.generate_surrogate_key(['customer_id', 'session_started_at']),
+}) }}),
 
 ranked as ({{ customer_analytics.ranked_landings('session_id') }}),
 
-final as (
-    select
-        session_id,
-        load_id,
-        file_name,
-        file_position,
-        customer_id,
-        raw_text,
-        session_started_at,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'app_sessions') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'session_id', 'customer_id', 'session_started_at',
+], problems, repeats, 'app_sessions') }})
 
 select * from final

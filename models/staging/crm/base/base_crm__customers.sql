@@ -18,11 +18,9 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('crm', 'customers'), {
-        'customer_id_text': 'customer_id', 'occupation': 'occupation', 'customer_type': 'type',
-    }, incremental=false) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('crm', 'customers'), {
+    'customer_id_text': 'customer_id', 'occupation': 'occupation', 'customer_type': 'type',
+}, incremental=false) }}),
 
 typed as (
     select
@@ -32,27 +30,12 @@ typed as (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'crm_customers') }} as row_problem
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'crm_customers') }}),
 
 ranked as ({{ customer_analytics.ranked_latest(['customer_id'], 'line_values') }}),
 
-final as (
-    select
-        load_id,
-        file_name,
-        file_position,
-        customer_id,
-        occupation,
-        customer_type,
-        raw_text,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'crm_customers') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'customer_id', 'occupation', 'customer_type',
+], problems, repeats, 'crm_customers') }})
 
 select * from final

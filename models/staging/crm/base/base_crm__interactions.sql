@@ -14,15 +14,14 @@
 {%- set repeats = [('duplicate_row', 'occurrence > 1', "'the same interaction landed earlier'")] %}
 {%- set day_first = "substr(date_start_text, 7, 4) || '-' || substr(date_start_text, 4, 2) || '-'"
     ~ " || substr(date_start_text, 1, 2) || ' ' || substr(date_start_text, 12, 5)"
-    ~ " || coalesce(substr(date_start_text, 17, 3), '') || case when length(date_start_text) = 16 then ':00' else '' end" %}
+    ~ " || coalesce(substr(date_start_text, 17, 3), '')"
+    ~ " || case when length(date_start_text) = 16 then ':00' else '' end" %}
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('crm', 'interactions'), {
-        'date_start_text': 'date_start', 'channel': 'event', 'customer_id_text': 'customers',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('crm', 'interactions'), {
+    'date_start_text': 'date_start', 'channel': 'event', 'customer_id_text': 'customers',
+}) }}),
 
 typed as {{ customer_analytics.materialized_cte() }} (
     select
@@ -37,30 +36,14 @@ typed as {{ customer_analytics.materialized_cte() }} (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'crm_interactions') }} as row_problem,
-        {{ customer_analytics.generate_surrogate_key(['customer_id', 'channel', 'interaction_at']) }}
-            as interaction_id
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'crm_interactions', columns={
+    'interaction_id': customer_analytics.generate_surrogate_key(['customer_id', 'channel', 'interaction_at']),
+}) }}),
 
 ranked as ({{ customer_analytics.ranked_landings('interaction_id') }}),
 
-final as (
-    select
-        interaction_id,
-        load_id,
-        file_name,
-        file_position,
-        customer_id,
-        channel,
-        raw_text,
-        interaction_at,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'crm_interactions') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'interaction_id', 'customer_id', 'channel', 'interaction_at',
+], problems, repeats, 'crm_interactions') }})
 
 select * from final

@@ -18,11 +18,9 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('crm', 'products'), {
-        'month_text': 'date', 'product': 'product',
-    }, incremental=false) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('crm', 'products'), {
+    'month_text': 'date', 'product': 'product',
+}, incremental=false) }}),
 
 typed as (
     select
@@ -34,26 +32,10 @@ typed as (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'crm_products') }} as row_problem
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'crm_products') }}),
 
 ranked as ({{ customer_analytics.ranked_latest(['month_start'], 'product') }}),
 
-final as (
-    select
-        load_id,
-        file_name,
-        file_position,
-        product,
-        raw_text,
-        month_start,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'crm_products') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final(['product', 'month_start'], problems, repeats, 'crm_products') }})
 
 select * from final

@@ -18,12 +18,10 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('marketing', 'conversions'), {
-        'conv_id': 'conv_id', 'user_id': 'user_id', 'conv_date_text': 'conv_date',
-        'conv_time_text': 'conv_time', 'revenue_text': 'revenue',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('marketing', 'conversions'), {
+    'conv_id': 'conv_id', 'user_id': 'user_id', 'conv_date_text': 'conv_date',
+    'conv_time_text': 'conv_time', 'revenue_text': 'revenue',
+}) }}),
 
 typed as {{ customer_analytics.materialized_cte() }} (
     select
@@ -33,28 +31,12 @@ typed as {{ customer_analytics.materialized_cte() }} (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'conversions') }} as row_problem
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'conversions') }}),
 
 ranked as ({{ customer_analytics.ranked_landings('conv_id') }}),
 
-final as (
-    select
-        conv_id,
-        load_id,
-        file_name,
-        file_position,
-        user_id,
-        revenue,
-        raw_text,
-        converted_at,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'conversions') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'conv_id', 'user_id', 'revenue', 'converted_at',
+], problems, repeats, 'conversions') }})
 
 select * from final

@@ -16,11 +16,9 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('marketing', 'session_costs'), {
-        'session_id': 'session_id', 'cost_text': 'cost',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('marketing', 'session_costs'), {
+    'session_id': 'session_id', 'cost_text': 'cost',
+}) }}),
 
 typed as (
     select
@@ -29,26 +27,10 @@ typed as (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'session_costs') }} as row_problem
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'session_costs') }}),
 
 ranked as ({{ customer_analytics.ranked_landings('session_id') }}),
 
-final as (
-    select
-        session_id,
-        load_id,
-        file_name,
-        file_position,
-        cost,
-        raw_text,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'session_costs') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final(['session_id', 'cost'], problems, repeats, 'session_costs') }})
 
 select * from final

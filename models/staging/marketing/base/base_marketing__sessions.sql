@@ -23,13 +23,11 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('marketing', 'sessions'), {
-        'session_id': 'session_id', 'user_id': 'user_id', 'event_date_text': 'event_date',
-        'event_time_text': 'event_time', 'channel_name': 'channel_name', 'holder_text': 'holder_engagement',
-        'closer_text': 'closer_engagement', 'impression_text': 'impression_interaction',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('marketing', 'sessions'), {
+    'session_id': 'session_id', 'user_id': 'user_id', 'event_date_text': 'event_date',
+    'event_time_text': 'event_time', 'channel_name': 'channel_name', 'holder_text': 'holder_engagement',
+    'closer_text': 'closer_engagement', 'impression_text': 'impression_interaction',
+}) }}),
 
 typed as {{ customer_analytics.materialized_cte() }} (
     select
@@ -41,37 +39,17 @@ typed as {{ customer_analytics.materialized_cte() }} (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'session_sources') }} as row_problem,
-        {{ customer_analytics.generate_surrogate_key([
-            'user_id', 'session_at', 'channel_name', 'holder_engagement', 'closer_engagement',
-            'impression_interaction',
-        ]) }} as content_hash
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'session_sources', columns={
+    'content_hash': customer_analytics.generate_surrogate_key([
+        'user_id', 'session_at', 'channel_name', 'holder_engagement', 'closer_engagement', 'impression_interaction',
+    ]),
+}) }}),
 
 ranked as ({{ customer_analytics.ranked_landings('session_id', compare_content=true) }}),
 
-final as (
-    select
-        session_id,
-        load_id,
-        file_name,
-        file_position,
-        user_id,
-        channel_name,
-        holder_engagement,
-        closer_engagement,
-        impression_interaction,
-        raw_text,
-        content_hash,
-        session_at,
-        loaded_at,
-        cast(session_at as date) as event_date,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'session_sources') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'session_id', 'user_id', 'channel_name', 'holder_engagement', 'closer_engagement',
+    'impression_interaction', 'content_hash', 'session_at', 'cast(session_at as date) as event_date',
+], problems, repeats, 'session_sources') }})
 
 select * from final

@@ -17,11 +17,9 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('store', 'customers'), {
-        'id_text': 'id', 'customer_name': 'name', 'city': 'city',
-    }, keep=['extract_date'], incremental=false) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('store', 'customers'), {
+    'id_text': 'id', 'customer_name': 'name', 'city': 'city',
+}, keep=['extract_date'], incremental=false) }}),
 
 typed as (
     select
@@ -31,28 +29,12 @@ typed as (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'store_customers') }} as row_problem
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'store_customers') }}),
 
 ranked as ({{ customer_analytics.ranked_latest(['load_id', 'customer_id'], 'line_values') }}),
 
-final as (
-    select
-        load_id,
-        file_name,
-        file_position,
-        extract_date,
-        customer_id,
-        customer_name,
-        city,
-        raw_text,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'store_customers') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'extract_date', 'customer_id', 'customer_name', 'city',
+], problems, repeats, 'store_customers') }})
 
 select * from final

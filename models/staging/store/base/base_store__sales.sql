@@ -20,12 +20,10 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('store', 'sales'), {
-        'customer_id_text': 'customerid', 'product': 'product', 'amount_text': 'salesamount',
-        'shop_id_text': 'shopid', 'transaction_date_text': 'transactiondate',
-    }) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('store', 'sales'), {
+    'customer_id_text': 'customerid', 'product': 'product', 'amount_text': 'salesamount',
+    'shop_id_text': 'shopid', 'transaction_date_text': 'transactiondate',
+}) }}),
 
 typed as {{ customer_analytics.materialized_cte() }} (
     select
@@ -40,33 +38,16 @@ typed as {{ customer_analytics.materialized_cte() }} (
     from landed
 ),
 
-checked as (
-    select
-        *,
-        {{ customer_analytics.first_problem(problems, 'store_sales') }} as row_problem,
-        {{ customer_analytics.generate_surrogate_key([
-            'customer_id', 'product', 'amount_usd', 'shop_id', 'transacted_at',
-        ]) }} as sale_id
-    from typed
-),
+checked as ({{ customer_analytics.checked_rows(problems, 'store_sales', columns={
+    'sale_id': customer_analytics.generate_surrogate_key([
+        'customer_id', 'product', 'amount_usd', 'shop_id', 'transacted_at',
+    ]),
+}) }}),
 
 ranked as ({{ customer_analytics.ranked_landings('sale_id') }}),
 
-final as (
-    select
-        sale_id,
-        load_id,
-        file_name,
-        file_position,
-        customer_id,
-        product,
-        shop_id,
-        amount_usd,
-        raw_text,
-        transacted_at,
-        loaded_at,
-        {{ customer_analytics.quarantine_columns(problems, repeats, 'store_sales') }}
-    from ranked
-)
+final as ({{ customer_analytics.base_final([
+    'sale_id', 'customer_id', 'product', 'shop_id', 'amount_usd', 'transacted_at',
+], problems, repeats, 'store_sales') }})
 
 select * from final

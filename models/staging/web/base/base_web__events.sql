@@ -38,9 +38,7 @@
 
 with
 
-landed as (
-    {{ customer_analytics.landed_rows(source('web', 'events'), {}) }}
-),
+landed as ({{ customer_analytics.landed_rows(source('web', 'events'), {}) }}),
 
 parsed as (
     select
