@@ -184,6 +184,56 @@
 {%- endmacro %}
 
 
+{#- A whole staging base model, the shape every one but web events shares:
+    landed (landed_rows) -> typed (the `typed` expressions) -> checked
+    (checked_rows: row_problem and the `key` columns) -> ranked (first landed
+    wins: ranked_landings on `first_landed`; latest wins: ranked_latest on
+    `latest`) -> final (base_final). -#}
+{% macro base_model(
+    relation, source_table, fields, typed, problems, repeats, columns,
+    key={}, first_landed=none, compare_content=false, latest=none, compared=none,
+    keep=[], incremental=true, materialize_typed=true
+) -%}
+with
+
+landed as (
+    {{ customer_analytics.landed_rows(relation, fields, keep=keep, incremental=incremental) }}
+),
+
+typed as {% if materialize_typed %}{{ customer_analytics.materialized_cte() }} {% endif %}(
+    select
+        *
+        {%- for name, expression in typed.items() %},
+        {{ expression }} as {{ name }}
+        {%- endfor %}
+    from landed
+),
+
+checked as (
+    {{ customer_analytics.checked_rows(problems, source_table, columns=key) }}
+),
+
+ranked as (
+    {%- if first_landed is not none %}
+    {{ customer_analytics.ranked_landings(first_landed, compare_content=compare_content) }}
+    {%- elif latest is not none %}
+    {{ customer_analytics.ranked_latest(latest, compared) }}
+    {%- else %}
+    {{ exceptions.raise_compiler_error(
+        "base_model of " ~ source_table ~ ": give first_landed (the key whose first landing wins) "
+        ~ "or latest (the columns whose latest landing wins)."
+    ) }}
+    {%- endif %}
+),
+
+final as (
+    {{ customer_analytics.base_final(columns, problems, repeats, source_table) }}
+)
+
+select * from final
+{%- endmacro %}
+
+
 {#- The valid rows of a base model (reason null), the given columns. -#}
 {% macro valid_rows(base, columns) -%}
     select

@@ -29,9 +29,7 @@ events as (
 final as (
 
     select
-        {%- for column in columns %}
-        {{ column }}{{ ',' if not loop.last }}
-        {%- endfor %}
+        {{ columns | join(',\n        ') }}
     from events
     where is_first_landing
 

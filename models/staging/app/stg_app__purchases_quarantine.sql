@@ -1,5 +1,9 @@
 with
 
-final as ({{ customer_analytics.quarantined_rows(ref('base_app__purchases')) }})
+final as (
+
+    {{ customer_analytics.quarantined_rows(ref('base_app__purchases')) }}
+
+)
 
 select * from final

@@ -10,9 +10,13 @@ channels as (
 
 ),
 
-valid as ({{ customer_analytics.valid_rows(ref('base_crm__interactions'), [
-    'interaction_id', 'customer_id', 'load_id', 'channel', 'file_position', 'interaction_at', 'loaded_at',
-]) }}),
+valid as (
+
+    {{ customer_analytics.valid_rows(ref('base_crm__interactions'), [
+        'interaction_id', 'customer_id', 'load_id', 'channel', 'file_position', 'interaction_at', 'loaded_at',
+    ]) }}
+
+),
 
 final as (
 

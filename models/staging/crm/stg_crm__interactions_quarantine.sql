@@ -35,6 +35,10 @@ checked as (
 
 ),
 
-final as ({{ customer_analytics.quarantined_rows('checked') }})
+final as (
+
+    {{ customer_analytics.quarantined_rows('checked') }}
+
+)
 
 select * from final

@@ -1,5 +1,9 @@
 with
 
-final as ({{ customer_analytics.quarantined_rows(ref('base_marketing__conversions')) }})
+final as (
+
+    {{ customer_analytics.quarantined_rows(ref('base_marketing__conversions')) }}
+
+)
 
 select * from final

@@ -1,5 +1,9 @@
 with
 
-final as ({{ customer_analytics.quarantined_rows(ref('base_marketing__sessions')) }})
+final as (
+
+    {{ customer_analytics.quarantined_rows(ref('base_marketing__sessions')) }}
+
+)
 
 select * from final

@@ -14,29 +14,19 @@
         "'amount is not a decimal with at most 2 places: ' || amount_text"),
 ] %}
 {%- set repeats = [('duplicate_row', 'occurrence > 1', "'the same purchase landed earlier'")] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('app', 'purchases'), {
+{%- set fields = {
     'customer_id': 'customer_id', 'purchased_at_text': 'purchased_at', 'amount_text': 'amount',
-}) }}),
-
-typed as {{ customer_analytics.materialized_cte() }} (
-    select
-        *,
-        {{ customer_analytics.parse_iso_timestamp('purchased_at_text') }} as purchased_at,
-        {{ customer_analytics.guarded_cast('amount_text', 'decimal', precision=18, scale=2) }} as amount_usd
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'app_purchases', columns={
+} %}
+{%- set typed = {
+    'purchased_at': customer_analytics.parse_iso_timestamp('purchased_at_text'),
+    'amount_usd': customer_analytics.guarded_cast('amount_text', 'decimal', precision=18, scale=2),
+} %}
+{%- set key = {
     'purchase_id': customer_analytics.generate_surrogate_key(['customer_id', 'purchased_at', 'amount_usd']),
-}) }}),
+} %}
+{%- set columns = ['purchase_id', 'customer_id', 'amount_usd', 'purchased_at'] %}
 
-ranked as ({{ customer_analytics.ranked_landings('purchase_id') }}),
-
-final as ({{ customer_analytics.base_final([
-    'purchase_id', 'customer_id', 'amount_usd', 'purchased_at',
-], problems, repeats, 'app_purchases') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('app', 'purchases'), 'app_purchases', fields=fields, typed=typed, key=key,
+    columns=columns, problems=problems, repeats=repeats, first_landed='purchase_id'
+) }}

@@ -11,28 +11,18 @@
         "'session_started_at is not an ISO-8601 date-time: ' || started_at_text"),
 ] %}
 {%- set repeats = [('duplicate_row', 'occurrence > 1', "'the same session landed earlier'")] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('app', 'sessions'), {
+{%- set fields = {
     'customer_id': 'customer_id', 'started_at_text': 'session_started_at',
-}) }}),
-
-typed as {{ customer_analytics.materialized_cte() }} (
-    select
-        *,
-        {{ customer_analytics.parse_iso_timestamp('started_at_text') }} as session_started_at
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'app_sessions', columns={
+} %}
+{%- set typed = {
+    'session_started_at': customer_analytics.parse_iso_timestamp('started_at_text'),
+} %}
+{%- set key = {
     'session_id': customer_analytics.generate_surrogate_key(['customer_id', 'session_started_at']),
-}) }}),
+} %}
+{%- set columns = ['session_id', 'customer_id', 'session_started_at'] %}
 
-ranked as ({{ customer_analytics.ranked_landings('session_id') }}),
-
-final as ({{ customer_analytics.base_final([
-    'session_id', 'customer_id', 'session_started_at',
-], problems, repeats, 'app_sessions') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('app', 'sessions'), 'app_sessions', fields=fields, typed=typed, key=key,
+    columns=columns, problems=problems, repeats=repeats, first_landed='session_id'
+) }}

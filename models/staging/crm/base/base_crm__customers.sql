@@ -15,27 +15,17 @@
         "'a later row has Customer_Id ' || customer_id_text"),
     ('superseded', 'recency > 1', "'a later row has Customer_Id ' || customer_id_text"),
 ] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('crm', 'customers'), {
+{%- set fields = {
     'customer_id_text': 'customer_id', 'occupation': 'occupation', 'customer_type': 'type',
-}, incremental=false) }}),
+} %}
+{%- set typed = {
+    'customer_id': customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false),
+    'line_values': "coalesce(occupation, '') || '|' || coalesce(customer_type, '')",
+} %}
+{%- set columns = ['customer_id', 'occupation', 'customer_type'] %}
 
-typed as (
-    select
-        *,
-        {{ customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false) }} as customer_id,
-        coalesce(occupation, '') || '|' || coalesce(customer_type, '') as line_values
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'crm_customers') }}),
-
-ranked as ({{ customer_analytics.ranked_latest(['customer_id'], 'line_values') }}),
-
-final as ({{ customer_analytics.base_final([
-    'customer_id', 'occupation', 'customer_type',
-], problems, repeats, 'crm_customers') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('crm', 'customers'), 'crm_customers', fields=fields, typed=typed, columns=columns,
+    problems=problems, repeats=repeats, latest=['customer_id'], compared='line_values',
+    incremental=false, materialize_typed=false
+) }}

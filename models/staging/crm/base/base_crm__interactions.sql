@@ -16,34 +16,21 @@
     ~ " || substr(date_start_text, 1, 2) || ' ' || substr(date_start_text, 12, 5)"
     ~ " || coalesce(substr(date_start_text, 17, 3), '')"
     ~ " || case when length(date_start_text) = 16 then ':00' else '' end" %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('crm', 'interactions'), {
+{%- set fields = {
     'date_start_text': 'date_start', 'channel': 'event', 'customer_id_text': 'customers',
-}) }}),
-
-typed as {{ customer_analytics.materialized_cte() }} (
-    select
-        *,
-        {{ customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false) }} as customer_id,
-        case
-            when {{ customer_analytics.regexp_like(
-                'date_start_text', '^[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}(:[0-9]{2})?$'
-            ) }}
-                then {{ customer_analytics.parse_iso_timestamp(day_first) }}
-        end as interaction_at
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'crm_interactions', columns={
+} %}
+{%- set typed = {
+    'customer_id': customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false),
+    'interaction_at': "case when " ~ customer_analytics.regexp_like(
+        'date_start_text', '^[0-9]{2}/[0-9]{2}/[0-9]{4} [0-9]{2}:[0-9]{2}(:[0-9]{2})?$'
+    ) ~ " then " ~ customer_analytics.parse_iso_timestamp(day_first) ~ " end",
+} %}
+{%- set key = {
     'interaction_id': customer_analytics.generate_surrogate_key(['customer_id', 'channel', 'interaction_at']),
-}) }}),
+} %}
+{%- set columns = ['interaction_id', 'customer_id', 'channel', 'interaction_at'] %}
 
-ranked as ({{ customer_analytics.ranked_landings('interaction_id') }}),
-
-final as ({{ customer_analytics.base_final([
-    'interaction_id', 'customer_id', 'channel', 'interaction_at',
-], problems, repeats, 'crm_interactions') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('crm', 'interactions'), 'crm_interactions', fields=fields, typed=typed, key=key,
+    columns=columns, problems=problems, repeats=repeats, first_landed='interaction_id'
+) }}

@@ -15,27 +15,17 @@
         "'a later row names the product of ' || month_text"),
     ('superseded', 'recency > 1', "'a later row names the product of ' || month_text"),
 ] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('crm', 'products'), {
+{%- set fields = {
     'month_text': 'date', 'product': 'product',
-}, incremental=false) }}),
+} %}
+{%- set typed = {
+    'month_start': "case when " ~ customer_analytics.regexp_like('month_text', '^(0[1-9]|1[0-2])-[0-9]{4}$')
+        ~ " then cast(substr(month_text, 4, 4) || '-' || substr(month_text, 1, 2) || '-01' as date) end",
+} %}
+{%- set columns = ['product', 'month_start'] %}
 
-typed as (
-    select
-        *,
-        case
-            when {{ customer_analytics.regexp_like('month_text', '^(0[1-9]|1[0-2])-[0-9]{4}$') }}
-                then cast(substr(month_text, 4, 4) || '-' || substr(month_text, 1, 2) || '-01' as date)
-        end as month_start
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'crm_products') }}),
-
-ranked as ({{ customer_analytics.ranked_latest(['month_start'], 'product') }}),
-
-final as ({{ customer_analytics.base_final(['product', 'month_start'], problems, repeats, 'crm_products') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('crm', 'products'), 'crm_products', fields=fields, typed=typed, columns=columns,
+    problems=problems, repeats=repeats, latest=['month_start'], compared='product',
+    incremental=false, materialize_typed=false
+) }}

@@ -15,28 +15,17 @@
     ('unparseable_revenue', 'revenue is null', "'revenue is not a decimal: ' || revenue_text"),
 ] %}
 {%- set repeats = [('duplicate_conv_id', 'occurrence > 1', "'conversion ' || conv_id || ' landed earlier'")] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('marketing', 'conversions'), {
+{%- set fields = {
     'conv_id': 'conv_id', 'user_id': 'user_id', 'conv_date_text': 'conv_date',
     'conv_time_text': 'conv_time', 'revenue_text': 'revenue',
-}) }}),
+} %}
+{%- set typed = {
+    'converted_at': customer_analytics.parse_date_and_time('conv_date_text', 'conv_time_text'),
+    'revenue': customer_analytics.guarded_cast('revenue_text', 'decimal', precision=18, scale=4),
+} %}
+{%- set columns = ['conv_id', 'user_id', 'revenue', 'converted_at'] %}
 
-typed as {{ customer_analytics.materialized_cte() }} (
-    select
-        *,
-        {{ customer_analytics.parse_date_and_time('conv_date_text', 'conv_time_text') }} as converted_at,
-        {{ customer_analytics.guarded_cast('revenue_text', 'decimal', precision=18, scale=4) }} as revenue
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'conversions') }}),
-
-ranked as ({{ customer_analytics.ranked_landings('conv_id') }}),
-
-final as ({{ customer_analytics.base_final([
-    'conv_id', 'user_id', 'revenue', 'converted_at',
-], problems, repeats, 'conversions') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('marketing', 'conversions'), 'conversions', fields=fields, typed=typed, columns=columns,
+    problems=problems, repeats=repeats, first_landed='conv_id'
+) }}

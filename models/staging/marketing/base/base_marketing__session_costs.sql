@@ -13,24 +13,16 @@
 {%- set repeats = [
     ('duplicate_session_id', 'occurrence > 1', "'a cost for session ' || session_id || ' landed earlier'"),
 ] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('marketing', 'session_costs'), {
+{%- set fields = {
     'session_id': 'session_id', 'cost_text': 'cost',
-}) }}),
+} %}
+{%- set typed = {
+    'cost': customer_analytics.guarded_cast('cost_text', 'decimal', precision=18, scale=6, signed=false),
+} %}
+{%- set columns = ['session_id', 'cost'] %}
 
-typed as (
-    select
-        *,
-        {{ customer_analytics.guarded_cast('cost_text', 'decimal', precision=18, scale=6, signed=false) }} as cost
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'session_costs') }}),
-
-ranked as ({{ customer_analytics.ranked_landings('session_id') }}),
-
-final as ({{ customer_analytics.base_final(['session_id', 'cost'], problems, repeats, 'session_costs') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('marketing', 'session_costs'), 'session_costs', fields=fields, typed=typed,
+    columns=columns, problems=problems, repeats=repeats, first_landed='session_id',
+    materialize_typed=false
+) }}

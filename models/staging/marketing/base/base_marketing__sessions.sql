@@ -20,36 +20,30 @@
         "'session ' || session_id || ' landed earlier'"),
     ('conflicting_session_id', 'occurrence > 1', "'session ' || session_id || ' landed earlier'"),
 ] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('marketing', 'sessions'), {
+{%- set fields = {
     'session_id': 'session_id', 'user_id': 'user_id', 'event_date_text': 'event_date',
     'event_time_text': 'event_time', 'channel_name': 'channel_name', 'holder_text': 'holder_engagement',
     'closer_text': 'closer_engagement', 'impression_text': 'impression_interaction',
-}) }}),
-
-typed as {{ customer_analytics.materialized_cte() }} (
-    select
-        *,
-        {{ customer_analytics.parse_date_and_time('event_date_text', 'event_time_text') }} as session_at,
-        case when holder_text in ('0', '1') then cast(holder_text as integer) end as holder_engagement,
-        case when closer_text in ('0', '1') then cast(closer_text as integer) end as closer_engagement,
-        case when impression_text in ('0', '1') then cast(impression_text as integer) end as impression_interaction
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'session_sources', columns={
+} %}
+{%- set typed = {
+    'session_at': customer_analytics.parse_date_and_time('event_date_text', 'event_time_text'),
+    'holder_engagement': "case when holder_text in ('0', '1') then cast(holder_text as integer) end",
+    'closer_engagement': "case when closer_text in ('0', '1') then cast(closer_text as integer) end",
+    'impression_interaction':
+        "case when impression_text in ('0', '1') then cast(impression_text as integer) end",
+} %}
+{%- set key = {
     'content_hash': customer_analytics.generate_surrogate_key([
         'user_id', 'session_at', 'channel_name', 'holder_engagement', 'closer_engagement', 'impression_interaction',
     ]),
-}) }}),
-
-ranked as ({{ customer_analytics.ranked_landings('session_id', compare_content=true) }}),
-
-final as ({{ customer_analytics.base_final([
+} %}
+{%- set columns = [
     'session_id', 'user_id', 'channel_name', 'holder_engagement', 'closer_engagement',
     'impression_interaction', 'content_hash', 'session_at', 'cast(session_at as date) as event_date',
-], problems, repeats, 'session_sources') }})
+] %}
 
-select * from final
+{{ customer_analytics.base_model(
+    source('marketing', 'sessions'), 'session_sources', fields=fields, typed=typed, key=key,
+    columns=columns, problems=problems, repeats=repeats, first_landed='session_id',
+    compare_content=true
+) }}

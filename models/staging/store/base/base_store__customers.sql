@@ -14,27 +14,17 @@
         "'a later line of the same extract has ID ' || id_text"),
     ('superseded_in_extract', 'recency > 1', "'a later line of the same extract has ID ' || id_text"),
 ] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('store', 'customers'), {
+{%- set fields = {
     'id_text': 'id', 'customer_name': 'name', 'city': 'city',
-}, keep=['extract_date'], incremental=false) }}),
+} %}
+{%- set typed = {
+    'customer_id': customer_analytics.guarded_cast('id_text', 'bigint', signed=false),
+    'line_values': "coalesce(customer_name, '') || '|' || coalesce(city, '')",
+} %}
+{%- set columns = ['extract_date', 'customer_id', 'customer_name', 'city'] %}
 
-typed as (
-    select
-        *,
-        {{ customer_analytics.guarded_cast('id_text', 'bigint', signed=false) }} as customer_id,
-        coalesce(customer_name, '') || '|' || coalesce(city, '') as line_values
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'store_customers') }}),
-
-ranked as ({{ customer_analytics.ranked_latest(['load_id', 'customer_id'], 'line_values') }}),
-
-final as ({{ customer_analytics.base_final([
-    'extract_date', 'customer_id', 'customer_name', 'city',
-], problems, repeats, 'store_customers') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('store', 'customers'), 'store_customers', fields=fields, typed=typed, columns=columns,
+    problems=problems, repeats=repeats, latest=['load_id', 'customer_id'], compared='line_values',
+    keep=['extract_date'], incremental=false, materialize_typed=false
+) }}

@@ -17,37 +17,27 @@
         "'ShopId is not a whole number: ' || shop_id_text"),
 ] %}
 {%- set repeats = [('duplicate_row', 'occurrence > 1', "'the same sale landed earlier'")] %}
-
-with
-
-landed as ({{ customer_analytics.landed_rows(source('store', 'sales'), {
+{%- set fields = {
     'customer_id_text': 'customerid', 'product': 'product', 'amount_text': 'salesamount',
     'shop_id_text': 'shopid', 'transaction_date_text': 'transactiondate',
-}) }}),
-
-typed as {{ customer_analytics.materialized_cte() }} (
-    select
-        *,
-        {{ customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false) }} as customer_id,
-        {{ customer_analytics.guarded_cast('amount_text', 'decimal', precision=18, scale=2) }} as amount_usd,
-        {{ customer_analytics.guarded_cast('shop_id_text', 'integer', signed=false) }} as shop_id,
-        {{ customer_analytics.parse_iso_timestamp(
-            "case when " ~ customer_analytics.regexp_like('transaction_date_text', '^[0-9]{4}-[0-9]{2}-[0-9]{2}$')
-            ~ " then transaction_date_text || ' 00:00:00' else transaction_date_text end"
-        ) }} as transacted_at
-    from landed
-),
-
-checked as ({{ customer_analytics.checked_rows(problems, 'store_sales', columns={
+} %}
+{%- set typed = {
+    'customer_id': customer_analytics.guarded_cast('customer_id_text', 'bigint', signed=false),
+    'amount_usd': customer_analytics.guarded_cast('amount_text', 'decimal', precision=18, scale=2),
+    'shop_id': customer_analytics.guarded_cast('shop_id_text', 'integer', signed=false),
+    'transacted_at': customer_analytics.parse_iso_timestamp(
+        "case when " ~ customer_analytics.regexp_like('transaction_date_text', '^[0-9]{4}-[0-9]{2}-[0-9]{2}$')
+        ~ " then transaction_date_text || ' 00:00:00' else transaction_date_text end"
+    ),
+} %}
+{%- set key = {
     'sale_id': customer_analytics.generate_surrogate_key([
         'customer_id', 'product', 'amount_usd', 'shop_id', 'transacted_at',
     ]),
-}) }}),
+} %}
+{%- set columns = ['sale_id', 'customer_id', 'product', 'shop_id', 'amount_usd', 'transacted_at'] %}
 
-ranked as ({{ customer_analytics.ranked_landings('sale_id') }}),
-
-final as ({{ customer_analytics.base_final([
-    'sale_id', 'customer_id', 'product', 'shop_id', 'amount_usd', 'transacted_at',
-], problems, repeats, 'store_sales') }})
-
-select * from final
+{{ customer_analytics.base_model(
+    source('store', 'sales'), 'store_sales', fields=fields, typed=typed, key=key, columns=columns,
+    problems=problems, repeats=repeats, first_landed='sale_id'
+) }}

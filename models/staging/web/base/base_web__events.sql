@@ -38,7 +38,9 @@
 
 with
 
-landed as ({{ customer_analytics.landed_rows(source('web', 'events'), {}) }}),
+landed as (
+    {{ customer_analytics.landed_rows(source('web', 'events'), {}) }}
+),
 
 parsed as (
     select
@@ -107,7 +109,9 @@ identified as (
     from checked
 ),
 
-ranked as ({{ customer_analytics.ranked_landings('event_id', relation='identified') }}),
+ranked as (
+    {{ customer_analytics.ranked_landings('event_id', relation='identified') }}
+),
 
 final as (
     select
