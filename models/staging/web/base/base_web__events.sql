@@ -34,6 +34,11 @@
     ('non_usd_total_amount', "event_type = 'ORDER' and amount_currency <> 'USD'",
         "'total_amount is not in USD: ' || total_amount_text"),
 ] %}
+{%- set payload_fields = {
+    'entity_key': 'key', 'event_time_text': 'event_time', 'customer_id_text': 'customer_id',
+    'last_name': 'last_name', 'adr_city': 'adr_city', 'adr_state': 'adr_state',
+    'camera_make': 'camera_make', 'camera_model': 'camera_model', 'total_amount_text': 'total_amount',
+} %}
 {%- set amount = '^(' ~ customer_analytics.numeric_pattern('decimal', 18, 2) ~ ') *([A-Za-z]{3})$' %}
 
 with
@@ -62,14 +67,8 @@ extracted as {{ customer_analytics.materialized_cte() }} (
         {{ customer_analytics.json_type('payload') }} as payload_type,
         upper(trim(payload ->> 'type')) as event_type,
         upper(trim(payload ->> 'verb')) as verb,
-        {%- for field in [
-            'key', 'event_time', 'customer_id', 'last_name', 'adr_city', 'adr_state',
-            'camera_make', 'camera_model', 'total_amount',
-        ] %}
-        {{ customer_analytics.clean_text("payload ->> '" ~ field ~ "'") }} as {{ {
-            'key': 'entity_key', 'event_time': 'event_time_text', 'customer_id': 'customer_id_text',
-            'total_amount': 'total_amount_text',
-        }.get(field, field) }},
+        {%- for name, field in payload_fields.items() %}
+        {{ customer_analytics.clean_text("payload ->> '" ~ field ~ "'") }} as {{ name }},
         {%- endfor %}
         cast(payload -> 'tags' as {{ dbt.type_string() }}) as tags_json
     from parsed
