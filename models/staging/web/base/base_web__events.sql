@@ -68,7 +68,7 @@ extracted as {{ customer_analytics.materialized_cte() }} (
         upper(trim(payload ->> 'type')) as event_type,
         upper(trim(payload ->> 'verb')) as verb,
         {%- for name, field in payload_fields.items() %}
-        {{ customer_analytics.clean_text("payload ->> '" ~ field ~ "'") }} as {{ name }},
+            {{ customer_analytics.clean_text("payload ->> '" ~ field ~ "'") }} as {{ name }},
         {%- endfor %}
         cast(payload -> 'tags' as {{ dbt.type_string() }}) as tags_json
     from parsed
