@@ -9,23 +9,22 @@
 {%- endmacro %}
 
 
+{#- The columns every raw landing table has, in this order. -#}
+{% macro landing_columns() -%}
+    load_id, file_name, file_position, raw_text, parse_error, loaded_at
+{%- endmacro %}
+
+
 {#- The landed rows of a raw table: the landing columns every raw table has, the
     `keep` columns as they are, and each `fields` column cleaned up
     ({new name: raw column}). Incremental models read only the loads not built yet. -#}
 {% macro landed_rows(relation, fields, keep=[], incremental=true) -%}
+    {%- set columns = [customer_analytics.landing_columns()] + keep -%}
+    {%- for name, column in fields.items() -%}
+        {%- do columns.append(customer_analytics.clean_text(column) ~ ' as ' ~ name) -%}
+    {%- endfor %}
     select
-        load_id,
-        file_name,
-        file_position,
-        raw_text,
-        parse_error,
-        {%- for column in keep %}
-        {{ column }},
-        {%- endfor %}
-        {%- for name, column in fields.items() %}
-        {{ customer_analytics.clean_text(column) }} as {{ name }},
-        {%- endfor %}
-        loaded_at
+        {{ columns | join(',\n        ') }}
     from {{ relation }}
     {%- if incremental %}
     where {{ customer_analytics.unprocessed_loads() }}
@@ -101,19 +100,27 @@
 {%- endmacro %}
 
 
+{#- A compile error when a rule's reason is not one of quarantine_reasons(source_table). -#}
+{% macro check_reasons(rules, source_table, caller_name) -%}
+    {%- set known = customer_analytics.quarantine_reasons(source_table) -%}
+    {%- for reason, condition, detail in rules -%}
+        {%- if reason not in known -%}
+            {{ exceptions.raise_compiler_error(
+                caller_name ~ ": reason '" ~ reason ~ "' is not in quarantine_reasons('" ~ source_table
+                ~ "'): add it there (macros/quarantine_reasons.sql) with its meaning."
+            ) }}
+        {%- endif -%}
+    {%- endfor -%}
+{%- endmacro %}
+
+
 {#- The first problem a row has: the reason of the first rule whose condition
     holds, or null. `rules`: a list of (reason, condition, detail) in order, each
     reason one of quarantine_reasons(source_table). -#}
 {% macro first_problem(rules, source_table) -%}
-    {%- set known = customer_analytics.quarantine_reasons(source_table) -%}
+    {%- do customer_analytics.check_reasons(rules, source_table, 'first_problem') -%}
     case
         {%- for reason, condition, detail in rules %}
-        {%- if reason not in known %}
-            {{ exceptions.raise_compiler_error(
-                "first_problem: reason '" ~ reason ~ "' is not in quarantine_reasons('" ~ source_table
-                ~ "'): add it there (macros/quarantine_reasons.sql) with its meaning."
-            ) }}
-        {%- endif %}
         when {{ condition }} then '{{ reason }}'
         {%- endfor %}
     end
@@ -126,15 +133,7 @@
     first_problem, already in the column row_problem; `repeats`: rules on the
     ranking (e.g. occurrence > 1) for rows without a problem. -#}
 {% macro quarantine_columns(problems, repeats, source_table) -%}
-    {%- set known = customer_analytics.quarantine_reasons(source_table) -%}
-    {%- for reason, condition, detail in repeats %}
-        {%- if reason not in known %}
-            {{ exceptions.raise_compiler_error(
-                "quarantine_columns: reason '" ~ reason ~ "' is not in quarantine_reasons('" ~ source_table
-                ~ "'): add it there (macros/quarantine_reasons.sql) with its meaning."
-            ) }}
-        {%- endif %}
-    {%- endfor -%}
+    {%- do customer_analytics.check_reasons(repeats, source_table, 'quarantine_columns') -%}
     case
         when row_problem is not null then row_problem
         {%- for reason, condition, detail in repeats %}

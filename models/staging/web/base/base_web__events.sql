@@ -58,12 +58,7 @@ parsed as (
 
 extracted as {{ customer_analytics.materialized_cte() }} (
     select
-        load_id,
-        file_name,
-        file_position,
-        raw_text,
-        parse_error,
-        loaded_at,
+        {{ customer_analytics.landing_columns() }},
         {{ customer_analytics.json_type('payload') }} as payload_type,
         upper(trim(payload ->> 'type')) as event_type,
         upper(trim(payload ->> 'verb')) as verb,
