@@ -26,7 +26,7 @@
     {%- endif -%}
 {%- endmacro %}
 
-{% macro ranked_landings(key, compare_content=false) -%}
+{% macro ranked_landings(key, compare_content=false, relation='checked') -%}
     {#- Body of the `ranked` CTE of a staging base model: the rows of `checked`
         with `occurrence`, their rank among the rows of the same key and problem
         by landing order (the first landed wins). Incremental, a valid row whose
@@ -34,32 +34,50 @@
         compare_content, also `first_content_hash`: the content_hash of the
         first landing, so a repeat can be told from a conflict. -#}
     {%- set landing_order -%}
-        partition by checked.{{ key }}, checked.row_problem
-        order by checked.loaded_at, checked.load_id, checked.file_position
+        partition by {{ relation }}.{{ key }}, {{ relation }}.row_problem
+        order by {{ relation }}.loaded_at, {{ relation }}.load_id, {{ relation }}.file_position
     {%- endset -%}
     select
-        checked.*,
+        {{ relation }}.*,
         row_number() over ({{ landing_order }})
         {%- if is_incremental() %} + case when earlier.{{ key }} is null then 0 else 1 end{% endif %} as occurrence
         {%- if compare_content %},
         coalesce(
             {%- if is_incremental() %} earlier.content_hash,{% endif %}
-            first_value(checked.content_hash) over ({{ landing_order }})
+            first_value({{ relation }}.content_hash) over ({{ landing_order }})
         ) as first_content_hash
         {%- endif %}
-    from checked
+    from {{ relation }}
     {%- if is_incremental() %}
     left join (
-        select
+        select distinct
             {{ key }}{% if compare_content %},
             content_hash{% endif %}
         from {{ this }}
         where
             reason is null
-            and {{ key }} in (select {{ key }} from checked where row_problem is null)
+            and {{ key }} in (select {{ key }} from {{ relation }} where row_problem is null)
     ) as earlier
         on
-            checked.row_problem is null
-            and checked.{{ key }} = earlier.{{ key }}
+            {{ relation }}.row_problem is null
+            and {{ relation }}.{{ key }} = earlier.{{ key }}
     {%- endif %}
+{%- endmacro %}
+
+{% macro ranked_latest(partition_by, compared) -%}
+    {#- Body of the `ranked` CTE of a staging base model whose latest landing
+        wins (full extracts): the rows of `checked` with `recency`, their rank
+        among the rows of the same key and problem, latest first (the latest
+        load, then its last line), and `winning_values`, the `compared`
+        expression of the row that wins, so a repeat of it can be told from a
+        row it supersedes. Not incremental: a later extract changes the winner. -#}
+    {%- set latest_first -%}
+        partition by {{ partition_by | join(', ') }}, row_problem
+        order by loaded_at desc, load_id desc, file_position desc
+    {%- endset -%}
+    select
+        *,
+        row_number() over ({{ latest_first }}) as recency,
+        first_value({{ compared }}) over ({{ latest_first }}) as winning_values
+    from checked
 {%- endmacro %}

@@ -114,7 +114,7 @@ def test_incremental_runs_equal_a_full_refresh(settings: Settings, target: str, 
     ran = Path(os.environ["DBT_TARGET_PATH"]) / "run" / "customer_analytics" / "models"
     for relation in INCREMENTAL_MODELS:
         name = relation.split(".")[1]
-        (sql_file,) = ran.glob(f"*/*/{name}.sql")
+        (sql_file,) = ran.glob(f"**/{name}.sql")  # base models sit one folder deeper
         assert "insert into" in sql_file.read_text(encoding="utf-8").lower(), relation
 
     relations = [*INCREMENTAL_MODELS, *marts(settings)]

@@ -252,7 +252,9 @@ def source_freshness(settings: Settings) -> list[str]:
         status = str(getattr(item, "status", "")).lower()
         if status == "pass" or not hasattr(item.node, "source_name"):  # hooks report too
             continue
-        name = f"{item.node.source_name}.{item.node.name}"
+        # the table as it is in the warehouse (raw.store_sales), not the dbt source
+        # name (store.sales): what a reader looks up, and what `runner load` wrote
+        name = f"{item.node.schema}.{item.node.identifier}"
         loaded = getattr(item, "max_loaded_at", None)
         age = getattr(item, "age", None)
         if loaded is None or age is None or loaded.year < 1970:  # empty: dbt reports year 1

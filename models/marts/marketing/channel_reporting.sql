@@ -29,7 +29,7 @@ attribution as (
         conv_id,
         session_id,
         ihc
-    from {{ source('raw', 'attribution_customer_journey') }}
+    from {{ ref('stg_ihc__attribution_results') }}
 
 ),
 

@@ -1,22 +1,10 @@
 with
 
-base as (
-
-    select * from {{ ref('base_app__sessions') }}
-
-),
-
 final as (
 
-    select
-        session_id,
-        customer_id,
-        load_id,
-        file_position,
-        session_started_at,
-        loaded_at
-    from base
-    where reason is null
+    {{ customer_analytics.valid_rows(ref('base_app__sessions'), [
+        'session_id', 'customer_id', 'load_id', 'file_position', 'session_started_at', 'loaded_at',
+    ]) }}
 
 )
 

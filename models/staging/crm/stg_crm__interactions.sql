@@ -4,32 +4,24 @@
     added to the seed, the next build counts it. -#}
 with
 
-base as (
-
-    select * from {{ ref('base_crm__interactions') }}
-
-),
-
 channels as (
 
     select channel from {{ ref('channels') }}
 
 ),
 
+valid as (
+
+    {{ customer_analytics.valid_rows(ref('base_crm__interactions'), [
+        'interaction_id', 'customer_id', 'load_id', 'channel', 'file_position', 'interaction_at', 'loaded_at',
+    ]) }}
+
+),
+
 final as (
 
-    select
-        interaction_id,
-        customer_id,
-        load_id,
-        channel,
-        file_position,
-        interaction_at,
-        loaded_at
-    from base
-    where
-        reason is null
-        and channel in (select channels.channel from channels)
+    select * from valid
+    where channel in (select channels.channel from channels)
 
 )
 

@@ -37,16 +37,7 @@ checked as (
 
 final as (
 
-    select
-        load_id,
-        file_name,
-        reason,
-        reason_detail,
-        raw_text,
-        file_position,
-        loaded_at
-    from checked
-    where reason is not null
+    {{ customer_analytics.quarantined_rows('checked') }}
 
 )
 

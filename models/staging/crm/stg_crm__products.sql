@@ -1,21 +1,10 @@
 with
 
-base as (
-
-    select * from {{ ref('base_crm__products') }}
-
-),
-
 final as (
 
-    select
-        load_id,
-        product,
-        file_position,
-        month_start,
-        loaded_at
-    from base
-    where reason is null
+    {{ customer_analytics.valid_rows(ref('base_crm__products'), [
+        'load_id', 'product', 'file_position', 'month_start', 'loaded_at',
+    ]) }}
 
 )
 

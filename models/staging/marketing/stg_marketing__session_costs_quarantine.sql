@@ -1,23 +1,8 @@
 with
 
-base as (
-
-    select * from {{ ref('base_marketing__session_costs') }}
-
-),
-
 final as (
 
-    select
-        load_id,
-        file_name,
-        reason,
-        reason_detail,
-        raw_text,
-        file_position,
-        loaded_at
-    from base
-    where reason is not null
+    {{ customer_analytics.quarantined_rows(ref('base_marketing__session_costs')) }}
 
 )
 

@@ -11,7 +11,7 @@ source as (
         rows_landed,
         rows_unparseable,
         loaded_at
-    from {{ source('raw', 'loads') }}
+    from {{ source('runner', 'loads') }}
 
 ),
 

@@ -1,23 +1,10 @@
 with
 
-base as (
-
-    select * from {{ ref('base_store__customers') }}
-
-),
-
 final as (
 
-    select
-        customer_id,
-        load_id,
-        customer_name,
-        city,
-        file_position,
-        extract_date,
-        loaded_at
-    from base
-    where reason is null
+    {{ customer_analytics.valid_rows(ref('base_store__customers'), [
+        'customer_id', 'load_id', 'customer_name', 'city', 'file_position', 'extract_date', 'loaded_at',
+    ]) }}
 
 )
 
