@@ -967,7 +967,7 @@ def diagnose(
                 f"{share_fixed:.0%} of the incremental build is outside the nodes (dbt start, "
                 f"parse, {out['nodes']} nodes to schedule): a fixed cost that a larger "
                 "warehouse amortises; build only what the new day touches "
-                "(`--select source:raw.web_events+`) or run the tests separately"
+                "(`--select source:web.events+`) or run the tests separately"
             )
         tables = [n for n in models[:3] if n.get("materialized") not in ("incremental", "view")]
         if tables:

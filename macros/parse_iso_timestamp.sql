@@ -9,7 +9,8 @@
     PostgreSQL does not short-circuit AND. -#}
 {% macro parse_iso_timestamp(expression) -%}
     {%- set text = "trim(" ~ expression ~ ")" -%}
-    {%- set shape = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?([Zz]|[+-][0-9]{2}:?[0-9]{2})?$" -%}
+    {%- set shape = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+        ~ "([.][0-9]{1,9})?([Zz]|[+-][0-9]{2}:?[0-9]{2})?$" -%}
     {%- set year = "cast(substr(" ~ text ~ ", 1, 4) as integer)" -%}
     {%- set month = "cast(substr(" ~ text ~ ", 6, 2) as integer)" -%}
     {%- set day = "cast(substr(" ~ text ~ ", 9, 2) as integer)" -%}
@@ -17,11 +18,20 @@
     {%- set minute = "cast(substr(" ~ text ~ ", 15, 2) as integer)" -%}
     {%- set second = "cast(substr(" ~ text ~ ", 18, 2) as integer)" -%}
     {%- set fraction = customer_analytics.regexp_extract(text, "^.{19}([.][0-9]{1,6})") -%}
-    {%- set zone_sign = customer_analytics.regexp_extract(text, "([+-])[0-9]{2}:?[0-9]{2}$") -%}
-    {%- set zone_hours = "cast(" ~ customer_analytics.regexp_extract(text, "[+-]([0-9]{2}):?[0-9]{2}$") ~ " as integer)" -%}
-    {%- set zone_minutes = "cast(" ~ customer_analytics.regexp_extract(text, "[+-][0-9]{2}:?([0-9]{2})$") ~ " as integer)" -%}
-    {%- set local_time = "cast(substr(" ~ text ~ ", 1, 10) || ' ' || substr(" ~ text ~ ", 12, 8) || coalesce(" ~ fraction ~ ", '') as " ~ dbt.type_timestamp() ~ ")" -%}
-    {%- set offset_minutes = "case when " ~ zone_sign ~ " is null then 0 when " ~ zone_sign ~ " = '-' then -1 else 1 end * (coalesce(" ~ zone_hours ~ ", 0) * 60 + coalesce(" ~ zone_minutes ~ ", 0))" -%}
+    {%- set zone_sign = customer_analytics.regexp_extract(
+        text, "([+-])[0-9]{2}:?[0-9]{2}$"
+    ) -%}
+    {%- set zone_hours = "cast("
+        ~ customer_analytics.regexp_extract(text, "[+-]([0-9]{2}):?[0-9]{2}$")
+        ~ " as integer)" -%}
+    {%- set zone_minutes = "cast("
+        ~ customer_analytics.regexp_extract(text, "[+-][0-9]{2}:?([0-9]{2})$")
+        ~ " as integer)" -%}
+    {%- set local_time = "cast(substr(" ~ text ~ ", 1, 10) || ' ' || substr(" ~ text ~ ", 12, 8)"
+        ~ " || coalesce(" ~ fraction ~ ", '') as " ~ dbt.type_timestamp() ~ ")" -%}
+    {%- set offset_minutes = "case when " ~ zone_sign ~ " is null then 0"
+        ~ " when " ~ zone_sign ~ " = '-' then -1 else 1 end"
+        ~ " * (coalesce(" ~ zone_hours ~ ", 0) * 60 + coalesce(" ~ zone_minutes ~ ", 0))" -%}
     case
         when not {{ customer_analytics.regexp_like(text, shape) }} then null
         when

@@ -119,11 +119,6 @@ def test_the_production_targets_var_moves_both_sides(tmp_path: Path):
         assert marts == {"marts" if production else f"{target}_marts"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: the sources' schema is made target-aware in the sources YAML on "
-    "another branch; remove this mark when it is merged (strict: it fails once they agree)",
-)
 def test_every_source_is_in_the_raw_schema_the_runner_resolves(tmp_path: Path):
     for target in ("postgres", "dev"):
         settings = load_settings(target=target)
@@ -373,12 +368,6 @@ def test_the_example_profile_documents_its_targets():
     assert production == {"duckdb", "postgres"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: needs the landing DDL (macros/create_raw_landing_tables.sql) and the "
-    "sources YAML to use the target's raw schema, done on other branches; remove this mark "
-    "when they are merged (strict: it fails once they are)",
-)
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_dev_build_on_an_empty_warehouse_writes_only_dev_schemas(
     engine: str, request: pytest.FixtureRequest, tmp_path: Path

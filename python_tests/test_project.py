@@ -163,3 +163,31 @@ def test_readme_lineage_picture_is_the_manifest(manifest):
         if node.original_file_path.startswith("models/marts/")
     }
     assert all(f'["{mart}"]' in expected for mart in marts)
+
+
+def test_attribute_builds_what_depends_on_the_results_it_writes(manifest):
+    """`runner attribute` rebuilds `@RESULTS_SOURCE` after writing results: the selector
+    must name the source the results land in, with channel_reporting downstream (a stale
+    name selects nothing and dbt only warns)."""
+    from runner.attribution import RESULTS_SOURCE
+    from runner.sources import landing_tables
+
+    source_name, table_name = RESULTS_SOURCE.removeprefix("source:").split(".")
+    [source] = [
+        node
+        for node in manifest.sources.values()
+        if node.source_name == source_name and node.name == table_name
+    ]
+    results = [table.table for table in landing_tables() if table.system == "ihc"]
+    assert source.identifier in results
+    downstream = {source.unique_id}
+    for _ in range(len(manifest.nodes)):
+        grown = downstream | {
+            node.unique_id
+            for node in manifest.nodes.values()
+            if set(getattr(node.depends_on, "nodes", ())) & downstream
+        }
+        if grown == downstream:
+            break
+        downstream = grown
+    assert "model.customer_analytics.channel_reporting" in downstream

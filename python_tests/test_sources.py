@@ -152,6 +152,10 @@ def test_the_dbt_sources_are_the_registrys_tables(profiles_dir: Path):
             continue
         declared[node.identifier] = node
         assert node.identifier in registry, f"dbt declares {node.identifier}, not in the registry"
+        assert node.source_name == registry[node.identifier].system, (
+            f"{node.identifier} is declared under the source {node.source_name}, "
+            f"the registry says {registry[node.identifier].system}"
+        )
         names = {column.name for column in registry[node.identifier].columns}
         documented = set(node.columns)
         assert documented <= names, (node.identifier, documented - names)

@@ -71,7 +71,7 @@ EXIT_INCOMPLETE = 3
 got no results (errors exit 1)."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403})
-RESULTS_SOURCE = "source:raw.attribution_customer_journey"
+RESULTS_SOURCE = "source:ihc.customer_journey"
 """The dbt selector of the results table (the source `runner attribute` writes back):
 after a run, `runner attribute` builds `@` it, what depends on the results."""
 
