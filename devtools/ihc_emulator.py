@@ -497,7 +497,7 @@ def _message(error: ErrorDetails) -> str:
     return f"{'.'.join(str(part) for part in loc)}: {reason}."
 
 
-def parse_request(body: bytes, config: EmulatorConfig) -> list[dict[str, Any]]:
+def parse_request(body: bytes, config: EmulatorConfig) -> list[Session]:
     """The sessions of a request body (as plain dicts of the contract's fields), validated
     by ComputeRequest within the limits of ``config``; BadRequest with the first problem
     otherwise."""
@@ -576,7 +576,7 @@ def partial_failures(
 
 def scale_one_journey(rows: list[dict[str, Any]], seed: int, total: float) -> str:
     """Scale the ihc of one journey of ``rows`` (in place) to sum to ``total``; its id."""
-    journeys = list(dict.fromkeys(row["conversion_id"] for row in rows))
+    journeys: list[str] = list(dict.fromkeys(row["conversion_id"] for row in rows))
     chosen = random.Random(seed).choice(journeys)
     current = sum(row["ihc"] for row in rows if row["conversion_id"] == chosen)
     for row in rows:
@@ -862,7 +862,7 @@ class _Uvicorn(uvicorn.Server):
         for server in self.servers:
             server.close()
         for connection in list(self.server_state.connections):
-            connection.transport.abort()  # type: ignore[union-attr]
+            connection.transport.abort()
         await asyncio.sleep(0)  # the connections learn that they are closed
         tasks = list(self.server_state.tasks)
         for task in tasks:
