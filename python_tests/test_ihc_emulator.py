@@ -207,6 +207,21 @@ def test_redistribution_parameter_is_accepted(emulator: RunningEmulator):
     assert post(emulator, body, conv_type_id="coding_challenge").status_code == 200
 
 
+def test_redistribution_parameter_phases_have_the_contracts_types(emulator: RunningEmulator):
+    phase = {
+        "direction": "earlier_sessions_only",
+        "receive_threshold": 0.1,
+        "redistribution_channel_labels": ["SEO", "Email"],
+    }
+    full = {name: phase for name in ("initializer", "holder", "closer")}
+    body = body_of(three_journeys()) | {"redistribution_parameter": full}
+    assert post(emulator, body).status_code == 200
+    wrong = body | {"redistribution_parameter": {"holder": phase | {"direction": "sideways"}}}
+    response = post(emulator, wrong)
+    assert response.status_code == 400
+    assert "redistribution_parameter.holder.direction" in response.json()["message"]
+
+
 # Errors of the contract -------------------------------------------------------------------
 
 
@@ -310,6 +325,16 @@ def test_default_limits_are_100_journeys_and_3000_sessions(emulator: RunningEmul
 def test_other_paths_and_methods(emulator: RunningEmulator):
     assert requests.post(emulator.url + "/v2/other", json={}, timeout=5).status_code == 404
     assert requests.get(emulator.compute_url(), timeout=5).status_code == 405
+
+
+def test_every_other_method_is_405_in_the_contracts_error_body(emulator: RunningEmulator):
+    for method in ("PUT", "PATCH", "DELETE"):
+        response = requests.request(method, emulator.compute_url(), json={}, timeout=5)
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "POST"
+        assert response.json() == {"statusCode": 405, "message": "Use POST /v1/compute_ihc."}
+    assert requests.head(emulator.url + "/health", timeout=5).status_code == 405
+    assert emulator.stats.outcomes == {"405": 4}
 
 
 # Faults ---------------------------------------------------------------------------------
