@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -233,6 +234,10 @@ def test_missing_key_is_401_and_wrong_key_403(emulator: RunningEmulator):
     assert emulator.stats.outcomes == {"401": 1, "403": 1}
 
 
+def test_an_empty_key_is_a_wrong_key(emulator: RunningEmulator):
+    assert post(emulator, body_of(three_journeys()), key="").status_code == 403
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -459,6 +464,28 @@ def test_latency_applies_per_request_but_parallel_requests_overlap():
         assert 0.3 <= elapsed < 0.8  # far under 4 * 300 ms
         assert emulator.stats.max_in_flight >= 2
         assert emulator.stats.snapshot()["in_flight"] == 0
+
+
+def test_stopping_does_not_wait_for_a_sleeping_request():
+    failures: list[Exception] = []
+
+    def slow_client(emulator: RunningEmulator) -> None:
+        try:
+            post(emulator, body_of(three_journeys()), timeout=30)
+        except requests.ConnectionError as exc:
+            failures.append(exc)
+
+    with faulty(script=["slow"], slow_ms=20_000) as emulator:
+        client = threading.Thread(target=slow_client, args=(emulator,))
+        client.start()
+        deadline = time.monotonic() + 10
+        while emulator.stats.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert emulator.stats.snapshot()["in_flight"] == 1
+        started = time.monotonic()
+    assert time.monotonic() - started < 5  # far under the 20 s the answer sleeps
+    client.join(10)
+    assert len(failures) == 1  # its connection was closed, without an answer
 
 
 def test_the_key_never_appears_in_answers_nor_in_the_config_repr():
