@@ -303,11 +303,8 @@ class Context:
     # warehouses: a fresh one, a saved copy, restoring the copy
 
     def fresh(self, engine: str, name: str) -> None:
-        if engine == "duckdb":
-            for suffix in ("", ".wal"):
-                Path(f"{self.duckdb_file(name)}{suffix}").unlink(missing_ok=True)
-        else:
-            self.pg_execute(f'drop database if exists "{name}" with (force)')
+        self.drop(engine, name)
+        if engine != "duckdb":
             self.pg_execute(f'create database "{name}"')
             self.databases.add(name)
 
