@@ -1317,7 +1317,7 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
     add("# Benchmarks\n")
     first = meta.get("first_run") or meta
     add(
-        f"Written by `make bench` (`devtools/bench.py --scale {ctx.scale}`) on "
+        f"Written by `make bench` (`python -m devtools.bench --scale {ctx.scale}`) on "
         f"{first['finished']} in {first['seconds'] / 60:.1f} minutes. Raw results: "
         "`.tmp/bench/results.json`. Each figure is the median of its runs, with the min and "
         "max; each ratio is taken run by run against its reference measured in the same "
