@@ -900,6 +900,10 @@ class EmulatorServer:
                 server_header=False,
                 headers=[("Server", SERVICE)],
                 backlog=128,
+                # Clients keep their connections between requests (as the runner's pool
+                # does); uvicorn's 5 s default would close them under a slow client's
+                # feet, racing its next request.
+                timeout_keep_alive=300,
             ),
             self,
         )
