@@ -303,11 +303,8 @@ class Context:
     # warehouses: a fresh one, a saved copy, restoring the copy
 
     def fresh(self, engine: str, name: str) -> None:
-        if engine == "duckdb":
-            for suffix in ("", ".wal"):
-                Path(f"{self.duckdb_file(name)}{suffix}").unlink(missing_ok=True)
-        else:
-            self.pg_execute(f'drop database if exists "{name}" with (force)')
+        self.drop(engine, name)
+        if engine != "duckdb":
             self.pg_execute(f'create database "{name}"')
             self.databases.add(name)
 
@@ -420,7 +417,8 @@ def context(args: argparse.Namespace) -> Iterator[Context]:
 
 
 def generator_hash() -> str:
-    return hashlib.sha256((REPO / "runner" / "generate.py").read_bytes()).hexdigest()[:8]
+    """Part of a cached world's key: a changed generator makes new worlds."""
+    return hashlib.sha256((REPO / "devtools" / "generate.py").read_bytes()).hexdigest()[:8]
 
 
 LOAD_LINE = re.compile(r"load with `runner load (\S+) (.+?)(?: --extract-date (\S+))?`")
@@ -1288,6 +1286,30 @@ def trimmed_note(entry: dict[str, Any], ctx: Context) -> str:
     )
 
 
+def engine_entries(
+    add: Callable[[str], None], section: dict[str, Any], columns: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(engine, entry) for each engine measured in `section`; an engine whose measurement
+    failed gets its table row here instead: dashes in the other `columns` and the error."""
+    for engine in ENGINES:
+        entry = section.get(engine)
+        if entry is None:
+            continue
+        if "error" in entry:
+            dashes = "- | " * columns
+            add(f"| {engine} | {dashes}failed: {entry['error'].splitlines()[0]} |")
+            continue
+        yield engine, entry
+
+
+def diagnoses(section: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(engine, diagnosis) for each engine of `section` that has one."""
+    for engine in ENGINES:
+        diag = (section.get(engine) or {}).get("diagnosis")
+        if diag:
+            yield engine, diag
+
+
 def render_report(ctx: Context, meta: dict[str, Any]) -> str:
     r = ctx.results
     out: list[str] = []
@@ -1295,7 +1317,7 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
     add("# Benchmarks\n")
     first = meta.get("first_run") or meta
     add(
-        f"Written by `make bench` (`devtools/bench.py --scale {ctx.scale}`) on "
+        f"Written by `make bench` (`python -m devtools.bench --scale {ctx.scale}`) on "
         f"{first['finished']} in {first['seconds'] / 60:.1f} minutes. Raw results: "
         "`.tmp/bench/results.json`. Each figure is the median of its runs, with the min and "
         "max; each ratio is taken run by run against its reference measured in the same "
@@ -1382,22 +1404,13 @@ def render_load(out: list[str], ctx: Context, load: dict[str, Any]) -> None:
     )
     add("| engine | engine's bulk read | runner load | runner / reference | result |")
     add("| --- | ---: | ---: | ---: | --- |")
-    for engine in ENGINES:
-        entry = load.get(engine)
-        if entry is None:
-            continue
-        if "error" in entry:
-            add(f"| {engine} | - | - | - | failed: {entry['error'].splitlines()[0]} |")
-            continue
+    for engine, entry in engine_entries(add, load, 3):
         add(
             f"| {engine} | {fmt_rate(entry['reference_eps'])} | {fmt_rate(entry['runner_eps'])}"
             f"{trimmed_note(entry, ctx)} | {fmt_ratio(entry['ratio'])} | "
             f"{verdict(entry['passed'])} |"
         )
-    for engine in ENGINES:
-        diag = (load.get(engine) or {}).get("diagnosis")
-        if not diag:
-            continue
+    for engine, diag in diagnoses(load):
         add(f"\nWhere the runner's time goes on {engine} (one more load under cProfile, "
             f"{diag.get('seconds', 0):.1f} s with the profiler):\n")  # fmt: skip
         if "error" in diag:
@@ -1543,13 +1556,7 @@ def render_attribute(out: list[str], ctx: Context, attr: dict[str, Any]) -> None
     )
     add("| engine | conversions | workers 1 | workers 8 | speed-up | lost / doubled | result |")
     add("| --- | ---: | ---: | ---: | ---: | --- | --- |")
-    for engine in ENGINES:
-        entry = attr.get(engine)
-        if entry is None:
-            continue
-        if "error" in entry:
-            add(f"| {engine} | - | - | - | - | - | failed: {entry['error'].splitlines()[0]} |")
-            continue
+    for engine, entry in engine_entries(add, attr, 5):
         last = entry["checks"][-1]
         lost = sum(c["lost"] for c in entry["checks"])
         doubled = sum(c["doubled"] for c in entry["checks"])
@@ -1560,10 +1567,7 @@ def render_attribute(out: list[str], ctx: Context, attr: dict[str, Any]) -> None
             f"{fmt_ratio(entry['speedup'], 1)}x | {lost} / {doubled} | "
             f"{verdict(entry['passed'])} |"
         )
-    for engine in ENGINES:
-        diag = (attr.get(engine) or {}).get("diagnosis")
-        if not diag:
-            continue
+    for engine, diag in diagnoses(attr):
         add(
             f"\nWhere the time goes on {engine}: {diag['requests']} requests; at "
             f"{LATENCY_MS} ms each the latency floor is {diag['latency_floor_workers_1']:.1f} "
@@ -1580,16 +1584,12 @@ def render_attribute(out: list[str], ctx: Context, attr: dict[str, Any]) -> None
 def misses(ctx: Context) -> list[str]:
     r, found = ctx.results, []
     for engine in ENGINES:
-        entry = r.get("load", {}).get(engine, {})
-        if entry.get("passed") is False:
-            found.append(f"load on {engine}")
-        if "error" in entry:
-            found.append(f"load on {engine} (failed)")
-        entry = r.get("attribute", {}).get(engine, {})
-        if entry.get("passed") is False:
-            found.append(f"attribute on {engine}")
-        if "error" in entry:
-            found.append(f"attribute on {engine} (failed)")
+        for section in ("load", "attribute"):
+            entry = r.get(section, {}).get(engine, {})
+            if entry.get("passed") is False:
+                found.append(f"{section} on {engine}")
+            if "error" in entry:
+                found.append(f"{section} on {engine} (failed)")
     for key, entry in r.get("build", {}).items():
         if key == "scaling":
             if entry.get("ratio_passed") is False:
@@ -1609,6 +1609,7 @@ def misses(ctx: Context) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m devtools.bench",
         description="Run the benchmark suite and write BENCHMARKS.md.",
     )
     parser.add_argument(

@@ -1,6 +1,8 @@
 """A local emulator of the IHC attribution service (``POST /v1/compute_ihc``), for tests,
 benchmarks and offline development. Run it with ``runner ihc-emulator`` or, in Python, with
-``serve_in_thread``. Standard library only.
+``serve_in_thread``. Built on the API's web framework: FastAPI routes the requests, pydantic
+models (``ComputeRequest``, ``Session``, ``RedistributionParameter``) hold the contract of the
+request body, and uvicorn serves it.
 
 The contract is the real service's::
 
@@ -13,7 +15,9 @@ sessions of a journey share a ``conversion_id``. A session has ``conversion_id``
 ``session_id``, ``timestamp`` ("YYYY-MM-DD HH:MM:SS", UTC), ``channel_label`` (strings) and
 ``holder_engagement``, ``closer_engagement``, ``conversion``, ``impression_interaction`` (0 or
 1). Other keys are ignored. ``redistribution_parameter`` is optional; it must be an object
-when given, and the emulator ignores it.
+when given, whose phases (``initializer``, ``holder``, ``closer``) are objects with an
+optional ``direction``, ``receive_threshold`` and ``redistribution_channel_labels`` of the
+contract's types; the emulator ignores it otherwise.
 
 Answers (every body is JSON):
 
@@ -28,8 +32,8 @@ Answers (every body is JSON):
   one answering (``check_identity``), not another program on the same port.
 - 401 without an ``x-api-key`` header, 403 with a wrong one; 400 for a malformed body, an
   empty ``customer_journeys``, a missing or unknown ``conv_type_id``, or more than
-  ``max_journeys`` journeys or ``max_sessions`` sessions; 404 for another path, 405 for
-  another method. Error bodies are ``{"statusCode": <status>, "message": "..."}``.
+  ``max_journeys`` journeys or ``max_sessions`` sessions; 404 for a POST to another path,
+  405 for another method. Error bodies are ``{"statusCode": <status>, "message": "..."}``.
 - 429 with ``Retry-After`` (seconds) and 500/502/503 only when fault injection asks for them.
 
 The model is NOT the real, trained IHC model: it is a transparent, deterministic rule whose
@@ -62,13 +66,15 @@ draws from the per-request rates. A request gets at most one fault:
 - ``wrong_sum``: one journey's ihc is scaled to sum to ``wrong_sum_total`` (0.8).
 
 ``partial`` and ``wrong_sum`` only alter an answer that would have been 200. Every request to
-the endpoint sleeps ``latency_ms`` before its key is checked (one thread per connection, so
-parallel requests overlap). ``stats`` counts requests and outcomes. The API key is never
-logged nor echoed in an answer.
+the endpoint sleeps ``latency_ms`` before its key is checked (the sleeps of parallel requests
+overlap), then the fault is drawn, then the body is validated. ``stats`` counts requests and
+outcomes. The API key is never logged nor echoed in an answer. Stopping the server does not
+wait for requests still sleeping (latency, slow faults): their connections are closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -77,18 +83,37 @@ import random
 import re
 import secrets
 import socket
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.error import HTTPError
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 from urllib.request import urlopen
+
+import uvicorn
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+    with_config,
+)
+from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from typing_extensions import TypedDict
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +247,11 @@ class EmulatorStats:
             self._journeys_scored += journeys
             self._sessions_scored += sessions
 
+    def _abandon(self) -> None:
+        """A request given up unanswered (the server stopped while it slept)."""
+        with self._lock:
+            self._in_flight -= 1
+
     @property
     def requests(self) -> int:
         """Requests received (answered, dropped or still in flight)."""
@@ -332,67 +362,155 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def validate_session(index: int, session: Any) -> None:
-    """Raise BadRequest unless ``session`` is a valid session (``index``: its position)."""
-    where = f"customer_journeys[{index}]"
-    if not isinstance(session, dict):
-        raise BadRequest(f"{where} must be an object, not {type(session).__name__}.")
-    for name in TEXT_FIELDS:
-        if name not in session:
-            raise BadRequest(f"{where} has no {name}.")
-        if not isinstance(session[name], str) or not session[name]:
-            raise BadRequest(f"{where}.{name} must be a non-empty string.")
-    timestamp = session["timestamp"]
-    if not TIMESTAMP.fullmatch(timestamp):
-        raise BadRequest(
-            f"{where}.timestamp must look like 'YYYY-MM-DD HH:MM:SS' (UTC), "
-            f"not {_short(timestamp)}."
-        )
+def _utc_timestamp(value: str) -> str:
+    if not TIMESTAMP.fullmatch(value):
+        raise ValueError(f"must look like 'YYYY-MM-DD HH:MM:SS' (UTC), not {_short(value)}.")
     try:
-        datetime.fromisoformat(timestamp)
+        datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{where}.timestamp is not a valid time: {_short(timestamp)}.") from None
-    for name in FLAG_FIELDS:
-        if name not in session:
-            raise BadRequest(f"{where} has no {name}.")
-        value = session[name]
-        if type(value) is not int or value not in (0, 1):
-            raise BadRequest(f"{where}.{name} must be 0 or 1, not {_short(value)}.")
+        raise ValueError(f"is not a valid time: {_short(value)}.") from None
+    return value
 
 
-def parse_request(body: bytes, config: EmulatorConfig) -> list[dict[str, Any]]:
-    """The sessions of a request body, validated and within the limits of ``config``;
-    BadRequest otherwise."""
+Text = Annotated[StrictStr, Field(min_length=1)]
+"""A non-empty string (never a number)."""
+Timestamp = Annotated[StrictStr, Field(min_length=1), AfterValidator(_utc_timestamp)]
+"""``YYYY-MM-DD HH:MM:SS``, a real time, UTC."""
+Flag = Annotated[StrictInt, Field(ge=0, le=1)]
+"""0 or 1: an integer, never true/false nor 1.0."""
+
+
+@with_config(ConfigDict(extra="ignore"))
+class Session(TypedDict):
+    """One session of a journey, as the contract gives it (validated into a plain dict,
+    cheaper than a model for thousands of sessions). Other keys are ignored."""
+
+    conversion_id: Text
+    session_id: Text
+    timestamp: Timestamp
+    channel_label: Text
+    holder_engagement: Flag
+    closer_engagement: Flag
+    conversion: Flag
+    impression_interaction: Flag
+
+
+class RedistributionPhase(BaseModel):
+    """How one phase redistributes its shares (accepted, not applied by the emulator)."""
+
+    direction: Literal["earlier_sessions_only", "any_session", "later_sessions_only"] | None = None
+    receive_threshold: float | None = None
+    redistribution_channel_labels: list[str] | None = None
+
+
+class RedistributionParameter(BaseModel):
+    """The optional ``redistribution_parameter``: one entry per phase."""
+
+    initializer: RedistributionPhase | None = None
+    holder: RedistributionPhase | None = None
+    closer: RedistributionPhase | None = None
+
+
+class ComputeRequest(BaseModel):
+    """The body of ``POST /v1/compute_ihc``. Validated with ``context={"max_sessions": ...,
+    "max_journeys": ...}`` it also holds a request to those limits (see ``parse_request``)."""
+
+    customer_journeys: Annotated[list[Session], Field(min_length=1)]
+    redistribution_parameter: RedistributionParameter | None = None
+
+    @field_validator("customer_journeys", mode="before")
+    @classmethod
+    def _at_most_max_sessions(cls, value: Any, info: ValidationInfo) -> Any:
+        limit = (info.context or {}).get("max_sessions")
+        if limit is not None and isinstance(value, list) and len(value) > limit:
+            raise ValueError(
+                f"Too many sessions: {len(value)} in one request, at most {limit}. "
+                "Split the journeys over more requests."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _at_most_max_journeys(self, info: ValidationInfo) -> ComputeRequest:
+        limit = (info.context or {}).get("max_journeys")
+        journeys = len({session["conversion_id"] for session in self.customer_journeys})
+        if limit is not None and journeys > limit:
+            raise ValueError(
+                f"Too many journeys: {journeys} conversion_ids in one request, at most "
+                f"{limit}. Split the journeys over more requests."
+            )
+        return self
+
+
+def _rank(error: ErrorDetails) -> tuple[int, ...]:
+    """Where a problem comes in the order the body is checked in (the first one is
+    answered): the body's shape, the redistribution_parameter, the session limit, then each
+    session in turn (its strings, its timestamp, its flags), then the journey limit."""
+    loc = error["loc"]
+    if not loc:
+        return (0,) if error["type"] == "model_type" else (9,)
+    if loc[0] == "redistribution_parameter":
+        return (2,)
+    if loc[0] != "customer_journeys":
+        return (8,)
+    if len(loc) == 1:
+        return (3,) if error["type"] == "value_error" else (1,)
+    index = int(loc[1])
+    name = loc[2] if len(loc) > 2 else None
+    if name is None:
+        step = 0
+    elif name in TEXT_FIELDS and error["type"] != "value_error":
+        step = 1 + TEXT_FIELDS.index(str(name))
+    elif name in FLAG_FIELDS:
+        step = 1 + len(TEXT_FIELDS) + 1 + FLAG_FIELDS.index(str(name))
+    else:  # the timestamp's format or value
+        step = 1 + len(TEXT_FIELDS)
+    return (4, index, step)
+
+
+def _message(error: ErrorDetails) -> str:
+    """The answer's message for one validation problem of a ComputeRequest."""
+    loc, kind = error["loc"], error["type"]
+    reason = error["msg"].removeprefix("Value error, ")
+    if kind == "value_error" and len(loc) <= 1:  # the limits
+        return reason
+    if not loc:
+        return 'The body must be a JSON object with "customer_journeys".'
+    if loc == ("customer_journeys",):
+        return {
+            "missing": 'The body has no "customer_journeys".',
+            "too_short": '"customer_journeys" is empty: send at least one session.',
+        }.get(kind, '"customer_journeys" must be a list of sessions.')
+    if loc == ("redistribution_parameter",):
+        return '"redistribution_parameter" must be an object when given.'
+    if loc[0] == "customer_journeys":
+        where = f"customer_journeys[{loc[1]}]"
+        if len(loc) == 2:
+            return f"{where} must be an object, not {type(error['input']).__name__}."
+        name = loc[2]
+        if kind == "missing":
+            return f"{where} has no {name}."
+        if kind == "value_error":
+            return f"{where}.{name} {reason}"
+        if name in FLAG_FIELDS:
+            return f"{where}.{name} must be 0 or 1, not {_short(error['input'])}."
+        return f"{where}.{name} must be a non-empty string."
+    return f"{'.'.join(str(part) for part in loc)}: {reason}."
+
+
+def parse_request(body: bytes, config: EmulatorConfig) -> list[Session]:
+    """The sessions of a request body (as plain dicts of the contract's fields), validated
+    by ComputeRequest within the limits of ``config``; BadRequest with the first problem
+    otherwise."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(payload, dict):
-        raise BadRequest('The body must be a JSON object with "customer_journeys".')
-    if "customer_journeys" not in payload:
-        raise BadRequest('The body has no "customer_journeys".')
-    sessions = payload["customer_journeys"]
-    if not isinstance(sessions, list):
-        raise BadRequest('"customer_journeys" must be a list of sessions.')
-    if not sessions:
-        raise BadRequest('"customer_journeys" is empty: send at least one session.')
-    redistribution = payload.get("redistribution_parameter")
-    if redistribution is not None and not isinstance(redistribution, dict):
-        raise BadRequest('"redistribution_parameter" must be an object when given.')
-    if len(sessions) > config.max_sessions:
-        raise BadRequest(
-            f"Too many sessions: {len(sessions)} in one request, at most "
-            f"{config.max_sessions}. Split the journeys over more requests."
-        )
-    for index, session in enumerate(sessions):
-        validate_session(index, session)
-    journeys = len({session["conversion_id"] for session in sessions})
-    if journeys > config.max_journeys:
-        raise BadRequest(
-            f"Too many journeys: {journeys} conversion_ids in one request, at most "
-            f"{config.max_journeys}. Split the journeys over more requests."
-        )
-    return sessions
+    limits = {"max_sessions": config.max_sessions, "max_journeys": config.max_journeys}
+    try:
+        request = ComputeRequest.model_validate(payload, context=limits)
+    except ValidationError as exc:
+        raise BadRequest(_message(min(exc.errors(), key=_rank))) from None
+    return list(request.customer_journeys)
 
 
 # Faults ---------------------------------------------------------------------------------
@@ -458,7 +576,7 @@ def partial_failures(
 
 def scale_one_journey(rows: list[dict[str, Any]], seed: int, total: float) -> str:
     """Scale the ihc of one journey of ``rows`` (in place) to sum to ``total``; its id."""
-    journeys = list(dict.fromkeys(row["conversion_id"] for row in rows))
+    journeys: list[str] = list(dict.fromkeys(row["conversion_id"] for row in rows))
     chosen = random.Random(seed).choice(journeys)
     current = sum(row["ihc"] for row in rows if row["conversion_id"] == chosen)
     for row in rows:
@@ -469,27 +587,293 @@ def scale_one_journey(rows: list[dict[str, Any]], seed: int, total: float) -> st
 
 # The server -----------------------------------------------------------------------------
 
+DROP_KEY = "ihc_emulator.drop_connection"
+"""The scope["state"] entry that closes the request's connection without an answer."""
+DROP_MESSAGE = "ihc_emulator.drop"
+"""A private ASGI message: the outermost layer closes the connection instead of answering."""
+
+
+class Refused(Exception):
+    """An error answer of the contract, ``{"statusCode": status, "message": message}``;
+    ``outcome`` is what the stats count (default: the status); ``close`` asks the client
+    to close the connection."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        outcome: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.outcome = outcome
+        self.headers = {**(headers or {}), **({"Connection": "close"} if close else {})}
+
+
+class _JSONResponse(JSONResponse):
+    """Compact JSON, ASCII-escaped (as the emulator has always answered)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return _JSONResponse({"statusCode": status, "message": message}, status, dict(headers or {}))
+
+
+class _DropResponse(Response):
+    """No answer: the connection is closed (the ``drop`` fault)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": DROP_MESSAGE})
+
 
 @dataclass
-class Answer:
-    status: int | None  # None: drop the connection
-    body: dict[str, Any] | None = None
-    outcome: str = "ok"
-    headers: dict[str, str] = field(default_factory=dict)
+class _Exchange:
+    """What the route that answered a request tells the accounting layer about it."""
+
+    outcome: str | None = None
     journeys: int = 0
     sessions: int = 0
-    close: bool = False
 
 
-def _error(status: int, message: str, **headers: str) -> Answer:
-    return Answer(status, {"statusCode": status, "message": message}, str(status), headers)
+def _exchange(request: Request) -> _Exchange:
+    exchange: _Exchange = request.scope["state"]["ihc_emulator.exchange"]
+    return exchange
 
 
-class EmulatorServer(ThreadingHTTPServer):
-    """The emulator's HTTP server: one daemon thread per connection."""
+@dataclass(frozen=True)
+class _Admission:
+    """A request to the endpoint past its key: its fault, its body or what is wrong with
+    how it was sent."""
 
-    daemon_threads = True
-    request_queue_size = 128
+    decision: Decision
+    body: bytes
+    problem: str | None
+
+
+async def _read_body(request: Request) -> tuple[bytes, str | None]:
+    """The body, or a problem with it (then the connection is closed after answering)."""
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        return b"", "Send the body with a Content-Length, not chunked."
+    try:
+        length = int(request.headers.get("Content-Length", "0"))
+    except ValueError:
+        return b"", "The Content-Length header is not a number."
+    if length < 0 or length > MAX_BODY_BYTES:
+        return b"", f"The body must be at most {MAX_BODY_BYTES} bytes."
+    return await request.body(), None
+
+
+async def admitted(
+    request: Request, key: Annotated[str | None, Header(alias="x-api-key")] = None
+) -> _Admission:
+    """Read the body, sleep the latency, check the key, then draw the request's fault:
+    429 and 5xx are answered here, the others are left to the endpoint."""
+    server: EmulatorServer = request.app.state.emulator
+    config = server.config
+    body, problem = await _read_body(request)
+    if config.latency_ms:
+        await asyncio.sleep(config.latency_ms / 1000)
+    if key is None:
+        raise Refused(401, "Unauthorized: send the API key in the x-api-key header.")
+    if not hmac.compare_digest(key.encode(), config.api_key.encode()):
+        raise Refused(403, "Forbidden: the x-api-key is not valid.")
+    decision = server.decider.decide()
+    if decision.kind == "429":
+        seconds = config.faults.retry_after_s
+        raise Refused(
+            429,
+            f"Too many requests (emulated throttling): retry after {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+        )
+    if decision.kind == "5xx":
+        raise Refused(decision.status, "Emulated server error: try again later.", outcome="5xx")
+    return _Admission(decision, body, problem)
+
+
+def create_app(server: EmulatorServer) -> _Accounting:
+    """The emulator's ASGI application for ``server`` (its config, stats and faults)."""
+    config = server.config
+    app = FastAPI(title="IHC emulator", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.emulator = server
+
+    @app.get(HEALTH_PATH)
+    async def health(request: Request) -> Response:
+        """Which emulator this is (no key needed)."""
+        _exchange(request).outcome = "health"
+        return _JSONResponse({"service": SERVICE, "instance": server.instance})
+
+    @app.post(PATH)
+    async def compute(
+        request: Request, admission: Annotated[_Admission, Depends(admitted)]
+    ) -> Response:
+        """Score the journeys of the body, with the request's fault."""
+        exchange = _exchange(request)
+        decision = admission.decision
+        if decision.kind == "drop":
+            exchange.outcome = "drop"
+            return _DropResponse()
+        if decision.kind == "slow":
+            await asyncio.sleep(config.faults.slow_ms / 1000)
+        if admission.problem is not None:
+            raise Refused(400, admission.problem, close=True)
+        conv_type_ids = parse_qs(request.url.query).get("conv_type_id", [])
+        if len(conv_type_ids) != 1:
+            raise BadRequest("Give exactly one conv_type_id query parameter.")
+        if conv_type_ids[0] not in config.conv_type_ids:
+            raise BadRequest(
+                f"Unknown conv_type_id {_short(conv_type_ids[0])}; known: "
+                f"{', '.join(sorted(config.conv_type_ids))}."
+            )
+        rows = compute_ihc(parse_request(admission.body, config))
+        errors: list[dict[str, str]] = []
+        if decision.kind == "partial":
+            rows, errors = partial_failures(rows, decision.seed)
+        elif decision.kind == "wrong_sum":
+            scale_one_journey(rows, decision.seed, config.faults.wrong_sum_total)
+        status = 206 if errors else 200
+        exchange.outcome = decision.kind
+        exchange.journeys = len({row["conversion_id"] for row in rows})
+        exchange.sessions = len(rows)
+        body = {"statusCode": status, "value": rows, "partialFailureErrors": errors}
+        return _JSONResponse(body, status)
+
+    @app.post("/{path:path}")
+    async def not_found(request: Request) -> Response:
+        _, problem = await _read_body(request)
+        raise Refused(404, f"Not found: the endpoint is POST {PATH}.", close=problem is not None)
+
+    @app.api_route("/{path:path}", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    async def wrong_method() -> Response:
+        raise Refused(405, f"Use POST {PATH}.", headers={"Allow": "POST"})
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        _exchange(request).outcome = exc.outcome
+        return _error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> Response:
+        return _error(400, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # Starlette raises the exception again after this answer: _Accounting logs it.
+        return _error(500, "Internal emulator error.", {"Connection": "close"})
+
+    return _Accounting(app, server)
+
+
+class _Accounting:
+    """The outermost ASGI layer: counts and logs each request before its answer goes out
+    (so a client that has its answer sees it in the stats), closes the connection of a
+    dropped one, and lets requests still sleeping at shutdown end quietly."""
+
+    def __init__(self, app: FastAPI, server: EmulatorServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        stats = self.server.stats
+        exchange = _Exchange()
+        state = scope.setdefault("state", {})
+        state["ihc_emulator.exchange"] = exchange
+        started = time.monotonic()
+        answered = False
+        stats._begin()
+
+        def account(status: int | None) -> None:
+            nonlocal answered
+            answered = True
+            outcome = exchange.outcome or ("drop" if status is None else str(status))
+            stats._end(outcome, status, exchange.journeys, exchange.sessions)
+            shown = "dropped" if status is None else str(status)
+            logger.info(
+                "%s %s -> %s: %d journeys, %d sessions, %d ms",
+                scope["method"],
+                scope["path"],
+                shown if outcome in (shown, "drop") else f"{shown} {outcome}",
+                exchange.journeys,
+                exchange.sessions,
+                (time.monotonic() - started) * 1000,
+            )
+
+        async def accounted(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                account(message["status"])
+            elif message["type"] == DROP_MESSAGE:
+                account(None)
+                state[DROP_KEY]()
+                await asyncio.sleep(0)  # the server sees the connection lost, sends nothing
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, accounted)
+        except asyncio.CancelledError:
+            if not self.server.stopping:
+                raise
+            if not answered:
+                stats._abandon()
+        except Exception:
+            logger.exception("The emulator failed on %s %s", scope["method"], scope["path"])
+            if not answered:
+                raise
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, giving each request a way to close its connection
+    without an answer (ASGI has no message for that): ``scope["state"][DROP_KEY]``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.app_state = {**self.app_state, DROP_KEY: transport.abort}
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, stopping within ``poll_interval`` of a shutdown and without
+    waiting for requests still in flight (their connections are closed)."""
+
+    poll_interval = 0.1
+
+    def __init__(self, config: uvicorn.Config, emulator: EmulatorServer) -> None:
+        super().__init__(config)
+        self.emulator = emulator
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter += 1
+            await asyncio.sleep(self.poll_interval)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.emulator.stopping = True
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
+        await asyncio.sleep(0)  # the connections learn that they are closed
+        tasks = list(self.server_state.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class EmulatorServer:
+    """The emulator's HTTP server (uvicorn). Listening from construction, so a port in use
+    is an OSError at once and clients that connect early wait; it answers while
+    ``serve_forever`` runs, until ``shutdown``; ``server_close`` releases the port."""
 
     def __init__(self, config: EmulatorConfig, address: tuple[str, int]) -> None:
         self.config = config
@@ -497,170 +881,61 @@ class EmulatorServer(ThreadingHTTPServer):
         """Random per server: what GET /health names, to tell this server from others."""
         self.stats = EmulatorStats()
         self.decider = FaultDecider(config.faults)
-        super().__init__(address, EmulatorHandler)
+        self.stopping = False
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=128)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self._uvicorn = _Uvicorn(
+            uvicorn.Config(
+                create_app(self),
+                http=_Protocol,
+                loop="asyncio",
+                lifespan="off",
+                ws="none",
+                interface="asgi3",
+                log_config=None,
+                access_log=False,
+                proxy_headers=False,
+                server_header=False,
+                headers=[("Server", SERVICE)],
+                backlog=128,
+                # Clients keep their connections between requests (as the runner's pool
+                # does); uvicorn's 5 s default would close them under a slow client's
+                # feet, racing its next request.
+                timeout_keep_alive=300,
+            ),
+            self,
+        )
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
         """The base URL (without /v1/compute_ihc)."""
-        host, port = self.server_address[:2]
+        host, port = self.server_address
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{port}"
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that time out or hang up make a late answer fail: not worth a traceback.
-        if isinstance(sys.exc_info()[1], OSError):
-            logger.debug("Connection from %s failed", client_address[0], exc_info=True)
-        else:
-            logger.exception("Unexpected error serving %s", client_address[0])
-
-
-class EmulatorHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: EmulatorServer
-    server_version = "ihc-emulator"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the emulator logs one line per request itself."""
-
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path == HEALTH_PATH:
-            identity = {"service": SERVICE, "instance": self.server.instance}
-            self._serve(lambda: Answer(200, identity, outcome="health"))
-        else:
-            self._serve(lambda: _error(405, "Use POST /v1/compute_ihc.", Allow="POST"))
-
-    def do_POST(self) -> None:
-        self._serve(self._compute)
-
-    def _serve(self, handle: Callable[[], Answer]) -> None:
-        """Handle a request and count and log it before answering (so a client that has
-        its answer sees it in the stats)."""
-        stats = self.server.stats
-        started = time.monotonic()
-        stats._begin()
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        """Answer requests until ``shutdown`` (or, in the main thread, SIGINT or SIGTERM:
+        then the signal is raised again once stopped, e.g. as KeyboardInterrupt)."""
+        self._stopped.clear()
+        self._uvicorn.poll_interval = poll_interval
         try:
-            answer = handle()
-        except Exception:
-            logger.exception("The emulator failed on %s %s", self.command, self.path)
-            answer = _error(500, "Internal emulator error.")
-            answer.close = True
-        stats._end(answer.outcome, answer.status, answer.journeys, answer.sessions)
-        status = "dropped" if answer.status is None else str(answer.status)
-        logger.info(
-            "%s %s -> %s: %d journeys, %d sessions, %d ms",
-            self.command,
-            urlsplit(self.path).path,
-            status if answer.outcome in (status, "drop") else f"{status} {answer.outcome}",
-            answer.journeys,
-            answer.sessions,
-            (time.monotonic() - started) * 1000,
-        )
-        if answer.status is None:
-            self._drop()
-        else:
-            self._send(answer)
+            self._uvicorn.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
 
-    def _compute(self) -> Answer:
-        config = self.server.config
-        url = urlsplit(self.path)
-        body, problem = self._read_body()
-        if url.path != PATH:
-            answer = _error(404, f"Not found: the endpoint is POST {PATH}.")
-            answer.close = problem is not None
-            return answer
-        if config.latency_ms:
-            time.sleep(config.latency_ms / 1000)
-        key = self.headers.get("x-api-key")
-        if key is None:
-            return _error(401, "Unauthorized: send the API key in the x-api-key header.")
-        if not hmac.compare_digest(key.encode(), config.api_key.encode()):
-            return _error(403, "Forbidden: the x-api-key is not valid.")
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` (running in another thread) and wait until it has."""
+        self.stopping = True
+        self._uvicorn.should_exit = True
+        self._stopped.wait()
 
-        decision = self.server.decider.decide()
-        if decision.kind == "429":
-            seconds = config.faults.retry_after_s
-            answer = _error(
-                429,
-                f"Too many requests (emulated throttling): retry after {seconds} s.",
-                **{"Retry-After": str(seconds)},
-            )
-            answer.outcome = "429"
-            return answer
-        if decision.kind == "5xx":
-            answer = _error(decision.status, "Emulated server error: try again later.")
-            answer.outcome = "5xx"
-            return answer
-        if decision.kind == "drop":
-            return Answer(None, outcome="drop")
-        if decision.kind == "slow":
-            time.sleep(config.faults.slow_ms / 1000)
-
-        try:
-            if problem is not None:
-                raise BadRequest(problem)
-            conv_type_ids = parse_qs(url.query).get("conv_type_id", [])
-            if len(conv_type_ids) != 1:
-                raise BadRequest("Give exactly one conv_type_id query parameter.")
-            if conv_type_ids[0] not in config.conv_type_ids:
-                raise BadRequest(
-                    f"Unknown conv_type_id {_short(conv_type_ids[0])}; known: "
-                    f"{', '.join(sorted(config.conv_type_ids))}."
-                )
-            sessions = parse_request(body, config)
-        except BadRequest as exc:
-            answer = _error(400, exc.message)
-            answer.close = problem is not None
-            return answer
-
-        rows = compute_ihc(sessions)
-        errors: list[dict[str, str]] = []
-        if decision.kind == "partial":
-            rows, errors = partial_failures(rows, decision.seed)
-        elif decision.kind == "wrong_sum":
-            scale_one_journey(rows, decision.seed, config.faults.wrong_sum_total)
-        status = 206 if errors else 200
-        return Answer(
-            status,
-            {"statusCode": status, "value": rows, "partialFailureErrors": errors},
-            outcome=decision.kind,
-            journeys=len({row["conversion_id"] for row in rows}),
-            sessions=len(rows),
-        )
-
-    def _read_body(self) -> tuple[bytes, str | None]:
-        """The body, or a problem with it (then the connection is closed after answering)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return b"", "Send the body with a Content-Length, not chunked."
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            return b"", "The Content-Length header is not a number."
-        if length < 0 or length > MAX_BODY_BYTES:
-            return b"", f"The body must be at most {MAX_BODY_BYTES} bytes."
-        return self.rfile.read(length), None
-
-    def _send(self, answer: Answer) -> None:
-        data = json.dumps(answer.body, separators=(",", ":")).encode()
-        self.send_response(answer.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        if answer.close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drop(self) -> None:
-        """Close the connection without writing a byte."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+    def server_close(self) -> None:
+        """Release the port."""
+        self.socket.close()
 
 
 def make_server(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
@@ -686,8 +961,7 @@ def serve_in_thread(
     config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[RunningEmulator]:
     """Serve the emulator in a background thread while the block runs, then shut it down.
-    Handlers still sleeping (latency, slow faults) are daemon threads and are not waited
-    for."""
+    Requests still sleeping (latency, slow faults) are not waited for."""
     server = make_server(config, host, port)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -22,15 +22,14 @@ import pytest
 from click.testing import CliRunner
 
 from devtools.ihc_emulator import NotTheEmulator, check_identity
+from python_tests import test_attribution
 from python_tests.conftest import PROJECT_DIR
-from python_tests.test_attribution import write_marketing
 from python_tests.test_faults import write_journeys
 from runner.cli import cli
 from runner.config import Settings, load_settings
-from runner.dbt_invoke import run_dbt
-from runner.loading import load_marketing
 from runner.warehouse import connect
 
+journeys = test_attribution.journeys  # the fixture: marketing loaded, journeys built
 TIMEOUT = 600  # seconds: the free-port run builds what depends on the results
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 
@@ -162,12 +161,10 @@ def test_make_demo_attribution_with_its_port_taken_fails_loudly_and_sends_nothin
 
 @needs_make
 @pytest.mark.parametrize("target", ["duckdb"], indirect=True)
-def test_make_demo_attribution_on_a_free_port_attributes_every_conversion(target, tmp_path):
+def test_make_demo_attribution_on_a_free_port_attributes_every_conversion(
+    target, journeys: set[str], tmp_path
+):
     settings = load_settings(target=target)
-    journeyed = write_marketing(tmp_path / "marketing")
-    with connect(settings) as warehouse:
-        load_marketing(warehouse, settings.project_dir, tmp_path / "marketing")
-    assert run_dbt(settings, ["run"], ["--select", "+int_journeys_built", "--quiet"])
     log = tmp_path / "emulator.log"
     result = make_demo_attribution(log)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -175,7 +172,7 @@ def test_make_demo_attribution_on_a_free_port_attributes_every_conversion(target
     with connect(settings) as warehouse:
         _, done = warehouse.query("select distinct conv_id from raw.attribution_customer_journey")
         _, runs = warehouse.query("select api_url, status from raw.attribution_runs")
-    assert {conv_id for (conv_id,) in done} == journeyed
+    assert {conv_id for (conv_id,) in done} == journeys
     ((api_url, status),) = runs
     assert status == "succeeded" and api_url.startswith("http://127.0.0.1:")
     assert api_url in result.stderr  # the emulator this run started, on a port of its own

@@ -18,25 +18,31 @@ point the test waits for, never after a guessed sleep:
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 from click.testing import CliRunner
 
 from devtools.ihc_emulator import EmulatorConfig, FaultPlan, serve_in_thread
 from python_tests.postgres import PostgresServer
+from python_tests.processes import (
+    TIMEOUT,
+    events_file,
+    finish,
+    no_process_left_behind,  # noqa: F401  (autouse: kills what a failed test left running)
+    runner_command,
+    start,
+    wait_for,
+)
 from python_tests.test_attribution import KEY, state
 from runner.attribution import EXIT_INCOMPLETE
 from runner.cli import cli
@@ -44,7 +50,6 @@ from runner.config import Settings, load_settings
 from runner.warehouse import APPLICATION_NAME, connect, raw_table_statements
 
 LINES = 10_000  # web events per file: big enough that the bulk insert is real work
-TIMEOUT = 90  # seconds: generous, the machine is shared
 postgres = pytest.mark.postgres
 
 # Runs `runner load web-events FILE`, pausing after the bulk insert, inside the load's
@@ -75,41 +80,6 @@ main()
 # --- helpers ----------------------------------------------------------------------------
 
 
-def runner_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "runner", *args]
-
-
-STARTED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_process_left_behind() -> Iterator[None]:
-    """A test that fails half-way must not leave a paused or blocked runner behind."""
-    yield
-    while STARTED:
-        process = STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=TIMEOUT)
-
-
-def start(command: list[str], **env: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    STARTED.append(process)
-    return process
-
-
-def finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
-    out, err = process.communicate(timeout=TIMEOUT)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-
-
 def invoke(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     """The `runner ...` of `command`, run in this process; an exception other than the
     CLI's own errors shows as the traceback a real run would print."""
@@ -129,31 +99,6 @@ def assert_clear_error(result: subprocess.CompletedProcess[str], *phrases: str) 
     message = " ".join(result.stderr.split("Error: ", 1)[1].split())
     for phrase in phrases:
         assert phrase.lower() in message.lower(), (phrase, result.stderr)
-
-
-def wait_for(
-    condition: Callable[[], object], what: str, *processes: subprocess.Popen[str]
-) -> object:
-    """Poll `condition` until it holds; fail early if one of `processes` exits first."""
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        for process in processes:
-            if process.poll() is not None:
-                result = finish(process)
-                pytest.fail(f"exited ({result.returncode}) before {what}: {result.stderr}")
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {TIMEOUT} s waiting for {what}")
-
-
-def events_file(path: Path, lines: int = LINES) -> Path:
-    with path.open("wb") as handle:
-        for number in range(lines):
-            record = {"type": "SITE_VISIT", "key": f"p{number}", "customer_id": f"c{number}"}
-            handle.write(orjson.dumps(record) + b"\n")
-    return path
 
 
 def landed(settings: Settings) -> tuple[int, list[tuple]]:
@@ -234,7 +179,7 @@ def test_connection_dropped_mid_load_lands_nothing_and_the_rerun_lands_once(
     pg_database, admin, tmp_path
 ):
     settings = load_settings(target="postgres")
-    path = events_file(tmp_path / "events.jsonl")
+    path = events_file(tmp_path / "events.jsonl", LINES)
     assert landed(settings) == (0, [])  # creates the raw tables, so the test can lock one
     holding_share_lock(admin, "raw.loads")
     loader = start(load_command(path, "postgres"))
@@ -266,7 +211,7 @@ def test_connection_dropped_mid_load_lands_nothing_and_the_rerun_lands_once(
 
 def test_duckdb_loader_killed_mid_load_leaves_nothing_and_the_rerun_lands_once(tmp_path):
     settings = load_settings(target="duckdb")
-    path = events_file(tmp_path / "events.jsonl")
+    path = events_file(tmp_path / "events.jsonl", LINES)
     copied, go = tmp_path / "copied", tmp_path / "go"
     loader = start([sys.executable, "-c", PAUSED_LOADER, str(copied), str(go), str(path)])
     wait_for(copied.exists, "the loader's bulk insert", loader)  # inside its transaction

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -207,6 +208,21 @@ def test_redistribution_parameter_is_accepted(emulator: RunningEmulator):
     assert post(emulator, body, conv_type_id="coding_challenge").status_code == 200
 
 
+def test_redistribution_parameter_phases_have_the_contracts_types(emulator: RunningEmulator):
+    phase = {
+        "direction": "earlier_sessions_only",
+        "receive_threshold": 0.1,
+        "redistribution_channel_labels": ["SEO", "Email"],
+    }
+    full = {name: phase for name in ("initializer", "holder", "closer")}
+    body = body_of(three_journeys()) | {"redistribution_parameter": full}
+    assert post(emulator, body).status_code == 200
+    wrong = body | {"redistribution_parameter": {"holder": phase | {"direction": "sideways"}}}
+    response = post(emulator, wrong)
+    assert response.status_code == 400
+    assert "redistribution_parameter.holder.direction" in response.json()["message"]
+
+
 # Errors of the contract -------------------------------------------------------------------
 
 
@@ -216,6 +232,10 @@ def test_missing_key_is_401_and_wrong_key_403(emulator: RunningEmulator):
     assert response.status_code == 403
     assert response.json()["statusCode"] == 403
     assert emulator.stats.outcomes == {"401": 1, "403": 1}
+
+
+def test_an_empty_key_is_a_wrong_key(emulator: RunningEmulator):
+    assert post(emulator, body_of(three_journeys()), key="").status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -310,6 +330,16 @@ def test_default_limits_are_100_journeys_and_3000_sessions(emulator: RunningEmul
 def test_other_paths_and_methods(emulator: RunningEmulator):
     assert requests.post(emulator.url + "/v2/other", json={}, timeout=5).status_code == 404
     assert requests.get(emulator.compute_url(), timeout=5).status_code == 405
+
+
+def test_every_other_method_is_405_in_the_contracts_error_body(emulator: RunningEmulator):
+    for method in ("PUT", "PATCH", "DELETE"):
+        response = requests.request(method, emulator.compute_url(), json={}, timeout=5)
+        assert response.status_code == 405
+        assert response.headers["Allow"] == "POST"
+        assert response.json() == {"statusCode": 405, "message": "Use POST /v1/compute_ihc."}
+    assert requests.head(emulator.url + "/health", timeout=5).status_code == 405
+    assert emulator.stats.outcomes == {"405": 4}
 
 
 # Faults ---------------------------------------------------------------------------------
@@ -434,6 +464,28 @@ def test_latency_applies_per_request_but_parallel_requests_overlap():
         assert 0.3 <= elapsed < 0.8  # far under 4 * 300 ms
         assert emulator.stats.max_in_flight >= 2
         assert emulator.stats.snapshot()["in_flight"] == 0
+
+
+def test_stopping_does_not_wait_for_a_sleeping_request():
+    failures: list[Exception] = []
+
+    def slow_client(emulator: RunningEmulator) -> None:
+        try:
+            post(emulator, body_of(three_journeys()), timeout=30)
+        except requests.ConnectionError as exc:
+            failures.append(exc)
+
+    with faulty(script=["slow"], slow_ms=20_000) as emulator:
+        client = threading.Thread(target=slow_client, args=(emulator,))
+        client.start()
+        deadline = time.monotonic() + 10
+        while emulator.stats.requests == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert emulator.stats.snapshot()["in_flight"] == 1
+        started = time.monotonic()
+    assert time.monotonic() - started < 5  # far under the 20 s the answer sleeps
+    client.join(10)
+    assert len(failures) == 1  # its connection was closed, without an answer
 
 
 def test_the_key_never_appears_in_answers_nor_in_the_config_repr():

@@ -9,64 +9,27 @@ that it started building a model.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
-import pytest
 from click.testing import CliRunner
 
+from python_tests.processes import (
+    TIMEOUT,
+    events_file,
+    interrupt,
+    no_process_left_behind,  # noqa: F401  (autouse: kills what a failed test left running)
+    runner_command,
+    start,
+    wait_for,
+)
 from runner.cli import cli
 from runner.config import Settings
 from runner.warehouse import connect
 
 LINES = 1_000_000  # web events (about 60 MB): a load takes seconds, not milliseconds
-TIMEOUT = 120  # seconds: generous, the machine is shared
-STARTED: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_process_left_behind() -> Iterator[None]:
-    yield
-    while STARTED:
-        process = STARTED.pop()
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=TIMEOUT)
-
-
-def start(*args: str, **env: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runner", *args],
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    STARTED.append(process)
-    return process
-
-
-def wait_for(condition, what: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if process.poll() is not None:
-            pytest.fail(f"exited ({process.returncode}) before {what}: {process.stderr.read()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {TIMEOUT} s waiting for {what}")
-        time.sleep(0.005)
-
-
-def interrupt(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=TIMEOUT)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def assert_interrupted(result: subprocess.CompletedProcess[str], *phrases: str) -> str:
@@ -79,14 +42,6 @@ def assert_interrupted(result: subprocess.CompletedProcess[str], *phrases: str) 
     for phrase in phrases:
         assert phrase in lines[0], (phrase, lines[0])
     return lines[0]
-
-
-def events_file(path: Path, lines: int = LINES) -> Path:
-    with path.open("wb") as handle:
-        for number in range(lines):
-            record = {"type": "SITE_VISIT", "key": f"p{number}", "customer_id": f"c{number}"}
-            handle.write(orjson.dumps(record) + b"\n")
-    return path
 
 
 def landed(settings: Settings, path: Path) -> tuple[int, int]:
@@ -103,15 +58,17 @@ def landed(settings: Settings, path: Path) -> tuple[int, int]:
 def test_ctrl_c_during_a_load_lands_nothing_and_the_rerun_lands_it_once(
     settings: Settings, target: str, tmp_path: Path
 ):
-    big = events_file(tmp_path / "big.jsonl")
+    big = events_file(tmp_path / "big.jsonl", LINES)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    process = start("load", "web-events", "--target", target, str(big), TMPDIR=str(tmp))
+    process = start(
+        runner_command("load", "web-events", "--target", target, str(big)), TMPDIR=str(tmp)
+    )
 
     def copying() -> bool:  # inside the landing transaction, a block on its way in
         return any(tmp.glob("runner-load-*/web_events-*"))
 
-    wait_for(copying, "the load copies its first block", process)
+    wait_for(copying, "the load copies its first block", process, every=0.005)
     result = interrupt(process)
 
     line = assert_interrupted(result, f"nothing of {big} landed", "run the same command again")
@@ -125,13 +82,13 @@ def test_ctrl_c_during_a_load_lands_nothing_and_the_rerun_lands_it_once(
 
 
 def test_ctrl_c_during_a_build_says_what_it_left(settings: Settings, target: str):
-    process = start("build", "--no-freshness", "--target", target)
+    process = start(runner_command("build", "--no-freshness", "--target", target))
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
     reader.start()
 
     started = lambda: any(" START sql " in line for line in output)  # noqa: E731
-    wait_for(started, "dbt starts building a model", process)
+    wait_for(started, "dbt starts building a model", process, every=0.005)
     process.send_signal(signal.SIGINT)
     err = process.stderr.read()
     process.wait(timeout=TIMEOUT)
@@ -162,11 +119,11 @@ def test_ctrl_c_during_attribution_retries_stops_at_once_and_writes_nothing(
 
     config = EmulatorConfig(api_key="interrupt-key", faults=FaultPlan(rate_5xx=1.0))
     with serve_in_thread(config) as emulator:
-        process = start(
+        command = runner_command(
             "attribute", "--target", target, "--api-url", emulator.url,
-            "--conv-type-id", "default", "--max-attempts", "20", "--workers", "2",
-            "--no-build", IHC_API_KEY="interrupt-key",
+            "--conv-type-id", "default", "--max-attempts", "20", "--workers", "2", "--no-build",
         )  # fmt: skip
+        process = start(command, IHC_API_KEY="interrupt-key")
         wait_for(lambda: emulator.stats.outcomes.get("5xx", 0) >= 2, "failed requests", process)
         result = interrupt(process)  # within TIMEOUT, far below the retries' minutes
 
