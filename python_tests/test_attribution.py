@@ -319,15 +319,11 @@ def test_a_dev_target_reads_and_writes_its_own_schemas(settings: Settings, dev_s
     """Target `dev` (not production) reads dev_intermediate.int_journeys_built and writes
     dev_raw's attribution tables; production's stay empty."""
     journeys = dev_settings.relation("intermediate", "int_journeys_built")
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables()  # production's landing tables, to see them stay empty
     with connect(dev_settings) as warehouse:
-        warehouse.ensure_raw_tables(dev_settings.project_dir)
-        for schema in ("intermediate", "raw"):
-            warehouse.execute(f"create schema if not exists {dev_settings.schema(schema)}")
-        for table in ("attribution_customer_journey", "attribution_rejects", "attribution_runs"):
-            warehouse.execute(
-                f"create table if not exists {dev_settings.relation('raw', table)} as "
-                f"select * from {settings.relation('raw', table)} where 1 = 0"
-            )
+        warehouse.ensure_raw_tables()  # dev_raw's, from the registry
+        warehouse.execute(f"create schema if not exists {dev_settings.schema('intermediate')}")
         warehouse.execute(
             f"create table {journeys} (conv_id varchar, session_id varchar, "
             "session_position integer, session_at timestamp, converted_at timestamp, "

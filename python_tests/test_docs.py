@@ -286,8 +286,9 @@ def screenshot_lineage(chromium: Path, workdir: Path, site_url: str, name: str) 
                 "stg_marketing__sessions",
                 "stg_marketing__session_costs",
                 "stg_marketing__conversions",
+                "stg_ihc__attribution_results",
             },
-            "raw.attribution_customer_journey",
+            None,
             "channel_performance_dashboard",
             "roas DECIMAL(18,4)",
             id="channel_reporting",
@@ -350,11 +351,14 @@ def test_docs_site_shows_the_lineage_in_chromium(
 def test_manifest_lineage_of_channel_reporting_and_customer_ltv(docs_site: DocsSite):
     parents = docs_site.manifest["parent_map"]
     assert {
-        f"source.{PROJECT}.raw.attribution_customer_journey",
+        model_id("stg_ihc__attribution_results"),
         model_id("stg_marketing__sessions"),
         model_id("stg_marketing__session_costs"),
         model_id("stg_marketing__conversions"),
     } <= set(parents[model_id("channel_reporting")])
+    assert parents[model_id("stg_ihc__attribution_results")] == [
+        f"source.{PROJECT}.ihc.customer_journey"
+    ]
     assert set(parents[model_id("customer_ltv")]) == {
         model_id("int_web_events_deduplicated"),
         model_id("fct_orders"),
@@ -406,7 +410,7 @@ def test_catalog_describes_the_marts_and_the_attribution_source(docs_site: DocsS
         assert model_id(name) in catalog_nodes, f"{name} is not in the catalog"
     assert "ltv" in {c.lower() for c in catalog_nodes[model_id("customer_ltv")]["columns"]}
     assert "roas" in {c.lower() for c in catalog_nodes[model_id("channel_reporting")]["columns"]}
-    assert f"source.{PROJECT}.raw.attribution_customer_journey" in docs_site.catalog["sources"]
+    assert f"source.{PROJECT}.ihc.customer_journey" in docs_site.catalog["sources"]
 
 
 @pytest.fixture(scope="module")

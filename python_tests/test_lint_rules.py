@@ -202,7 +202,7 @@ def set_config(key: str, value):
 
 
 def reads_a_source(values, _tests):
-    values["depends_on"]["nodes"].append("source.customer_analytics.raw.web_events")
+    values["depends_on"]["nodes"].append("source.customer_analytics.web.events")
 
 
 def no_freshness(values, _tests):
@@ -315,7 +315,7 @@ CASES = [
     ),
     (
         rules.source_has_freshness,
-        "source.customer_analytics.raw.web_events",
+        "source.customer_analytics.web.events",
         no_freshness,
         "freshness",
     ),
@@ -342,7 +342,7 @@ def test_rule_passes_on_the_project_and_fails_when_broken(loader, rule, unique_i
 
 
 def test_freshness_exemption_and_dispatched_macros_pass(loader):
-    web_events = "source.customer_analytics.raw.web_events"
+    web_events = "source.customer_analytics.web.events"
     assert (
         check(rules.source_has_freshness, evaluable(loader, web_events, exempt_from_freshness))
         is None
@@ -354,7 +354,7 @@ def test_freshness_exemption_and_dispatched_macros_pass(loader):
 
 
 def test_a_source_is_named_for_its_system_and_declared_in_its_folder(loader):
-    web_events = "source.customer_analytics.raw.web_events"
+    web_events = "source.customer_analytics.web.events"
 
     def declared_by(system: str, path: str):
         def change(values, _tests):
