@@ -54,15 +54,11 @@
 {%- endmacro %}
 
 {#- on-run-start: record the var as_of_date, when given, in raw.as_of_date (one row);
-    'today' empties it. Without the var the recorded date stays as it is. -#}
+    'today' empties it. Without the var the recorded date stays as it is. The table is
+    the registry's (runner/sources.py), made by the hook before: create_raw_landing_tables. -#}
 {% macro remember_as_of_date() -%}
     {%- set value = customer_analytics.as_of_date_var() -%}
     {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
-    create schema if not exists {{ raw_schema }};
-    create table if not exists {{ raw_schema }}.as_of_date (
-        as_of_date date not null,
-        recorded_at timestamp not null
-    );
     {%- if value is not none %}
     delete from {{ raw_schema }}.as_of_date;
     {%- if value != 'today' %}

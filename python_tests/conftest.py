@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -96,6 +97,19 @@ def target(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(target: str) -> Settings:
     return load_settings(target=target)
+
+
+@pytest.fixture
+def bi_role(pg_server: PostgresServer, pg_database: str) -> Iterator[str]:
+    """A PostgreSQL role name for the BI role of one test (var bi_role), dropped after it
+    with everything granted to it."""
+    role = f"bi_test_{uuid.uuid4().hex[:8]}"
+    yield role
+    con = pg_server.connect(pg_database)
+    with con.cursor() as cursor:
+        cursor.execute(f'drop owned by "{role}"')
+        cursor.execute(f'drop role "{role}"')
+    con.close()
 
 
 DEV_TARGET = "dev"

@@ -3,8 +3,6 @@ cannot write anywhere."""
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg2
 import pytest
 from click.testing import CliRunner
@@ -15,17 +13,6 @@ from runner.cli import cli
 pytestmark = pytest.mark.postgres
 
 SCHEMAS_REFUSED = ("raw", "staging", "intermediate", "snapshots")
-
-
-@pytest.fixture
-def bi_role(pg_server: PostgresServer, pg_database: str):
-    role = f"bi_test_{uuid.uuid4().hex[:8]}"
-    yield role
-    con = pg_server.connect(pg_database)
-    with con.cursor() as cursor:
-        cursor.execute(f'drop owned by "{role}"')
-        cursor.execute(f'drop role "{role}"')
-    con.close()
 
 
 def relations(server: PostgresServer, database: str, schema: str) -> list[str]:

@@ -199,7 +199,7 @@ def test_var_in_args_reads_dbt_vars_in_every_spelling():
 def test_build_as_of_prefers_the_var_then_the_remembered_date(settings: Settings):
     today = date(2026, 12, 1)
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(PROJECT_DIR)
+        warehouse.ensure_raw_tables()
         assert build_as_of(warehouse, settings, [], today) == AsOf(today, "calendar")
         remembered = settings.relation("raw", "as_of_date")
         warehouse.execute(f"insert into {remembered} values ('2017-04-30', current_timestamp)")

@@ -72,7 +72,7 @@ def write_marketing(folder: Path) -> set[str]:
 def journeys(settings: Settings, tmp_path: Path) -> set[str]:
     journeyed = write_marketing(tmp_path / "marketing")
     with connect(settings) as warehouse:
-        load_marketing(warehouse, settings.project_dir, tmp_path / "marketing")
+        load_marketing(warehouse, tmp_path / "marketing")
     assert run_dbt(settings, ["run"], ["--select", "+int_journeys_built", "--quiet"])
     return journeyed
 

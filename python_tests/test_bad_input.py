@@ -1026,7 +1026,7 @@ def land(
     return result
 
 
-def land_batch(warehouse: Warehouse, project_dir: Path, ledger: Ledger, batch: Batch) -> None:
+def land_batch(warehouse: Warehouse, ledger: Ledger, batch: Batch) -> None:
     for file in batch.files:
         path = ledger.write(file)
         land(
@@ -1035,17 +1035,15 @@ def land_batch(warehouse: Warehouse, project_dir: Path, ledger: Ledger, batch: B
             file.source,
             path,
             file,
-            lambda path=path, source=file.source: load_file(warehouse, project_dir, source, path),
+            lambda path=path, source=file.source: load_file(warehouse, source, path),
             refused=expected(file).refused,
         )
-    land_extract(warehouse, project_dir, ledger, batch.extract)
-    land_marketing_folder(warehouse, project_dir, ledger, batch.folder)
-    land_marketing_file(warehouse, project_dir, ledger, batch.marketing_file)
+    land_extract(warehouse, ledger, batch.extract)
+    land_marketing_folder(warehouse, ledger, batch.folder)
+    land_marketing_file(warehouse, ledger, batch.marketing_file)
 
 
-def land_extract(
-    warehouse: Warehouse, project_dir: Path, ledger: Ledger, extract: StoreExtract
-) -> None:
+def land_extract(warehouse: Warehouse, ledger: Ledger, extract: StoreExtract) -> None:
     """A store customer extract with its date: refused when dated on or before the
     latest extract landed (unless it is that same file again)."""
     latest = ledger.latest_extract
@@ -1064,7 +1062,7 @@ def land_extract(
         "store_customers",
         path,
         extract.file,
-        lambda: load_store_customers(warehouse, project_dir, path, extract_date),
+        lambda: load_store_customers(warehouse, path, extract_date),
         refused=out_of_order or expected(extract.file).refused,
         extract_date=extract_date,
     )
@@ -1072,9 +1070,7 @@ def land_extract(
         ledger.latest_extract = extract_date
 
 
-def land_marketing_folder(
-    warehouse: Warehouse, project_dir: Path, ledger: Ledger, folder: MarketingFolder
-) -> None:
+def land_marketing_folder(warehouse: Warehouse, ledger: Ledger, folder: MarketingFolder) -> None:
     """The marketing folder lands table by table: each file before the first refused
     one lands (or is skipped as landed before), then the refusal is a RunnerError. A
     folder missing a file is refused before anything lands."""
@@ -1085,7 +1081,7 @@ def land_marketing_folder(
     before = counts(warehouse)
     outcome: list[LoadResult] | Exception
     try:
-        outcome = load_marketing(warehouse, project_dir, path)
+        outcome = load_marketing(warehouse, path)
     except Exception as exc:  # checked below: a RunnerError, or the known DuckDB bug
         outcome = exc
     if folder.missing is not None:
@@ -1117,7 +1113,7 @@ def land_marketing_folder(
         raise outcome
     after = counts(warehouse)
     try:
-        again = load_marketing(warehouse, project_dir, path)
+        again = load_marketing(warehouse, path)
     except Exception:
         if not stopped:
             raise
@@ -1126,9 +1122,7 @@ def land_marketing_folder(
     assert counts(warehouse) == after, f"{path}: the second load added rows"
 
 
-def land_marketing_file(
-    warehouse: Warehouse, project_dir: Path, ledger: Ledger, bad: MarketingFile
-) -> None:
+def land_marketing_file(warehouse: Warehouse, ledger: Ledger, bad: MarketingFile) -> None:
     """A file that is not a marketing export: refused with a RunnerError."""
     path = ledger.new_folder() / "marketing.sqlite"
     if bad.kind == "sqlite_without_tables":
@@ -1141,7 +1135,7 @@ def land_marketing_file(
         path.write_bytes(prefix + bad.data)
     before = counts(warehouse)
     with pytest.raises(RunnerError):
-        load_marketing(warehouse, project_dir, path)
+        load_marketing(warehouse, path)
     assert counts(warehouse) == before
 
 
@@ -1173,12 +1167,12 @@ def test_bad_input_lands_whole_or_is_refused_and_the_build_holds(
 ):
     ledger = Ledger(tmp_path / "files")
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
 
         @hypothesis.settings(max_examples=BATCHES_PER_TARGET, **REPRODUCIBLE)
         @given(batch=batches())
         def land_every_kind(batch: Batch) -> None:
-            land_batch(warehouse, settings.project_dir, ledger, batch)
+            land_batch(warehouse, ledger, batch)
 
         land_every_kind()
         check_raw_intact(warehouse, ledger)
@@ -1297,7 +1291,7 @@ def test_a_first_record_with_a_carriage_return_lands(settings: Settings, tmp_pat
             path = tmp_path / file.name
             path.write_bytes(file.data)
             try:
-                load_file(warehouse, settings.project_dir, file.source, path)
+                load_file(warehouse, file.source, path)
             except Exception as exc:
                 if not is_known_duckdb_cr_bug(warehouse, exc, file):
                     raise

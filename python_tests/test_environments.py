@@ -22,7 +22,6 @@ import yaml
 from click.testing import CliRunner
 
 from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
-from python_tests.postgres import PostgresServer
 from runner.cli import cli
 from runner.config import LAYERS, load_settings
 from runner.warehouse import connect
@@ -222,17 +221,6 @@ def copy_raw(production: str, dev: str) -> None:
                 warehouse.execute(f"insert into {copy}.{name} select * from {source}.{name}")
             else:
                 warehouse.execute(f"create table {copy}.{name} as select * from {source}.{name}")
-
-
-@pytest.fixture
-def bi_role(pg_server: PostgresServer, pg_database: str):
-    role = f"bi_test_{uuid.uuid4().hex[:8]}"
-    yield role
-    con = pg_server.connect(pg_database)
-    with con.cursor() as cursor:
-        cursor.execute(f'drop owned by "{role}"')
-        cursor.execute(f'drop role "{role}"')
-    con.close()
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def assert_clear_error(result: subprocess.CompletedProcess[str], *phrases: str) 
 def landed(settings: Settings) -> tuple[int, list[tuple]]:
     """Rows in raw.web_events, and raw.loads as (source_table, rows_landed)."""
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
         _, rows = warehouse.query("select count(*) from raw.web_events")
         _, loads = warehouse.query("select source_table, rows_landed from raw.loads")
     return rows[0][0], loads
@@ -267,7 +267,7 @@ def test_runs_starting_together_on_a_new_postgres_database_both_create_the_raw_t
         with connect(settings) as warehouse:
             barrier.wait()
             try:
-                warehouse.ensure_raw_tables(settings.project_dir)
+                warehouse.ensure_raw_tables()
             except Exception as exc:
                 failures.append(exc)
 

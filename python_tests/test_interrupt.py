@@ -47,7 +47,7 @@ def assert_interrupted(result: subprocess.CompletedProcess[str], *phrases: str) 
 def landed(settings: Settings, path: Path) -> tuple[int, int]:
     """Rows in raw.web_events, and lines in raw.loads for `path`."""
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
         _, rows = warehouse.query("select count(*) from raw.web_events")
         _, loads = warehouse.query(
             "select count(*) from raw.loads where file_name = ?", (str(path),)
@@ -114,7 +114,7 @@ def test_ctrl_c_during_attribution_retries_stops_at_once_and_writes_nothing(
 
     write_marketing(tmp_path / "marketing")
     with connect(settings) as warehouse:
-        load_marketing(warehouse, settings.project_dir, tmp_path / "marketing")
+        load_marketing(warehouse, tmp_path / "marketing")
     assert run_dbt(settings, ["run"], ["--select", "+int_journeys_built", "--quiet"])
 
     config = EmulatorConfig(api_key="interrupt-key", faults=FaultPlan(rate_5xx=1.0))

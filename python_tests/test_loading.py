@@ -59,7 +59,7 @@ def test_json_lines_land_line_by_line_with_original_text(settings: Settings, tmp
     path = tmp_path / "events.jsonl"
     path.write_text("\r\n".join(lines) + "\r\n\r\n", encoding="utf-8")
     with connect(settings) as warehouse:
-        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
     assert (result.rows_landed, result.rows_unparseable, result.skipped) == (4, 1, False)
     rows = landed(settings)
     # Blank lines are not records; positions are line numbers, text is byte-for-byte.
@@ -76,7 +76,7 @@ def test_json_array_lands_one_row_per_element(settings: Settings, tmp_path: Path
     path = tmp_path / "events.json"
     path.write_text('[\n  {"a": 1},\n  {"b":\n    [2, 3]},\n  42\n]\n', encoding="utf-8")
     with connect(settings) as warehouse:
-        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
     assert result.rows_landed == 3
     assert landed(settings) == [
         (1, '{"a": 1}', None),
@@ -91,9 +91,9 @@ def test_loading_the_same_file_twice_adds_nothing(settings: Settings, tmp_path: 
     copy = tmp_path / "renamed.jsonl"
     copy.write_bytes(path.read_bytes())
     with connect(settings) as warehouse:
-        first = load_file(warehouse, settings.project_dir, "web_events", path)
-        again = load_file(warehouse, settings.project_dir, "web_events", path)
-        renamed = load_file(warehouse, settings.project_dir, "web_events", copy)
+        first = load_file(warehouse, "web_events", path)
+        again = load_file(warehouse, "web_events", path)
+        renamed = load_file(warehouse, "web_events", copy)
         _, loads = warehouse.query(f"select count(*) from {warehouse.raw('loads')}")
     assert not first.skipped
     assert again.skipped and renamed.skipped
@@ -110,10 +110,7 @@ def test_a_different_file_of_the_same_size_lands_with_its_own_digest(
     second.write_text(json.dumps({**ORDER, "key": "o2"}) + "\n", encoding="utf-8")
     assert first.stat().st_size == second.stat().st_size
     with connect(settings) as warehouse:
-        results = [
-            load_file(warehouse, settings.project_dir, "web_events", path)
-            for path in (first, second, second)
-        ]
+        results = [load_file(warehouse, "web_events", path) for path in (first, second, second)]
         _, loads = warehouse.query(
             f"select load_id, file_sha256 from {warehouse.raw('loads')} order by load_id"
         )
@@ -134,7 +131,7 @@ def test_undecodable_and_unstorable_text_lands_with_a_reason(settings: Settings,
         b'{"x": NaN}\n'
     )
     with connect(settings) as warehouse:
-        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
     assert (result.rows_landed, result.rows_unparseable) == (5, 4)
     rows = landed(settings)
     assert rows[0] == (1, '{"type": "ORDER"}', None)
@@ -182,7 +179,7 @@ def test_json_validity_matches_what_both_warehouses_accept(text: bytes, valid: b
 
 def test_a_missing_file_is_a_clear_error(settings: Settings, tmp_path: Path):
     with connect(settings) as warehouse, pytest.raises(RunnerError, match="no such file"):
-        load_file(warehouse, settings.project_dir, "web_events", tmp_path / "nope.jsonl")
+        load_file(warehouse, "web_events", tmp_path / "nope.jsonl")
 
 
 def test_a_huge_record_lands_whole(settings: Settings, tmp_path: Path):
@@ -190,7 +187,7 @@ def test_a_huge_record_lands_whole(settings: Settings, tmp_path: Path):
     path = tmp_path / "huge.jsonl"
     path.write_text(json.dumps(event) + "\n" + json.dumps(ORDER) + "\n", encoding="utf-8")
     with connect(settings) as warehouse:
-        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
     assert result.rows_landed == 2
     assert [len(text) for _, text, _ in landed(settings)] == [
         len(json.dumps(event)),
@@ -203,8 +200,8 @@ def test_marketing_loads_from_sqlite_like_from_csv(settings: Settings):
     from runner.loading import load_marketing
 
     with connect(settings) as warehouse:
-        first = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")
-        again = load_marketing(warehouse, settings.project_dir, SAMPLE_DIR / "marketing.sqlite")
+        first = load_marketing(warehouse, SAMPLE_DIR / "marketing.sqlite")
+        again = load_marketing(warehouse, SAMPLE_DIR / "marketing.sqlite")
         counts = {
             table: warehouse.query(f"select count(*) from {warehouse.raw(table)}")[1][0][0]
             for table in ("session_sources", "conversions", "session_costs")
@@ -224,10 +221,10 @@ def test_marketing_path_that_is_neither_is_refused(settings: Settings, tmp_path:
     junk = tmp_path / "junk.db"
     junk.write_text("not a database")
     with connect(settings) as warehouse, pytest.raises(RunnerError, match="neither a SQLite"):
-        load_marketing(warehouse, settings.project_dir, junk)
+        load_marketing(warehouse, junk)
     (tmp_path / "folder").mkdir()
     with connect(settings) as warehouse, pytest.raises(RunnerError, match="missing"):
-        load_marketing(warehouse, settings.project_dir, tmp_path / "folder")
+        load_marketing(warehouse, tmp_path / "folder")
 
 
 def test_a_nul_in_a_sqlite_value_lands_flagged(settings: Settings, tmp_path: Path):
@@ -236,7 +233,7 @@ def test_a_nul_in_a_sqlite_value_lands_flagged(settings: Settings, tmp_path: Pat
     session = ("s\x001", 1, "2023-01-01", "10:00:00", "Email", 0, 0, 0)
     path = marketing_sqlite(tmp_path / "nul.sqlite", {"session_sources": [session]})
     with connect(settings) as warehouse:
-        load_marketing(warehouse, settings.project_dir, path)
+        load_marketing(warehouse, path)
         _, rows = warehouse.query(
             f"select session_id, parse_error from {settings.relation('raw', 'session_sources')}"
         )
@@ -358,7 +355,7 @@ def test_a_file_in_many_blocks_lands_every_record_once(
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="")
     with connect(settings) as warehouse:
-        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
         _, shared = warehouse.query(
             "select distinct w.load_id, w.file_name, w.loaded_at = l.loaded_at "
             f"from {warehouse.raw('web_events')} w join {warehouse.raw('loads')} l "
@@ -387,14 +384,14 @@ def test_a_failed_copy_lands_nothing_of_the_file(
 
         monkeypatch.setattr(type(warehouse), "copy_csv", failing_third_copy)
         with pytest.raises(RuntimeError, match="the disk is full"):
-            load_file(warehouse, settings.project_dir, "web_events", path)
+            load_file(warehouse, "web_events", path)
         _, counts = warehouse.query(
             f"select (select count(*) from {warehouse.raw('loads')}), "
             f"(select count(*) from {warehouse.raw('web_events')})"
         )
         assert counts == [(0, 0)]  # the two blocks copied before were rolled back too
         monkeypatch.setattr(type(warehouse), "copy_csv", copy_csv)
-        again = load_file(warehouse, settings.project_dir, "web_events", path)
+        again = load_file(warehouse, "web_events", path)
     assert (again.rows_landed, again.skipped) == (100, False)
     assert len(landed(settings)) == 100
 
@@ -473,9 +470,9 @@ EMPTY_FILES = [b"", b"\n", b"  \r\n\t\n", UTF8_BOM, UTF8_BOM + b" \n\n"]
 
 def refused_load(settings: Settings, table: str, path: Path, said: str) -> None:
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
         with pytest.raises(RunnerError) as refusal:
-            load_file(warehouse, settings.project_dir, table, path)
+            load_file(warehouse, table, path)
         _, counts = warehouse.query(
             f"select (select count(*) from {warehouse.raw('loads')}), "
             f"(select count(*) from {warehouse.raw(table)})"
@@ -511,7 +508,7 @@ def test_a_file_without_records_lands_0_rows(settings: Settings, tmp_path: Path)
         for table, data in files:
             path = tmp_path / f"{table}.txt"
             path.write_bytes(data)
-            result = load_file(warehouse, settings.project_dir, table, path)
+            result = load_file(warehouse, table, path)
             assert (result.rows_landed, result.skipped) == (0, False)
         _, [(loads,)] = warehouse.query(f"select count(*) from {warehouse.raw('loads')}")
     assert loads == len(files)
@@ -522,5 +519,5 @@ def test_a_json_file_with_one_good_object_lands_every_line(settings: Settings, t
     path = tmp_path / "mostly_bad.jsonl"
     path.write_bytes(b"{broken\nnot json at all\n" + EVENTS + b"42\n")
     with connect(settings) as warehouse:
-        result = load_file(warehouse, settings.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
     assert (result.rows_landed, result.rows_unparseable) == (4, 2)

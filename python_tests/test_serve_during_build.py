@@ -290,9 +290,9 @@ def test_the_api_answers_every_request_during_a_full_build(
     settings: Settings, target: str, tmp_path: Path
 ):
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
         for table, name in SAMPLE_FILES:
-            load_file(warehouse, settings.project_dir, table, SAMPLE_DIR / name)
+            load_file(warehouse, table, SAMPLE_DIR / name)
     run_runner(tmp_path / "first-build.log", "build", "--target", target)
     with connect(settings, read_only=True) as warehouse:
         _, rows = warehouse.query(

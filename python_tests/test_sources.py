@@ -174,7 +174,7 @@ def test_a_non_production_target_lands_in_its_own_raw_schema(settings: Settings,
     path = tmp_path / "events.jsonl"
     path.write_text(json.dumps({"type": "ORDER", "key": "o1"}) + "\n")
     with connect(dev) as warehouse:
-        result = load_file(warehouse, dev.project_dir, "web_events", path)
+        result = load_file(warehouse, "web_events", path)
         assert result.relation == "dev_raw.web_events"
         assert "rows landed in dev_raw.web_events" in result.summary()
         _, rows = warehouse.query("select count(*) from dev_raw.web_events")
@@ -182,7 +182,7 @@ def test_a_non_production_target_lands_in_its_own_raw_schema(settings: Settings,
         _, rows = warehouse.query("select source_table from dev_raw.loads")
         assert rows == [("web_events",)]
         assert not warehouse.table_exists("raw", "loads")  # production untouched
-        taken_back = unload(warehouse, dev.project_dir, result.load_id)
+        taken_back = unload(warehouse, result.load_id)
         assert "removed from dev_raw.web_events, and its line in dev_raw.loads" in (
             taken_back.summary()
         )
@@ -221,9 +221,3 @@ def test_a_connection_without_settings_says_how_to_open_one(tmp_path: Path):
         pytest.raises(RunnerError, match=r"connect\(settings\)"),
     ):
         warehouse.ensure_raw_tables()
-
-
-def test_ensure_raw_tables_refuses_another_project(settings: Settings, tmp_path: Path):
-    shutil.copy(PROJECT_DIR / "dbt_project.yml", tmp_path / "dbt_project.yml")
-    with connect(settings) as warehouse, pytest.raises(RunnerError, match="not the project"):
-        warehouse.ensure_raw_tables(tmp_path)

@@ -172,7 +172,7 @@ def test_an_extract_without_a_date_is_refused_never_dated_today(
     assert result.exit_code == 1
     assert said in result.output and "pass --extract-date YYYY-MM-DD" in result.output
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
         _, counts = warehouse.query(
             "select (select count(*) from raw.loads), (select count(*) from raw.store_customers)"
         )

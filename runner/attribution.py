@@ -562,7 +562,7 @@ def run_attribution(
     """Attribute every selected journey, on the settings' target; see the module's
     docstring. `progress` is told how far the run is."""
     tables = AttributionTables.of(settings)
-    warehouse.ensure_raw_tables(settings.project_dir)
+    warehouse.ensure_raw_tables()
     if not warehouse.try_exclusive("runner attribute"):
         raise RunnerError(
             "Another `runner attribute` run is in progress on this warehouse; this one did "

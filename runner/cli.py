@@ -152,7 +152,7 @@ def build(
     from runner.warehouse import connect
 
     with connect(settings) as warehouse:
-        warehouse.ensure_raw_tables(settings.project_dir)
+        warehouse.ensure_raw_tables()
         as_of = build_as_of(warehouse, settings, dbt_args)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
     if freshness:
@@ -189,7 +189,7 @@ def _load_command(source_table: str, files: tuple[Path, ...], settings: Settings
     with connect(settings) as warehouse:
         for number, path in enumerate(files):
             with on_interrupt(_load_interrupted(path, files[:number])):
-                result = load_file(warehouse, settings.project_dir, source_table, path)
+                result = load_file(warehouse, source_table, path)
             click.echo(result.summary())
 
 
@@ -253,7 +253,7 @@ def load_store_customers(
     if warning:
         click.echo(f"Warning: {warning}", err=True)
     with connect(settings) as warehouse, on_interrupt(_load_interrupted(file)):
-        result = land(warehouse, settings.project_dir, file, day)
+        result = land(warehouse, file, day)
     click.echo(result.summary())
     if snapshot and not result.skipped:
         click.echo("Historizing the extract (dbt snapshot of store customers)...", err=True)
@@ -283,7 +283,7 @@ def load_marketing(settings: Settings, path: Path) -> None:
         "load); run the same command again (tables already landed are skipped)."
     )
     with connect(settings) as warehouse, interrupted:
-        results = land(warehouse, settings.project_dir, path)
+        results = land(warehouse, path)
     if path.is_file():
         click.echo(describe_marketing_sqlite(path))
     for result in results:
@@ -305,7 +305,7 @@ def unload(settings: Settings, load_id: str) -> None:
         f"nothing of load {load_id} was removed (one transaction); run the same command again."
     )
     with connect(settings) as warehouse, interrupted:
-        click.echo(take_back(warehouse, settings.project_dir, load_id).summary())
+        click.echo(take_back(warehouse, load_id).summary())
 
 
 @cli.command("top-ltv")

@@ -868,7 +868,6 @@ def previous_load(warehouse: Warehouse, source_table: str, sha256: str) -> str |
 
 def load_file(
     warehouse: Warehouse,
-    project_dir: Path,
     source_table: str,
     path: Path,
     constants: dict[str, object] | None = None,
@@ -880,7 +879,7 @@ def load_file(
         raise RunnerError(f"{path}: no such file.")
     table = RAW_TABLES[source_table]
     check_file_kind(path, source_table)
-    warehouse.ensure_raw_tables(project_dir)
+    warehouse.ensure_raw_tables()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="runner-hash") as hasher:
             sha256: str | Future[str]
@@ -947,9 +946,7 @@ def extract_date_of(path: Path, given: date | None = None) -> tuple[date, str | 
     return named, None
 
 
-def load_store_customers(
-    warehouse: Warehouse, project_dir: Path, path: Path, extract_date: date
-) -> LoadResult:
+def load_store_customers(warehouse: Warehouse, path: Path, extract_date: date) -> LoadResult:
     """Land one full customer extract, dated `extract_date`.
 
     A full extract describes the whole customer base on its date, and the snapshot
@@ -959,7 +956,7 @@ def load_store_customers(
     """
     if not path.is_file():
         raise RunnerError(f"{path}: no such file.")
-    warehouse.ensure_raw_tables(project_dir)
+    warehouse.ensure_raw_tables()
     if previous_load(warehouse, "store_customers", file_sha256(path)) is None:
         _, rows = warehouse.query(
             f"select max(extract_date) from {warehouse.raw('store_customers')}"
@@ -971,9 +968,7 @@ def load_store_customers(
                 f"{latest}: extracts are historized in date order. Load extracts oldest first, "
                 "each with its own --extract-date."
             )
-    return load_file(
-        warehouse, project_dir, "store_customers", path, {"extract_date": extract_date}
-    )
+    return load_file(warehouse, "store_customers", path, {"extract_date": extract_date})
 
 
 def read_sqlite_table(path: Path, table: str, columns: tuple[str, ...]) -> Iterator[RawRecord]:
@@ -1050,7 +1045,7 @@ def _marketing_files(separator: str, last: str) -> str:
     return last.join([separator.join(names[:-1]), names[-1]])
 
 
-def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[LoadResult]:
+def load_marketing(warehouse: Warehouse, path: Path) -> list[LoadResult]:
     """Land the marketing system's tables (session_sources, conversions, session_costs)
     from a SQLite database or from a folder of CSV files named after the tables. Each
     table is its own load, idempotent like any file: the same bytes land once."""
@@ -1063,7 +1058,7 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
                 f"{path}: missing {missing}. A marketing folder holds "
                 f"{_marketing_files(', ', ' and ')}."
             )
-        return [load_file(warehouse, project_dir, name, file) for name, file in present.items()]
+        return [load_file(warehouse, name, file) for name, file in present.items()]
     if not path.is_file():
         raise RunnerError(f"{path}: no such file or folder.")
     with path.open("rb") as handle:
@@ -1072,7 +1067,7 @@ def load_marketing(warehouse: Warehouse, project_dir: Path, path: Path) -> list[
                 f"{path} is neither a SQLite database nor a folder of CSV files "
                 f"({_marketing_files(', ', ', ')})."
             )
-    warehouse.ensure_raw_tables(project_dir)
+    warehouse.ensure_raw_tables()
     sha256 = file_sha256(path)
     results = []
     for name, columns in MARKETING_TABLES.items():
@@ -1137,13 +1132,13 @@ def _stale_attributions(warehouse: Warehouse) -> str:
 """
 
 
-def unload(warehouse: Warehouse, project_dir: Path, load_id: str) -> UnloadResult:
+def unload(warehouse: Warehouse, load_id: str) -> UnloadResult:
     """Take a load back: delete its rows from its raw table and its line in the load log,
     and record it in the unloads table, in one transaction. The next dbt build rebuilds
     the incremental models in full once (macros/unloads.sql), so the marts are those of a
     warehouse that never had the load. Full extracts (store customers) cannot be unloaded:
     the snapshot historized them as they landed."""
-    warehouse.ensure_raw_tables(project_dir)
+    warehouse.ensure_raw_tables()
     loads, unloads = warehouse.raw("loads"), warehouse.raw("unloads")
     columns = "source_table, file_name, file_sha256, loaded_at"
     _, found = warehouse.query(f"select {columns} from {loads} where load_id = ?", (load_id,))

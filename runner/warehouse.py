@@ -89,17 +89,11 @@ class Warehouse:
         )
         return bool(rows[0][0] > 0)
 
-    def ensure_raw_tables(self, project_dir: Path | None = None) -> None:
+    def ensure_raw_tables(self) -> None:
         """Create the target's raw schema and every landing table in it that is missing,
         from the registry (runner.sources), which also renders the dbt macro that the
-        project's on-run-start hook runs. `project_dir`, when given, must be the settings'
-        project (older callers pass it; the settings say everything needed)."""
+        project's on-run-start hook runs."""
         settings = self._settings()
-        if project_dir is not None and Path(project_dir).resolve() != settings.project_dir:
-            raise RunnerError(
-                f"ensure_raw_tables: {project_dir} is not the project of this connection's "
-                f"settings ({settings.project_dir}); connect with the settings of that project."
-            )
         for statement in raw_table_statements(settings.schema("raw")):
             self.execute(statement)
 
@@ -332,12 +326,12 @@ class PostgresWarehouse(Warehouse):
                 raise lost from None
             raise
 
-    def ensure_raw_tables(self, project_dir: Path | None = None) -> None:
+    def ensure_raw_tables(self) -> None:
         # Runs starting together on a new database would race on `create ... if not
         # exists` (PostgreSQL then fails with a duplicate key in its catalog): one at a time.
         with self.transaction():
             self.execute("select pg_advisory_xact_lock(?)", (_lock_key("raw landing tables"),))
-            super().ensure_raw_tables(project_dir)
+            super().ensure_raw_tables()
 
     def try_exclusive(self, name: str) -> bool:
         _, rows = self.query("select pg_try_advisory_lock(?)", (_lock_key(name),))
