@@ -113,7 +113,8 @@ create table if not exists {{ raw }}.web_events (
 -- store_customers (store): Full store customer extracts, each dated. CSV sources: one
 -- row per non-blank line after the header, with the original line, and each field as
 -- text exactly as it appeared (null when the line could not be split into the expected
--- fields: see parse_error).
+-- fields: see parse_error). Parquet files: one row per record, its text the record as
+-- a JSON object, each field as text.
 create table if not exists {{ raw }}.store_customers (
     load_id varchar not null,
     file_name varchar not null,
@@ -127,7 +128,7 @@ create table if not exists {{ raw }}.store_customers (
     loaded_at timestamp not null
 );
 
--- store_sales (store): Store sales.
+-- store_sales (store): Store sales (CSV or Parquet, like store customer extracts).
 create table if not exists {{ raw }}.store_sales (
     load_id varchar not null,
     file_name varchar not null,

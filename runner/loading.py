@@ -283,6 +283,167 @@ def _json_field(value: object) -> str | None:
     return orjson.dumps(value).decode()
 
 
+PARQUET_MAGIC = b"PAR1"
+PARQUET_BATCH_ROWS = 50_000  # a Parquet file is read in batches of this many rows
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether the file is Parquet: by its content (it starts with the magic PAR1)."""
+    with path.open("rb") as handle:
+        return handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+
+
+def parquet_columns(
+    path: Path, header: tuple[str, ...], aliases: tuple[tuple[str, ...], ...] = (), noun: str = ""
+) -> list[str]:
+    """The Parquet file's column names that hold the fields of `header`, in its order.
+
+    The columns are matched by name as a CSV header is (read_csv_records): without case
+    and surrounding spaces, `header` or one of its `aliases`, in any order (Parquet
+    columns are named). Like a CSV header, a missing or an extra column refuses the file
+    with a RunnerError that names them: nothing lands."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        names: list[str] = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as exc:
+        raise RunnerError(
+            f"{path} starts like a Parquet file but cannot be read as one ({exc}); is it "
+            "complete (not cut off while copying)? Nothing landed."
+        ) from None
+    found: dict[str, str] = {}
+    for name in names:
+        key = name.strip().lower()
+        if key in found:
+            raise RunnerError(
+                f"{path}: the Parquet columns {found[key]!r} and {name!r} have the same name "
+                "(case and spaces aside): which one holds the field? Nothing landed."
+            )
+        found[key] = name
+    for names_ in (header, *aliases):
+        wanted = [name.strip().lower() for name in names_]
+        if set(wanted) == set(found):
+            return [found[name] for name in wanted]
+    wanted = [name.lower() for name in header]
+    missing = [name for name in header if name.lower() not in found]
+    extra = [name for name in names if name.strip().lower() not in wanted]
+    problems = []
+    if missing:
+        problems.append(f"no column {', '.join(missing)}")
+    if extra:
+        problems.append(f"the unexpected column{'s' * (len(extra) > 1)} {', '.join(extra)}")
+    what = f"{noun} in Parquet" if noun else "a Parquet file of this source"
+    raise RunnerError(
+        f"{path}: the Parquet file has {' and '.join(problems)} (its columns: "
+        f"{', '.join(names) or 'none'}). {what[0].upper() + what[1:]} have exactly the "
+        f"columns {','.join(header)} (in any order, any case), like the CSV header. "
+        "Nothing landed."
+    )
+
+
+def _parquet_texts(column: object) -> list[str | None]:
+    """A Parquet column's values as text, as a CSV file would hold them: strings as they
+    are, integers, decimals and booleans (true/false) as written, floats as plain decimal
+    digits that read back as the same value (10166.0, 0.00001: as a SQLite REAL lands),
+    dates as YYYY-MM-DD, timestamps as ISO-8601 (YYYY-MM-DD HH:MM:SS.ffffff, with Z or the
+    offset when the type has a time zone), binary as UTF-8, anything else (lists,
+    structs) as JSON; null as null, like a CSV field that is empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = column
+    if pa.types.is_dictionary(array.type):  # type: ignore[attr-defined]
+        array = array.dictionary_decode()  # type: ignore[attr-defined]
+    kind = array.type  # type: ignore[attr-defined]
+    values: list[object] = array.to_pylist()  # type: ignore[attr-defined]
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        return values  # type: ignore[return-value]
+    if pa.types.is_floating(kind):
+        return [None if value is None else _sqlite_text(value) for value in values]
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return [None if value is None else _sqlite_text(value) for value in values]
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_temporal(kind)
+    ):
+        texts: list[str | None] = pc.cast(array, pa.string()).to_pylist()
+        return texts
+    return [None if value is None else _json_field(value) for value in values]
+
+
+def _parquet_json_values(column: object, texts: list[str | None]) -> list[object]:
+    """A column's values for a record's JSON text: strings, numbers, booleans and null as
+    JSON has them, any other value as its text (`texts`)."""
+    import pyarrow as pa
+
+    kind = column.type  # type: ignore[attr-defined]
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    plain = (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_null(kind)
+    )
+    return column.to_pylist() if plain else list(texts)  # type: ignore[attr-defined,no-any-return]
+
+
+def read_parquet_records(
+    path: Path, header: tuple[str, ...], aliases: tuple[tuple[str, ...], ...] = ()
+) -> Iterator[RawRecord]:
+    """The records of a Parquet file whose columns are `header`'s (parquet_columns), read
+    in batches: one per row, its position the row number (1 is the first row), its text
+    the row as a JSON object with the file's column names, its fields the values as text
+    (_parquet_texts), so they land in the columns a CSV file's fields land in and staging
+    judges them alike. A field holding a NUL character (which PostgreSQL text cannot
+    hold) is kept as a visible escape and the row reported, as for a SQLite table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = parquet_columns(path, header, aliases)
+    position = 0
+    try:
+        with closing(pq.ParquetFile(path)) as parquet:
+            names = parquet.schema_arrow.names
+            for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                by_name = {name: batch.column(index) for index, name in enumerate(names)}
+                texts = {name: _parquet_texts(by_name[name]) for name in names}
+                json_values = [_parquet_json_values(by_name[name], texts[name]) for name in names]
+                fields = zip(*(texts[name] for name in columns), strict=True)
+                for row, values in zip(zip(*json_values, strict=True), fields, strict=True):
+                    position += 1
+                    text = orjson.dumps(dict(zip(names, row, strict=True))).decode()
+                    if any(value is not None and "\x00" in value for value in values):
+                        escaped = tuple(
+                            value if value is None else value.replace("\x00", "\\x00")
+                            for value in values
+                        )
+                        yield RawRecord(position, text, "contains a NUL character", escaped)
+                        continue
+                    yield RawRecord(position, text, None, values)
+    except (pa.ArrowException, OSError) as exc:
+        raise RunnerError(
+            f"{path}: cannot read the Parquet file after row {position} ({exc}); is it "
+            "complete? Nothing landed."
+        ) from None
+
+
+def read_csv_or_parquet(
+    path: Path, header: tuple[str, ...], aliases: tuple[tuple[str, ...], ...] = ()
+) -> Iterator[RawRecord]:
+    """A file that is either CSV with the header `header` (or an alias) or Parquet with
+    those columns, told apart by its content (Parquet starts with PAR1)."""
+    if is_parquet(path):
+        yield from read_parquet_records(path, header, aliases)
+    else:
+        yield from read_csv_records(path, header, aliases)
+
+
 def _csv_record(position: int, text: str, error: str | None, width: int) -> RawRecord:
     if error is not None:
         return RawRecord(position, text, error)
@@ -323,7 +484,7 @@ class RawTable:
     """A raw source's loader: how to read its files (`read`), for the source's entry in
     the registry. `blocks`, when given, turns a file straight into the rows that `read`'s
     records make, only faster (see _json_blocks). `kind` is what a file of it is ("json",
-    "csv", "csv_or_json_lines"; see check_file_kind), `header` a CSV file's header,
+    "csv", "csv_or_json_lines", "csv_or_parquet"; see check_file_kind), `header` a CSV file's header,
     `field_columns` the columns its fields go to: all from the registry."""
 
     source: RawSource
@@ -697,13 +858,15 @@ def _quick_thread_switches() -> Iterator[None]:
 
 def _file_kind(formats: tuple[FileFormat, ...]) -> str:
     """What one file of a source with these formats is, for check_file_kind: "json"
-    (a JSON array or JSON Lines), "csv_or_json_lines", or "csv" (a marketing table's CSV
-    file; its SQLite tables are read by read_sqlite_table)."""
+    (a JSON array or JSON Lines), "csv_or_json_lines", "csv_or_parquet", or "csv" (a
+    marketing table's CSV file; its SQLite tables are read by read_sqlite_table)."""
     accepted = set(formats)
     if FileFormat.CSV not in accepted:
         return "json"
     if FileFormat.JSON_LINES in accepted:
         return "csv_or_json_lines"
+    if FileFormat.PARQUET in accepted:
+        return "csv_or_parquet"
     return "csv"
 
 
@@ -714,6 +877,13 @@ def _raw_table(source: RawSource) -> RawTable:
         return RawTable(source, read_json_records, blocks=_json_blocks)
     if kind == "csv_or_json_lines":
         return RawTable(source, functools.partial(read_csv_or_json_lines, keys=source.header))
+    if kind == "csv_or_parquet":
+        return RawTable(
+            source,
+            functools.partial(
+                read_csv_or_parquet, header=source.header, aliases=source.header_aliases
+            ),
+        )
     return RawTable(
         source,
         functools.partial(read_csv_records, header=source.header, aliases=source.header_aliases),
@@ -813,7 +983,21 @@ def check_file_kind(path: Path, source_table: str) -> None:
             f"not CSV or JSON Lines: {noun} are CSV with the header "
             f"{','.join(table.header)}, or JSON Lines"
         ),
+        "csv_or_parquet": (
+            f"not CSV or Parquet: {noun} are CSV with the header {','.join(table.header)}, "
+            "or Parquet with those columns"
+        ),
     }[table.kind]
+    if table.kind == "csv_or_parquet":
+        if head.startswith(PARQUET_MAGIC):
+            parquet_columns(path, table.header, table.source.header_aliases, noun)
+            return  # the columns are right: its records land as read_parquet_records reads
+        if path.suffix.lower() == ".parquet":
+            raise RunnerError(
+                f"{path} is named .parquet but is not a Parquet file (it does not start with "
+                f"PAR1; it looks like {_looks_like(start)}): {noun} are CSV with the header "
+                f"{','.join(table.header)}, or Parquet with those columns. Nothing landed."
+            )
     for magic, what in MAGIC_NUMBERS:
         if head.startswith(magic):
             if magic == SQLITE_MAGIC and table.kind != "json":

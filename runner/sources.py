@@ -49,6 +49,7 @@ class FileFormat(Enum):
     JSON_LINES = "JSON Lines (one object per line)"
     CSV = "CSV with a header line"
     SQLITE = "a table of a SQLite database"
+    PARQUET = "a Parquet file whose columns are the CSV header's names"
 
 
 class Loader(Enum):
@@ -183,14 +184,15 @@ WEB_EVENTS = LoadCommand(
 )
 STORE_CUSTOMERS = LoadCommand(
     "store-customers",
-    "Land a full store customer extract (CSV: ID,Name,City) in raw.store_customers, dated "
-    "--extract-date or by the YYYY-MM-DD in its name (store_customers_2017-03-02.csv).",
+    "Land a full store customer extract (CSV: ID,Name,City, or Parquet with those columns) "
+    "in raw.store_customers, dated --extract-date or by the YYYY-MM-DD in its name "
+    "(store_customers_2017-03-02.csv).",
     Loader.EXTRACT,
 )
 STORE_SALES = LoadCommand(
     "store-sales",
-    "Land store sales files (CSV: CustomerID,Product,SalesAmount,ShopId,TransactionDate) "
-    "in raw.store_sales.",
+    "Land store sales files (CSV: CustomerID,Product,SalesAmount,ShopId,TransactionDate, "
+    "or Parquet with those columns) in raw.store_sales.",
     Loader.FILES,
 )
 CRM_CUSTOMERS = LoadCommand(
@@ -234,6 +236,7 @@ MARKETING = LoadCommand(
 JSON = (FileFormat.JSON_ARRAY, FileFormat.JSON_LINES)
 CSV = (FileFormat.CSV,)
 CSV_OR_JSON_LINES = (FileFormat.CSV, FileFormat.JSON_LINES)
+CSV_OR_PARQUET = (FileFormat.CSV, FileFormat.PARQUET)
 MARKETING_FORMATS = (FileFormat.SQLITE, FileFormat.CSV)  # a table of the database, or CSV
 
 RAW_SOURCES: tuple[RawSource, ...] = (
@@ -254,10 +257,11 @@ RAW_SOURCES: tuple[RawSource, ...] = (
             "Full store customer extracts, each dated. CSV sources: one row per non-blank "
             "line after the header, with the original line, and each field as text exactly "
             "as it appeared (null when the line could not be split into the expected "
-            "fields: see parse_error)."
+            "fields: see parse_error). Parquet files: one row per record, its text the "
+            "record as a JSON object, each field as text."
         ),
         noun="store customer extracts",
-        formats=CSV,
+        formats=CSV_OR_PARQUET,
         header=("ID", "Name", "City"),
         per_file=(EXTRACT_DATE,),
         command=STORE_CUSTOMERS,
@@ -267,9 +271,9 @@ RAW_SOURCES: tuple[RawSource, ...] = (
     RawSource(
         table="store_sales",
         system="store",
-        description="Store sales.",
+        description="Store sales (CSV or Parquet, like store customer extracts).",
         noun="store sales",
-        formats=CSV,
+        formats=CSV_OR_PARQUET,
         header=("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate"),
         command=STORE_SALES,
         staged_model="stg_store__sales",
