@@ -1,6 +1,8 @@
 {#- One row per order from every channel. The customer_key is the customer version
     valid when the order was placed, so "city at the time of purchase" is one join
-    away and stays right after a move. -#}
+    away and stays right after a move. shop_key and product_key are the keys of
+    dim_shops and dim_products (the same surrogate key expressions), null where the
+    order names no shop or product (web and app orders). -#}
 with
 
 web_orders as (
@@ -96,6 +98,16 @@ final as (
         cast(source_order_id as {{ dbt.type_string() }}) as source_order_id,
         cast(customer_id as {{ dbt.type_string() }}) as customer_id,
         cast(coalesce(valid_customer_key, first_customer_key) as {{ dbt.type_string() }}) as customer_key,
+        cast(
+            case
+                when shop_id is not null then {{ customer_analytics.generate_surrogate_key(['shop_id']) }}
+            end as {{ dbt.type_string() }}
+        ) as shop_key,
+        cast(
+            case
+                when product is not null then {{ customer_analytics.generate_surrogate_key(['product']) }}
+            end as {{ dbt.type_string() }}
+        ) as product_key,
         cast(channel as {{ dbt.type_string() }}) as channel,
         cast(product as {{ dbt.type_string() }}) as product,
         cast(shop_id as integer) as shop_id,
