@@ -169,9 +169,7 @@ def test_parquet_sales_stage_exactly_like_the_same_csv(
         # Each record lands with its row number and the row as JSON (the file's names).
         rows = raw_rows(other, "store_sales", "file_position, raw_text, parse_error")
         assert [row[0] for row in rows] == list(range(1, len(SALES) + 1))
-        assert json.loads(rows[2][1]) == dict(
-            zip(reversed(names), reversed(SALES[2]), strict=True)
-        )
+        assert json.loads(rows[2][1]) == dict(zip(reversed(names), reversed(SALES[2]), strict=True))
         assert [row[2] for row in rows].count("contains a NUL character") == 1
 
         # The same file again lands nothing.
@@ -206,7 +204,8 @@ def test_parquet_column_types_land_as_their_text(settings: Settings, target: str
             "SalesAmount": pa.array([19.99, 0.1 + 0.2, 10.0, 5.0], pa.float64()),
             "ShopId": pa.array([4, None, 2, 1], pa.int32()),
             "TransactionDate": pa.array(
-                [datetime(2017, 3, 29, 13, 54, 33, 250000, tzinfo=utc)] * 4, pa.timestamp("ms", "UTC")
+                [datetime(2017, 3, 29, 13, 54, 33, 250000, tzinfo=utc)] * 4,
+                pa.timestamp("ms", "UTC"),
             ),
         },
     )
@@ -251,7 +250,8 @@ def test_parquet_column_types_land_as_their_text(settings: Settings, target: str
     with connect(settings) as warehouse:
         _, valid = warehouse.query(
             "select customer_id, product, shop_id, amount_usd, transacted_at from "
-            f"{settings.relation('staging', 'stg_store__sales')} order by transacted_at, customer_id"
+            f"{settings.relation('staging', 'stg_store__sales')} "
+            "order by transacted_at, customer_id"
         )
         _, quarantined = warehouse.query(
             "select reason, reason_detail from "
@@ -264,10 +264,11 @@ def test_parquet_column_types_land_as_their_text(settings: Settings, target: str
     ]
     # A double id is not a whole-number text (10166.0 would be quarantined from CSV
     # too): kept in quarantine with its value, never silently rounded.
+    not_a_decimal = "SalesAmount is not a decimal with at most 2 places: "
     assert sorted(quarantined) == [
         ("missing_customer_id", "CustomerID is blank"),
-        ("unparseable_amount", "SalesAmount is not a decimal with at most 2 places: 0.30000000000000004"),
-        ("unparseable_amount", "SalesAmount is not a decimal with at most 2 places: abc"),
+        ("unparseable_amount", not_a_decimal + "0.30000000000000004"),
+        ("unparseable_amount", not_a_decimal + "abc"),
         ("unparseable_customer_id", "CustomerID is not a whole number: 10166.0"),
         ("unparseable_customer_id", "CustomerID is not a whole number: 10166.5"),
     ]

@@ -390,7 +390,7 @@ def _parquet_json_values(column: object, texts: list[str | None]) -> list[object
         or pa.types.is_boolean(kind)
         or pa.types.is_null(kind)
     )
-    return column.to_pylist() if plain else list(texts)  # type: ignore[attr-defined,no-any-return]
+    return column.to_pylist() if plain else list(texts)  # type: ignore[attr-defined]
 
 
 def read_parquet_records(
@@ -484,8 +484,8 @@ class RawTable:
     """A raw source's loader: how to read its files (`read`), for the source's entry in
     the registry. `blocks`, when given, turns a file straight into the rows that `read`'s
     records make, only faster (see _json_blocks). `kind` is what a file of it is ("json",
-    "csv", "csv_or_json_lines", "csv_or_parquet"; see check_file_kind), `header` a CSV file's header,
-    `field_columns` the columns its fields go to: all from the registry."""
+    "csv", "csv_or_json_lines", "csv_or_parquet"; see check_file_kind), `header` a CSV
+    file's header, `field_columns` the columns its fields go to: all from the registry."""
 
     source: RawSource
     read: Callable[[Path], Iterator[RawRecord]]
