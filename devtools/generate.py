@@ -50,7 +50,10 @@ Between extracts customers move city (a few move back), disappear, or appear. Th
 dirt such exports carry: surrounding spaces, CRLF line endings, empty trailing lines, quoted names
 with commas, non-ASCII names, blank ids, exact duplicate rows, refunds, mixed date formats and
 rows of every kind in ``STORE_SALES_BAD_KINDS`` (named after the quarantine reasons of
-``base_store__sales``); every kind appears at least once in every run, however small.
+``base_store__sales``); every kind appears at least once in every run, however small. With
+``store_format="parquet"`` (``runner generate --store-format parquet``) the same files are
+written as Parquet, string columns holding the CSV's fields as they are
+(``store_file_as_parquet``): the store team's preferred format, for trying that path.
 
 The CRM (``CrmWriter``, ``random.Random(f"crm-{seed}")``) delivers ``crm_customers.csv``
 (``Customer_Id,Occupation,Type``: about half the web customers and a few CRM-only ones, ids from
@@ -382,11 +385,14 @@ def generate(
     seed: int,
     start_date: date = DEFAULT_START_DATE,
     days: int = DEFAULT_DAYS,
+    store_format: str = "csv",
 ) -> list[GeneratedFile]:
     """Write raw files for every source into out_dir and describe them, in this order: the web
     events, the store customer extracts (by date), the store sales, the CRM customers,
     interactions and products, the app sessions and purchases, the marketing CSV folder and the
     marketing SQLite database (one entry each, ``rows`` counting the rows of all three tables).
+    ``store_format`` "parquet" writes the store's files as Parquet instead of CSV, with the same
+    records (``store_file_as_parquet``).
 
     All files are written in one pass over the customers: the store, the CRM, the app and the
     marketing system see the web customers as the web stream generates them (``StoreWriter.tap``,
@@ -399,6 +405,8 @@ def generate(
     """
     if customers < 0 or days < 1:
         raise ValueError("customers must be >= 0 and days >= 1")
+    if store_format not in STORE_FORMATS:
+        raise ValueError(f"store_format must be one of {', '.join(STORE_FORMATS)}")
     rng = random.Random(seed)
     start = datetime(start_date.year, start_date.month, start_date.day, tzinfo=timezone.utc)
     end = start + timedelta(days=days)
@@ -425,6 +433,8 @@ def generate(
         crm_files = crm.finish()
         app_files = app.finish()
         marketing_files = marketing.finish()
+    if store_format == "parquet":  # the CSV files are closed and complete: rewrite them
+        store_files = [store_file_as_parquet(generated) for generated in store_files]
     written = [
         GeneratedFile(WEB_EVENTS_SOURCE, path, rows),
         *store_files,
@@ -1028,6 +1038,33 @@ def store_extract_dates(start_date: date, days: int) -> list[date]:
     """
     offsets = {days // 4, days // 2, 3 * days // 4}
     return [start_date + timedelta(days=offset) for offset in sorted(offsets)]
+
+
+STORE_FORMATS = ("csv", "parquet")
+
+
+def store_file_as_parquet(generated: GeneratedFile) -> GeneratedFile:
+    """The store CSV file ``generated`` rewritten as Parquet, as the store team exports it (the
+    same name ending in ``.parquet``; the CSV file is removed): one string column per header
+    name, every field exactly as the CSV line holds it (surrounding spaces included, a blank
+    field an empty string), the records in the same order. Blank lines are not records, so
+    the file holds the same records: they land and stage as the CSV's do."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with generated.path.open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row and any(field.strip() for field in row)]
+    header, records = rows[0], rows[1:]
+    if any(len(record) != len(header) for record in records):
+        raise ValueError(f"{generated.path}: a line does not split into {len(header)} fields")
+    columns = {
+        name: pa.array([record[index] for record in records], pa.string())
+        for index, name in enumerate(header)
+    }
+    target = generated.path.with_suffix(".parquet")
+    pq.write_table(pa.table(columns), target)
+    generated.path.unlink()
+    return dataclasses.replace(generated, path=target)
 
 
 def store_customers_file(extract_date: date) -> str:

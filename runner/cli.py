@@ -930,6 +930,13 @@ def setup_postgres(settings: Settings, bi_role: str, login: bool) -> None:
     required=True,
     help="Folder to write the files to (created if missing).",
 )
+@click.option(
+    "--store-format",
+    type=click.Choice(["csv", "parquet"]),
+    default=None,
+    help="Write the store system's customer extracts and sales as CSV (default) or as "
+    "Parquet with the same records (not with --append: the store files keep their window).",
+)
 def generate(
     customers: int | None,
     seed: int | None,
@@ -937,6 +944,7 @@ def generate(
     days: int | None,
     append: bool,
     out: Path,
+    store_format: str | None,
 ) -> None:
     """Write realistic raw files for every source, deterministic for a seed, with a
     trickle of deliberately bad records, and the manifest generate.json that --append
@@ -945,6 +953,11 @@ def generate(
     from devtools.generate import generate as generate_files
 
     start = start_date.date() if start_date is not None else None
+    if append and store_format is not None:
+        raise click.UsageError(
+            "--store-format applies to a new world only: --append adds web event days, and "
+            "the store files keep the format they were generated in."
+        )
     if append:
         with on_interrupt(
             f"the days finished before it were added to {out} (its generate.json lists them), "
@@ -961,7 +974,12 @@ def generate(
             "command again to write them anew."
         ):
             written = generate_files(
-                out, customers, seed, start or DEFAULT_START_DATE, days or DEFAULT_DAYS
+                out,
+                customers,
+                seed,
+                start or DEFAULT_START_DATE,
+                days or DEFAULT_DAYS,
+                store_format=store_format or "csv",
             )
     for file in written:
         how = f"runner load {file.source} {file.path}"
