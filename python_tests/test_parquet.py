@@ -18,9 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from python_tests.postgres import throwaway_database
+from runner import loading
 from runner.cli import cli
 from runner.config import Settings, load_settings
 from runner.dbt_invoke import run_dbt
+from runner.loading import read_parquet_records
 from runner.warehouse import connect
 
 SALES_HEADER = ("CustomerID", "Product", "SalesAmount", "ShopId", "TransactionDate")
@@ -307,6 +309,24 @@ def test_a_parquet_file_without_a_column_is_refused_and_nothing_lands(
 
     assert counts(settings, "store_sales") == (0, 0)
     assert counts(settings, "store_customers") == (0, 0)
+
+
+def test_rows_are_numbered_across_batches_and_an_empty_file_lands_nothing(
+    settings: Settings, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(loading, "PARQUET_BATCH_ROWS", 2)  # 5 rows: 3 batches
+    columns = text_columns(SALES_HEADER, SALES[:5], SALES_HEADER)
+    path = write_parquet(tmp_path / "sales.parquet", columns)
+    records = list(read_parquet_records(path, SALES_HEADER))
+    assert [record.position for record in records] == [1, 2, 3, 4, 5]
+    assert [record.fields for record in records] == [tuple(row) for row in SALES[:5]]
+
+    empty = write_parquet(
+        tmp_path / "empty.parquet", {name: pa.array([], pa.string()) for name in SALES_HEADER}
+    )
+    landed = invoke("load", "store-sales", str(empty), "--target", target)
+    assert "0 rows landed" in landed
+    assert counts(settings, "store_sales") == (0, 1)  # a load of no rows, like a bare header
 
 
 def snapshot_history(settings: Settings) -> list[tuple]:

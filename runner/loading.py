@@ -371,7 +371,17 @@ def _parquet_texts(column: object) -> list[str | None]:
     ):
         texts: list[str | None] = pc.cast(array, pa.string()).to_pylist()
         return texts
-    return [None if value is None else _json_field(value) for value in values]
+    return [None if value is None else _any_text(value) for value in values]
+
+
+def _any_text(value: object) -> str:
+    """Text of a value of another Parquet type: a string (string views) as it is, bytes as
+    UTF-8, anything else (lists, structs, maps, durations) as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return _sqlite_text(value)
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _parquet_json_values(column: object, texts: list[str | None]) -> list[object]:
