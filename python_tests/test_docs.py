@@ -39,6 +39,8 @@ PROJECT = "customer_analytics"
 MARTS = {
     "customer_ltv",
     "dim_customers",
+    "dim_shops",
+    "dim_products",
     "fct_orders",
     "customer_ytd_spend",
     "customer_days_since_last_purchase",
