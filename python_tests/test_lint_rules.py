@@ -386,7 +386,12 @@ def test_a_source_is_named_for_its_system_and_declared_in_its_folder(loader):
 
 def test_an_exposure_reads_public_models_only(loader):
     exposure = loader.exposures["exposure.customer_analytics.orders_dashboard"]
-    assert {parent.name for parent in exposure.parents} == {"fct_orders", "dim_customers"}
+    assert {parent.name for parent in exposure.parents} == {
+        "fct_orders",
+        "dim_customers",
+        "dim_shops",
+        "dim_products",
+    }
     assert check(rules.exposure_reads_public_models, exposure) is None
     protected = copy.copy(exposure)
     protected.parents = [
