@@ -46,10 +46,16 @@ MARTS = {
     "customer_topic_channel_interactions",
     "fct_crm_interactions",
     "dim_crm_channels",
+    "dim_crm_customers",
     "customer_engagement",
     "channel_reporting",
 }
-API_MARTS = {"fct_crm_interactions", "dim_crm_channels", "customer_channel_interactions"}
+API_MARTS = {
+    "fct_crm_interactions",
+    "dim_crm_channels",
+    "customer_channel_interactions",
+    "dim_crm_customers",
+}
 
 
 def model_id(name: str) -> str:
