@@ -27,9 +27,9 @@ from runner.warehouse import Warehouse
 
 MARTS = (
     "customer_channel_interactions",
-    "dim_crm_customers",
     "fct_crm_interactions",
     "dim_crm_channels",
+    "dim_crm_customers",
 )
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
@@ -277,16 +277,16 @@ def _page_of_customers(
         if after >= BIGINT_MAX:
             conditions.append("1 = 0")  # no id comes after the largest one
         elif after >= BIGINT_MIN:  # below it every id comes after
-            conditions.append("pivot.customer_id > ?")
+            conditions.append("counted.customer_id > ?")
             params.append(after)
     where = f"where {' and '.join(conditions)} " if conditions else ""
     sql = (
-        "(select pivot.customer_id, customers.customer_type, customers.occupation "
-        f"from {settings.relation('marts', 'customer_channel_interactions')} as pivot "
+        "(select counted.customer_id, customers.customer_type, customers.occupation "
+        f"from {settings.relation('marts', 'customer_channel_interactions')} as counted "
         f"inner join {settings.relation('marts', 'dim_crm_customers')} as customers "
-        "on customers.customer_id = pivot.customer_id "
+        "on customers.customer_id = counted.customer_id "
         f"{where}"
-        f"order by pivot.customer_id limit {int(limit) + 1}) as page"
+        f"order by counted.customer_id limit {int(limit) + 1}) as page"
     )
     return sql, params
 
