@@ -19,6 +19,7 @@ import pytest
 import requests
 import uvicorn
 from click.testing import CliRunner
+from fastapi import FastAPI
 
 from python_tests.conftest import API_KEYS, AUTH
 from runner.api import create_app
@@ -212,10 +213,17 @@ def api(settings: Settings) -> Iterator[str]:
 def served_api(settings: Settings, keys: ApiKeys | None = API_KEYS) -> Iterator[str]:
     """The API served by uvicorn in a background thread, accepting `keys` (the tests'
     key, AUTH); yields its base URL."""
+    with served_app(create_app(settings, keys)) as base:
+        yield base
+
+
+@contextmanager
+def served_app(app: FastAPI) -> Iterator[str]:
+    """`app` served by uvicorn in a background thread; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, keys), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
