@@ -39,7 +39,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.exceptions import HTTPException
 
 from runner.auth import ApiKeys, key_check
@@ -183,10 +183,24 @@ AfterParam = Annotated[
     CustomerId | None,
     Query(description="Paging cursor: customers with an id after this one (from `next`)."),
 ]
+
+
+def _limit(value: int) -> int:
+    if not 1 <= value <= MAX_LIMIT:
+        raise ValueError(f"expected from 1 to {MAX_LIMIT}")
+    return value
+
+
+# (The range is checked by _limit and documented by hand: FastAPI misdescribes ge/le
+# next to a BeforeValidator.)
 LimitParam = Annotated[
     int,
     BeforeValidator(_integer),
-    Query(ge=1, le=MAX_LIMIT, description=f"Customers per page (at most {MAX_LIMIT})."),
+    AfterValidator(_limit),
+    Query(
+        description=f"Customers per page (at most {MAX_LIMIT}).",
+        json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT},
+    ),
 ]
 
 
