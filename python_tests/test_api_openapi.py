@@ -3,12 +3,15 @@ match the marts, on a warehouse built from the bundled sample (both engines).
 
 Schemathesis generates requests from the description (valid and invalid parameters,
 a bounded number per route, derandomized so a run is repeatable), sends them with the
-tests' key and checks every answer: no 500, a documented status, content type and
-headers, a body that fits the documented schema, and invalid input rejected.
+tests' key and checks every answer with schemathesis' checks: no 500, a documented
+status, content type and headers, a body that fits the documented schema, invalid input
+rejected, the key enforced (ignored_auth); a valid request refused only for what a
+schema cannot say (SEMANTIC_400).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +22,7 @@ import schemathesis
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import positive_data_acceptance
 
 from python_tests.conftest import API_KEYS, AUTH, SAMPLE_DIR
 from python_tests.test_interactions import served_api
@@ -30,6 +34,9 @@ from runner.loading import load_file
 from runner.warehouse import connect
 
 EXAMPLES_PER_ROUTE = 40
+# The 400s a request valid by the schema may get (schemathesis' positive_data_acceptance
+# would count them as failures): an unknown channel, `since` after `until`.
+SEMANTIC_400 = re.compile(r"^Unknown channel .*: the channels are |is after until")
 ERROR_STATUSES = {"400", "401", "403", "503"}  # every data route; 404 on the one customer
 
 
@@ -175,18 +182,29 @@ def run_schemathesis(base: str) -> None:
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     for result in schema.get_all_operations():
         operation = result.ok()
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-            strategy = operation.as_strategy(generation_mode=mode)
+        run_operation(base, operation, schemathesis.GenerationMode.POSITIVE)
+        if operation.path != "/health":  # it has no parameter to make invalid
+            run_operation(base, operation, schemathesis.GenerationMode.NEGATIVE)
 
-            @hypothesis_settings(
-                max_examples=EXAMPLES_PER_ROUTE,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            @given(case=strategy)
-            def check(case: schemathesis.Case) -> None:
-                case.call_and_validate(base_url=base, headers=AUTH)
 
-            check()
+def run_operation(
+    base: str, operation: schemathesis.APIOperation, mode: schemathesis.GenerationMode
+) -> None:
+    @hypothesis_settings(
+        max_examples=EXAMPLES_PER_ROUTE,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def check(case: schemathesis.Case) -> None:
+        response = case.call_and_validate(
+            base_url=base, headers=AUTH, excluded_checks=[positive_data_acceptance]
+        )
+        if response.status_code == 400 and mode is schemathesis.GenerationMode.POSITIVE:
+            # What a schema cannot say: the channels are data, the days an order.
+            message = response.json()["error"]["message"]
+            assert SEMANTIC_400.search(message), message
+
+    check()
