@@ -242,7 +242,8 @@ def test_serve_publishes_a_copy_when_there_is_none_or_the_warehouse_is_newer(
     assert "Published the marts the API reads" in serve(monkeypatch)
     first = copies(duckdb_settings.serving_dir)
     assert len(first) == 1
-    assert serve(monkeypatch) == ""  # the copy is up to date
+    # the copy is up to date: nothing to say but the keys it accepts
+    assert serve(monkeypatch) == "The API accepts 1 key(s) (Authorization: Bearer).\n"
     assert copies(duckdb_settings.serving_dir) == first
 
     newer = first[0].stat().st_mtime + 10  # written after the copy: a plain `dbt build`
