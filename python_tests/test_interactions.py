@@ -470,3 +470,34 @@ def test_listing_parameters_are_checked(marts: Settings, api: str):
 def test_new_routes_without_marts_answer_503(settings: Settings, api: str):
     for path in ("/api/v1/customers", "/api/v1/interactions", "/api/v1/channels"):
         assert_error(get(f"{api}{path}"), 503, "unavailable")
+
+
+@pytest.mark.parametrize("text", ["%F0%9F%98%80", "%27%3B--", "%5C", "%25", "+"])
+def test_any_text_filter_is_an_answer_not_an_error(marts: Settings, api: str, text: str):
+    """Filters are parameters, never SQL: any text is an answer (matching nothing here)."""
+    for path in (
+        f"/api/v1/interactions?occupation={text}&topic={text}",
+        f"/api/v1/channels?topic={text}",
+    ):
+        response = get(f"{api}{path}")
+        assert response.status_code == 200, (path, response.text)
+    assert get(f"{api}/api/v1/interactions/101?topic={text}").json()["data"]["interactions"] == (
+        counts()
+    )
+    assert get(f"{api}/api/v1/customers?type={text}").json() == {"data": [], "next": None}
+    response = get(f"{api}/api/v1/interactions/101?channel={text}")
+    assert "Unknown channel" in assert_error(response, 400, "bad_request")
+
+
+def test_a_nul_character_in_a_filter_is_refused(marts: Settings, api: str):
+    """No mart value holds one, and PostgreSQL refuses it in a query: a 400, not a 500."""
+    for name, path in (
+        ("topic", "/api/v1/interactions/101"),
+        ("channel", "/api/v1/interactions"),
+        ("occupation", "/api/v1/customers"),
+        ("type", "/api/v1/interactions"),
+        ("topic", "/api/v1/channels"),
+    ):
+        response = get(f"{api}{path}?{name}=a%00b")
+        message = assert_error(response, 400, "bad_request")
+        assert message == f"Invalid parameter: {name}: must not contain a NUL character"

@@ -169,15 +169,29 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # --- the query parameters shared by the routes ------------------------------------------
 
-ChannelParam = Annotated[str | None, Query(description="Only this channel (exact, e.g. `Email`).")]
-TopicParam = Annotated[str | None, Query(description="Only this topic (exact).")]
+
+def _text(value: str) -> str:
+    """A text filter: any text but NUL characters, which no mart value holds (and
+    PostgreSQL refuses in a query)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+def _text_query(description: str, alias: str | None = None) -> Any:
+    return Query(
+        alias=alias, description=description, json_schema_extra={"pattern": "^[^\\u0000]*$"}
+    )
+
+
+Text = Annotated[str, AfterValidator(_text)]
+ChannelParam = Annotated[Text | None, _text_query("Only this channel (exact, e.g. `Email`).")]
+TopicParam = Annotated[Text | None, _text_query("Only this topic (exact).")]
 SinceParam = Annotated[Day | None, Query(description="From this day (YYYY-MM-DD).")]
 UntilParam = Annotated[Day | None, Query(description="To this day, inclusive.")]
-TypeParam = Annotated[
-    str | None, Query(alias="type", description="Only customers of this type (exact).")
-]
+TypeParam = Annotated[Text | None, _text_query("Only customers of this type (exact).", "type")]
 OccupationParam = Annotated[
-    str | None, Query(description="Only customers with this occupation (exact).")
+    Text | None, _text_query("Only customers with this occupation (exact).")
 ]
 AfterParam = Annotated[
     CustomerId | None,
