@@ -24,6 +24,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import requests
 
 from python_tests.postgres import PostgresServer, postgres_server, throwaway_database
 from runner.auth import ApiKeys
@@ -40,6 +41,15 @@ TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 API_KEY = "test-api-key-not-a-secret"
 API_KEYS = ApiKeys.of([API_KEY])
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def api_session() -> Iterator[requests.Session]:
+    """An HTTP client that sends the tests' API key (AUTH) with every request, for an
+    app built with create_app(settings, API_KEYS) (e.g. test_interactions.served_api)."""
+    with requests.Session() as session:
+        session.headers.update(AUTH)
+        yield session
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 from fastapi import APIRouter
 
-from python_tests.conftest import API_KEY, API_KEYS, AUTH
+from python_tests.conftest import API_KEY, API_KEYS
 from python_tests.processes import (
     finish,
     no_process_left_behind,  # noqa: F401 (an autouse fixture)
@@ -75,7 +75,7 @@ def test_any_of_several_keys_is_accepted(marts: Settings):
         assert_error(get(f"{base}/api/v1/channels"), 403, "forbidden")  # the tests' key
 
 
-def test_routes_added_later_need_a_key_too():
+def test_routes_added_later_need_a_key_too(api_session: requests.Session):
     """A router another module includes in the app (the intake routes) is protected
     without doing anything; /health stays open."""
     app = create_app(load_settings(target="duckdb"), API_KEYS)
@@ -92,7 +92,7 @@ def test_routes_added_later_need_a_key_too():
         assert_error(
             requests.post(url, headers={"Authorization": "Bearer x"}, timeout=10), 403, "forbidden"
         )
-        assert requests.post(url, headers=AUTH, timeout=10).json() == {"status": "stored"}
+        assert api_session.post(url, timeout=10).json() == {"status": "stored"}
         assert requests.get(f"{base}/health", timeout=10).status_code == 200
 
 
