@@ -465,6 +465,14 @@ def test_listing_parameters_are_checked(marts: Settings, api: str):
     assert "per" in assert_error(get(f"{api}/api/v1/channels?per=week"), 400, "bad_request")
     assert "since" in assert_error(get(f"{api}/api/v1/channels?since=2017-1-1"), 400, "bad_request")
     assert_error(get(f"{api}/api/v1/channels?channel=Fax"), 400, "bad_request")
+    # A parameter the route does not have (a typo) is refused, not ignored.
+    message = assert_error(get(f"{api}/api/v1/interactions?chanel=Email"), 400, "bad_request")
+    assert message.startswith("Unknown parameter 'chanel': this route's parameters are after,")
+    message = assert_error(get(f"{api}/api/v1/interactions/101?limit=1"), 400, "bad_request")
+    assert message == (
+        "Unknown parameter 'limit': this route's parameters are channel, since, topic, until."
+    )
+    assert_error(get(f"{api}/api/v1/channels?=true"), 400, "bad_request")
 
 
 def test_new_routes_without_marts_answer_503(settings: Settings, api: str):

@@ -38,6 +38,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from starlette.exceptions import HTTPException
@@ -236,6 +237,24 @@ def next_link(request: Request, page: Page) -> str | None:
     return f"{request.url.path}?{urlencode(query)}"
 
 
+def known_parameters_only(request: Request) -> None:
+    """A dependency: 400 for a query parameter the route does not declare."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    declared: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        declared.update(field.alias for field in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    unknown = sorted({name for name in request.query_params if name not in declared})
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        known = ", ".join(sorted(declared)) or "none"
+        raise HTTPException(400, f"Unknown parameter {names}: this route's parameters are {known}.")
+
+
 def create_app(settings: Settings, keys: ApiKeys | None) -> FastAPI:
     """The API for the warehouse of `settings` (read-only), accepting only `keys` on every
     route but /health; `keys=None` serves without authentication (`runner serve
@@ -256,9 +275,12 @@ def create_app(settings: Settings, keys: ApiKeys | None) -> FastAPI:
         """The server is up (does not touch the warehouse; needs no key)."""
         return Health(status="ok")
 
-    # Every route added from here on needs a key: those of included routers too.
+    # Every route added from here on needs a key, and refuses query parameters it does
+    # not know (a typo such as `chanel=` would else answer as if unfiltered): those of
+    # included routers too.
     if keys is not None:
         app.router.dependencies.append(Depends(key_check(keys)))
+    app.router.dependencies.append(Depends(known_parameters_only))
     protected = (401, 403) if keys is not None else ()
 
     @app.get(
@@ -373,9 +395,23 @@ def create_app(settings: Settings, keys: ApiKeys | None) -> FastAPI:
     return app
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter's schema without its `null` alternative: a parameter is
+    either absent or text on the wire, never null."""
+    alternatives = schema.get("anyOf")
+    if not isinstance(alternatives, list) or {"type": "null"} not in alternatives:
+        return schema
+    others = [option for option in alternatives if option != {"type": "null"}]
+    if len(others) != 1:
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**others[0], **rest}
+
+
 def _openapi_without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI documents a 422 for invalid parameters; this API answers them with 400
-    (bad_parameter), so the description drops the 422 and its schemas."""
+    (bad_parameter), so the description drops the 422 and its schemas. Optional
+    parameters are described without FastAPI's `null` alternative."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -384,6 +420,8 @@ def _openapi_without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
                     operation.get("responses", {}).pop("422", None)
+                    for parameter in operation.get("parameters", []):
+                        parameter["schema"] = _not_null(parameter["schema"])
             schemas = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
