@@ -8,7 +8,9 @@ channel, or per channel and month), and `/health`.
 Every route but `/health` needs an API key, `Authorization: Bearer <key>` (runner.auth):
 the check is a dependency of the whole app, so routes other modules add (an
 `include_router` in create_app) need a key too. The docs pages (`/docs`, `/redoc`) and
-`/openapi.json` are public: they describe the API and hold no data.
+`/openapi.json` are public: they describe the API and hold no data. Another app-wide
+dependency refuses query parameters a route does not declare (400), so a typo such as
+`chanel=Email` is not answered as if unfiltered.
 
 A build can run while it answers. On PostgreSQL each request opens its own short
 connection. On DuckDB (one writer at a time, and a reader's lock keeps a build out) it
