@@ -81,7 +81,8 @@ demo: setup  ## load the bundled sample into DuckDB, build everything, print wha
 	@$(BIN)/runner summary
 	@echo
 	@echo "Next: 'source $(VENV)/bin/activate' puts runner and dbt on your PATH (the README's"
-	@echo "commands are typed that way); then e.g. 'runner top-ltv 10' or 'runner serve'."
+	@echo "commands are typed that way); then e.g. 'runner top-ltv 10', or the API on your"
+	@echo "machine alone with no key: 'runner serve --no-auth' (README: The API, for keys)."
 	@echo "A later 'runner build' or 'dbt build' keeps as_of_date $(DEMO_AS_OF) (the warehouse"
 	@echo "remembers it); add --vars '{as_of_date: today}' to use the calendar again."
 

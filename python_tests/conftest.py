@@ -24,8 +24,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import requests
 
 from python_tests.postgres import PostgresServer, postgres_server, throwaway_database
+from runner.auth import ApiKeys
 from runner.config import Settings, load_settings
 from runner.sources import MARKETING, sources_of
 from runner.warehouse import Warehouse
@@ -33,6 +35,21 @@ from runner.warehouse import Warehouse
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
 TARGETS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+# The API key of the tests' servers: build an app with create_app(settings, API_KEYS)
+# and send AUTH with every request but /health.
+API_KEY = "test-api-key-not-a-secret"
+API_KEYS = ApiKeys.of([API_KEY])
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def api_session() -> Iterator[requests.Session]:
+    """An HTTP client that sends the tests' API key (AUTH) with every request, for an
+    app built with create_app(settings, API_KEYS) (e.g. test_interactions.served_api)."""
+    with requests.Session() as session:
+        session.headers.update(AUTH)
+        yield session
 
 
 @pytest.fixture(scope="session")

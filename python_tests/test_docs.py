@@ -48,10 +48,16 @@ MARTS = {
     "customer_topic_channel_interactions",
     "fct_crm_interactions",
     "dim_crm_channels",
+    "dim_crm_customers",
     "customer_engagement",
     "channel_reporting",
 }
-API_MARTS = {"fct_crm_interactions", "dim_crm_channels", "customer_channel_interactions"}
+API_MARTS = {
+    "fct_crm_interactions",
+    "dim_crm_channels",
+    "customer_channel_interactions",
+    "dim_crm_customers",
+}
 
 
 def model_id(name: str) -> str:
@@ -422,13 +428,14 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     import uvicorn
 
+    from python_tests.conftest import API_KEYS
     from runner.api import create_app
     from runner.config import load_settings
 
     settings = load_settings(target="duckdb")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, API_KEYS), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -1,6 +1,7 @@
-"""Interactions per channel of one CRM customer: the query, the CLI and the HTTP API.
+"""CRM customers and their interactions per channel: the queries, the CLI and the HTTP
+API (one customer, every customer paged, the customers paged, totals per channel).
 
-The three marts are created here with plain SQL, standing in for the dbt models, on
+The four marts are created here with plain SQL, standing in for the dbt models, on
 both warehouses (an empty DuckDB file, a throwaway PostgreSQL database).
 """
 
@@ -18,8 +19,11 @@ import pytest
 import requests
 import uvicorn
 from click.testing import CliRunner
+from fastapi import FastAPI
 
+from python_tests.conftest import API_KEYS, AUTH
 from runner.api import create_app
+from runner.auth import ApiKeys
 from runner.cli import cli
 from runner.config import Settings
 from runner.errors import RunnerError
@@ -30,8 +34,9 @@ from runner.warehouse import connect
 # Inserted out of order on purpose: answers follow display_order.
 CHANNELS = [("Visit", 4), ("Email", 1), ("Chat", 3), ("Call", 2)]
 IN_DISPLAY_ORDER = ["Email", "Call", "Chat", "Visit"]
-CUSTOMERS = [101, 102, 103]  # 102 has no interaction at all
-INTERACTIONS = [
+# id, type, occupation; 102 has no interaction at all
+CUSTOMERS = [(101, "B2C", "Nurse"), (102, "B2B", "Cook"), (103, "B2C", "Cook")]
+INTERACTIONS = [  # the last one's customer is not in the CRM export: not counted
     ("i1", 101, "Email", "Shoes", date(2017, 1, 1)),
     ("i2", 101, "Email", "Hats", date(2017, 1, 15)),
     ("i3", 101, "Call", "Shoes", date(2017, 1, 31)),
@@ -39,7 +44,9 @@ INTERACTIONS = [
     ("i5", 101, "Email", "Shoes", date(2017, 2, 10)),
     ("i6", 103, "Email", "Shoes", date(2017, 1, 1)),
     ("i7", 103, "Visit", "Shoes", date(2017, 1, 1)),
+    ("i8", 105, "Email", "Shoes", date(2017, 1, 1)),
 ]
+KNOWN = {customer_id for customer_id, _, _ in CUSTOMERS}
 
 
 def counts(email: int = 0, call: int = 0, chat: int = 0, visit: int = 0) -> dict[str, int]:
@@ -47,7 +54,7 @@ def counts(email: int = 0, call: int = 0, chat: int = 0, visit: int = 0) -> dict
 
 
 def create_marts(settings: Settings) -> None:
-    """The three marts the feature reads, with a few rows, in the target's marts schema."""
+    """The four marts the feature reads, with a few rows, in the target's marts schema."""
 
     def mart(name: str) -> str:
         return settings.relation("marts", name)
@@ -55,7 +62,12 @@ def create_marts(settings: Settings) -> None:
     with connect(settings) as warehouse:
         warehouse.execute(f"create schema {settings.schema('marts')}")
         warehouse.execute(
-            f"create table {mart('dim_crm_channels')} (channel varchar, display_order integer)"
+            f"create table {mart('dim_crm_channels')} (channel varchar, description varchar, "
+            "display_order integer)"
+        )
+        warehouse.execute(
+            f"create table {mart('dim_crm_customers')} (customer_id bigint, "
+            "customer_type varchar, occupation varchar)"
         )
         warehouse.execute(
             f"create table {mart('customer_channel_interactions')} (customer_id bigint, "
@@ -64,22 +76,35 @@ def create_marts(settings: Settings) -> None:
         )
         warehouse.execute(
             f"create table {mart('fct_crm_interactions')} (interaction_id varchar, "
-            "customer_id bigint, channel varchar, topic varchar, interaction_date date, "
-            "interaction_at timestamp)"
+            "customer_id bigint, channel varchar, topic varchar, is_known_customer boolean, "
+            "interaction_date date, interaction_at timestamp)"
         )
         for channel, order in CHANNELS:
             warehouse.execute(
-                f"insert into {mart('dim_crm_channels')} values (?, ?)", (channel, order)
+                f"insert into {mart('dim_crm_channels')} values (?, ?, ?)",
+                (channel, f"By {channel.lower()}", order),
             )
-        for customer_id in CUSTOMERS:
+        for customer_id, kind, occupation in CUSTOMERS:
             warehouse.execute(
                 f"insert into {mart('customer_channel_interactions')} values (?, 0, 0, 0, 0, 0)",
                 (customer_id,),
             )
+            warehouse.execute(
+                f"insert into {mart('dim_crm_customers')} values (?, ?, ?)",
+                (customer_id, kind, occupation),
+            )
         for interaction_id, customer_id, channel, topic, day in INTERACTIONS:
             warehouse.execute(
-                f"insert into {mart('fct_crm_interactions')} values (?, ?, ?, ?, ?, ?)",
-                (interaction_id, customer_id, channel, topic, day, f"{day} 10:30:00"),
+                f"insert into {mart('fct_crm_interactions')} values (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    interaction_id,
+                    customer_id,
+                    channel,
+                    topic,
+                    customer_id in KNOWN,
+                    day,
+                    f"{day} 10:30:00",
+                ),
             )
 
 
@@ -185,12 +210,20 @@ def api(settings: Settings) -> Iterator[str]:
 
 
 @contextmanager
-def served_api(settings: Settings) -> Iterator[str]:
-    """The API served by uvicorn in a background thread; yields its base URL."""
+def served_api(settings: Settings, keys: ApiKeys | None = API_KEYS) -> Iterator[str]:
+    """The API served by uvicorn in a background thread, accepting `keys` (the tests'
+    key, AUTH); yields its base URL."""
+    with served_app(create_app(settings, keys)) as base:
+        yield base
+
+
+@contextmanager
+def served_app(app: FastAPI) -> Iterator[str]:
+    """`app` served by uvicorn in a background thread; yields its base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -206,8 +239,9 @@ def served_api(settings: Settings) -> Iterator[str]:
         sock.close()
 
 
-def get(url: str) -> requests.Response:
-    response = requests.get(url, timeout=10)
+def get(url: str, headers: dict[str, str] | None = AUTH) -> requests.Response:
+    """GET with the tests' API key (AUTH), checking the answer is JSON without a trace."""
+    response = requests.get(url, headers=headers, timeout=10)
     assert "Traceback" not in response.text
     assert response.headers["content-type"] == "application/json"
     return response
@@ -304,3 +338,174 @@ def test_a_dev_target_without_its_marts_names_them(settings: Settings, dev_setti
     assert "dev_marts.customer_channel_interactions, dev_marts.fct_crm_interactions" in (
         result.output
     )
+
+
+# --- the channel filter, the listings and the channel totals (over HTTP) ------------------
+
+
+def test_channel_filter_counts_only_that_channel(marts: Settings, api: str):
+    assert query(marts, 101, channel="Email") == {
+        "data": {"customer_id": 101, "interactions": {"Email": 3}}
+    }
+    body = get(f"{api}/api/v1/interactions/101?channel=Email&topic=Shoes&until=2017-01-31").json()
+    assert body == {"data": {"customer_id": 101, "interactions": {"Email": 1}}}
+    assert get(f"{api}/api/v1/interactions/102?channel=Visit").json()["data"]["interactions"] == {
+        "Visit": 0
+    }
+    message = assert_error(get(f"{api}/api/v1/interactions/101?channel=email"), 400, "bad_request")
+    assert "Unknown channel 'email'" in message and "Email, Call, Chat, Visit" in message
+
+
+def test_cli_channel_option(marts: Settings, target: str):
+    result = invoke(target, "101", "--channel", "Call")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["data"]["interactions"] == {"Call": 1}
+
+
+def follow(api: str, path: str) -> list[dict]:
+    """Every page of a listing, following `next` until null; the pages' items."""
+    items: list[dict] = []
+    url: str | None = path
+    for _ in range(100):
+        assert url is not None
+        response = get(f"{api}{url}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body) == {"data", "next"}
+        items.extend(body["data"])
+        url = body["next"]
+        if url is None:
+            return items
+    pytest.fail("the listing did not end")
+
+
+def test_customers_listing_with_type_and_occupation(marts: Settings, api: str):
+    everyone = [
+        {"customer_id": 101, "customer_type": "B2C", "occupation": "Nurse"},
+        {"customer_id": 102, "customer_type": "B2B", "occupation": "Cook"},
+        {"customer_id": 103, "customer_type": "B2C", "occupation": "Cook"},
+    ]
+    assert get(f"{api}/api/v1/customers").json() == {"data": everyone, "next": None}
+    first = get(f"{api}/api/v1/customers?limit=2&type=B2C").json()
+    assert first == {"data": [everyone[0], everyone[2]], "next": None}
+    page = get(f"{api}/api/v1/customers?limit=1&occupation=Cook").json()
+    assert page == {
+        "data": [everyone[1]],
+        "next": "/api/v1/customers?limit=1&occupation=Cook&after=102",
+    }
+    assert follow(api, "/api/v1/customers?limit=1&occupation=Cook") == everyone[1:]
+    assert follow(api, "/api/v1/customers?type=B2C&occupation=Cook") == [everyone[2]]
+    assert follow(api, "/api/v1/customers?type=b2c") == []  # exact match
+    assert follow(api, "/api/v1/customers?after=101") == everyone[1:]
+    for after in (-(2**70), 2**70):  # beyond the ids a BIGINT holds: all, none
+        expected = everyone if after < 0 else []
+        assert follow(api, f"/api/v1/customers?after={after}") == expected
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 1000])
+def test_paging_through_every_customer_gives_each_once(marts: Settings, api: str, limit: int):
+    items = follow(api, f"/api/v1/interactions?limit={limit}")
+    assert [item["customer_id"] for item in items] == [101, 102, 103]
+    assert items == [get(f"{api}/api/v1/interactions/{c}").json()["data"] for c in (101, 102, 103)]
+    assert list(items[0]["interactions"]) == IN_DISPLAY_ORDER
+    total = sum(sum(item["interactions"].values()) for item in items)
+    assert total == sum(1 for row in INTERACTIONS if row[1] in KNOWN)  # unknown 105 not listed
+
+
+def test_every_customers_interactions_with_filters(marts: Settings, api: str):
+    def listed(query_string: str) -> dict[int, dict[str, int]]:
+        items = follow(api, f"/api/v1/interactions?limit=2&{query_string}")
+        return {item["customer_id"]: item["interactions"] for item in items}
+
+    assert listed("channel=Email") == {101: {"Email": 3}, 102: {"Email": 0}, 103: {"Email": 1}}
+    assert listed("topic=Shoes&since=2017-01-02") == {
+        101: counts(1, 1, 0, 0), 102: counts(), 103: counts()
+    }  # fmt: skip
+    assert listed("type=B2C&occupation=Cook") == {103: counts(1, 0, 0, 1)}
+    assert listed("type=B2C&channel=Visit&until=2017-01-01") == {
+        101: {"Visit": 0},
+        103: {"Visit": 1},
+    }
+
+
+def test_channel_totals_and_per_month(marts: Settings, api: str):
+    body = get(f"{api}/api/v1/channels").json()
+    assert body == {
+        "data": [
+            {"channel": "Email", "description": "By email", "display_order": 1, "interactions": 4},
+            {"channel": "Call", "description": "By call", "display_order": 2, "interactions": 1},
+            {"channel": "Chat", "description": "By chat", "display_order": 3, "interactions": 1},
+            {"channel": "Visit", "description": "By visit", "display_order": 4, "interactions": 1},
+        ]
+    }  # the unknown customer 105's Email is not counted
+    months = get(f"{api}/api/v1/channels?per=month").json()["data"]
+    assert [(m["month"], m["channel"], m["interactions"]) for m in months] == [
+        ("2017-01", "Email", 3), ("2017-01", "Call", 1), ("2017-01", "Chat", 0),
+        ("2017-01", "Visit", 1),
+        ("2017-02", "Email", 1), ("2017-02", "Call", 0), ("2017-02", "Chat", 1),
+        ("2017-02", "Visit", 0),
+    ]  # fmt: skip
+    shoes = get(f"{api}/api/v1/channels?per=month&topic=Shoes&channel=Email").json()["data"]
+    assert shoes == [
+        {"month": "2017-01", "channel": "Email", "interactions": 2},
+        {"month": "2017-02", "channel": "Email", "interactions": 1},
+    ]
+    late = get(f"{api}/api/v1/channels?since=2017-02-01").json()["data"]
+    assert [item["interactions"] for item in late] == [1, 0, 1, 0]
+
+
+def test_listing_parameters_are_checked(marts: Settings, api: str):
+    for path in ("/api/v1/customers", "/api/v1/interactions"):
+        for bad in ("limit=0", "limit=1001", "limit=abc", "limit=1.5"):
+            assert "limit" in assert_error(get(f"{api}{path}?{bad}"), 400, "bad_request")
+        for bad in ("after=abc", "after=1.0"):
+            assert "after" in assert_error(get(f"{api}{path}?{bad}"), 400, "bad_request")
+    response = get(f"{api}/api/v1/interactions?since=2017-02-01&until=2017-01-01")
+    assert "is after until" in assert_error(response, 400, "bad_request")
+    assert "per" in assert_error(get(f"{api}/api/v1/channels?per=week"), 400, "bad_request")
+    assert "since" in assert_error(get(f"{api}/api/v1/channels?since=2017-1-1"), 400, "bad_request")
+    assert_error(get(f"{api}/api/v1/channels?channel=Fax"), 400, "bad_request")
+    # A parameter the route does not have (a typo) is refused, not ignored.
+    message = assert_error(get(f"{api}/api/v1/interactions?chanel=Email"), 400, "bad_request")
+    assert message.startswith("Unknown parameter 'chanel': this route's parameters are after,")
+    message = assert_error(get(f"{api}/api/v1/interactions/101?limit=1"), 400, "bad_request")
+    assert message == (
+        "Unknown parameter 'limit': this route's parameters are channel, since, topic, until."
+    )
+    assert_error(get(f"{api}/api/v1/channels?=true"), 400, "bad_request")
+
+
+def test_new_routes_without_marts_answer_503(settings: Settings, api: str):
+    for path in ("/api/v1/customers", "/api/v1/interactions", "/api/v1/channels"):
+        assert_error(get(f"{api}{path}"), 503, "unavailable")
+
+
+@pytest.mark.parametrize("text", ["%F0%9F%98%80", "%27%3B--", "%5C", "%25", "+"])
+def test_any_text_filter_is_an_answer_not_an_error(marts: Settings, api: str, text: str):
+    """Filters are parameters, never SQL: any text is an answer (matching nothing here)."""
+    for path in (
+        f"/api/v1/interactions?occupation={text}&topic={text}",
+        f"/api/v1/channels?topic={text}",
+    ):
+        response = get(f"{api}{path}")
+        assert response.status_code == 200, (path, response.text)
+    assert get(f"{api}/api/v1/interactions/101?topic={text}").json()["data"]["interactions"] == (
+        counts()
+    )
+    assert get(f"{api}/api/v1/customers?type={text}").json() == {"data": [], "next": None}
+    response = get(f"{api}/api/v1/interactions/101?channel={text}")
+    assert "Unknown channel" in assert_error(response, 400, "bad_request")
+
+
+def test_a_nul_character_in_a_filter_is_refused(marts: Settings, api: str):
+    """No mart value holds one, and PostgreSQL refuses it in a query: a 400, not a 500."""
+    for name, path in (
+        ("topic", "/api/v1/interactions/101"),
+        ("channel", "/api/v1/interactions"),
+        ("occupation", "/api/v1/customers"),
+        ("type", "/api/v1/interactions"),
+        ("topic", "/api/v1/channels"),
+    ):
+        response = get(f"{api}{path}?{name}=a%00b")
+        message = assert_error(response, 400, "bad_request")
+        assert message == f"Invalid parameter: {name}: must not contain a NUL character"

@@ -22,8 +22,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from python_tests.conftest import SAMPLE_DIR
-from python_tests.test_interactions import counts, create_marts, served_api
+from python_tests.conftest import API_KEY, AUTH, SAMPLE_DIR
+from python_tests.test_interactions import INTERACTIONS, counts, create_marts, served_api
 from runner.cli import cli
 from runner.config import Settings, load_settings
 from runner.errors import RunnerError
@@ -112,7 +112,7 @@ def test_publish_copies_only_the_marts_the_api_reads(duckdb_settings: Settings):
         )
         _, rows = copy.query("select count(*) from marts.fct_crm_interactions")
     assert tables == [("marts", table) for table in sorted(MARTS)]
-    assert rows == [(7,)]
+    assert rows == [(len(INTERACTIONS),)]
 
 
 def test_publishing_keeps_the_two_newest_copies(duckdb_settings: Settings):
@@ -196,7 +196,7 @@ def test_the_api_answers_while_another_process_writes_the_warehouse(
     create_marts(duckdb_settings)
     publish(duckdb_settings)
     with served_api(duckdb_settings) as base, duckdb_writer(duckdb_settings.duckdb_path):
-        response = requests.get(f"{base}/api/v1/interactions/101", timeout=30)
+        response = requests.get(f"{base}/api/v1/interactions/101", headers=AUTH, timeout=30)
     assert response.status_code == 200, response.text
     assert response.json()["data"]["interactions"] == counts(3, 1, 1, 0)
 
@@ -229,6 +229,7 @@ def test_a_build_that_cannot_publish_says_the_build_succeeded(duckdb_settings: S
 def serve(monkeypatch: pytest.MonkeyPatch) -> str:
     """`runner serve`'s output on DuckDB up to the point where it would start serving."""
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+    monkeypatch.setenv("RUNNER_API_KEYS", API_KEY)
     result = CliRunner().invoke(cli, ["serve", "--target", "duckdb"])
     assert result.exit_code == 0, result.output
     return result.output
@@ -241,7 +242,8 @@ def test_serve_publishes_a_copy_when_there_is_none_or_the_warehouse_is_newer(
     assert "Published the marts the API reads" in serve(monkeypatch)
     first = copies(duckdb_settings.serving_dir)
     assert len(first) == 1
-    assert serve(monkeypatch) == ""  # the copy is up to date
+    # the copy is up to date: nothing to say but the keys it accepts
+    assert serve(monkeypatch) == "The API accepts 1 key(s) (Authorization: Bearer).\n"
     assert copies(duckdb_settings.serving_dir) == first
 
     newer = first[0].stat().st_mtime + 10  # written after the copy: a plain `dbt build`
@@ -287,7 +289,7 @@ def interactions_of(settings: Settings, customer_id: int) -> dict[str, int]:
 
 
 def test_the_api_answers_every_request_during_a_full_build(
-    settings: Settings, target: str, tmp_path: Path
+    settings: Settings, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables()
@@ -304,6 +306,7 @@ def test_the_api_answers_every_request_during_a_full_build(
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("RUNNER_API_KEYS", API_KEY)  # the server's environment
     server = runner_process(
         tmp_path / "serve.log", "serve", "--port", str(port), "--target", target
     )
@@ -318,7 +321,7 @@ def test_the_api_answers_every_request_during_a_full_build(
             except requests.ConnectionError:
                 time.sleep(0.2)
         url = f"{base}/api/v1/interactions/{customer}"
-        before = requests.get(url, timeout=30)
+        before = requests.get(url, headers=AUTH, timeout=30)
         assert before.status_code == 200, before.text
         assert before.json()["data"]["interactions"]["Email"] == emails_before
 
@@ -333,17 +336,23 @@ def test_the_api_answers_every_request_during_a_full_build(
             tmp_path / "load.log", "load", "crm-interactions", str(extra), "--target", target
         )
 
+        # The other routes answer throughout too (their bodies change with the build).
+        listings = [
+            f"{base}/api/v1/interactions?limit=5&channel=Email",
+            f"{base}/api/v1/customers?limit=5",
+            f"{base}/api/v1/channels?per=month",
+        ]
         build = runner_process(tmp_path / "build.log", "build", "--target", target)
         answers: list[tuple[str, int, str]] = []
         deadline = time.monotonic() + BUILD_MINUTES * 60
         while build.poll() is None:
             assert time.monotonic() < deadline, "the build did not end in time"
-            for path in (url, f"{base}/health"):
-                response = requests.get(path, timeout=30)
+            for path in (url, f"{base}/health", *listings):
+                response = requests.get(path, headers=AUTH, timeout=30)
                 answers.append((path, response.status_code, response.text))
             time.sleep(0.05)
         assert build.returncode == 0, (tmp_path / "build.log").read_text()[-5000:]
-        after = requests.get(url, timeout=30)
+        after = requests.get(url, headers=AUTH, timeout=30)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -359,4 +368,4 @@ def test_the_api_answers_every_request_during_a_full_build(
     assert set(bodies) <= {before.text, after.text}
     first_new = bodies.index(after.text) if after.text in bodies else len(bodies)
     assert set(bodies[first_new:]) <= {after.text}
-    assert all(text == '{"status":"ok"}' for path, _, text in answers if path != url)
+    assert all(text == '{"status":"ok"}' for path, _, text in answers if path.endswith("/health"))

@@ -346,6 +346,7 @@ def summary(settings: Settings, top: int) -> None:
 @cli.command()
 @warehouse_options
 @click.argument("customer_id", type=click.INT)
+@click.option("--channel", default=None, help="Only this channel (exact match, e.g. Email).")
 @click.option("--topic", default=None, help="Only interactions about this topic (exact match).")
 @click.option(
     "--since",
@@ -364,11 +365,13 @@ def summary(settings: Settings, top: int) -> None:
 def interactions(
     settings: Settings,
     customer_id: int,
+    channel: str | None,
     topic: str | None,
     since: datetime | None,
     until: datetime | None,
 ) -> None:
-    """A CRM customer's interactions per channel, as JSON (every channel, zero when none)."""
+    """A CRM customer's interactions per channel, as JSON (every channel, zero when none;
+    only the one of --channel)."""
     from runner.interactions import customer_interactions
     from runner.warehouse import connect
 
@@ -380,6 +383,7 @@ def interactions(
             topic=topic,
             since=since.date() if since else None,
             until=until.date() if until else None,
+            channel=channel,
         )
     click.echo(json.dumps(result, indent=2))
 
@@ -390,8 +394,26 @@ def interactions(
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port."
 )
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Serve the read-only HTTP API (GET /api/v1/interactions/CUSTOMER_ID, GET /health).
+@click.option(
+    "--keys-file",
+    type=FILE,
+    default=None,
+    help="File of the sha256 hashes of the accepted API keys, one a line (`runner "
+    "hash-key`); with RUNNER_API_KEYS, both sets are accepted.",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    default=False,
+    help="Serve without API keys: anyone who can reach the port reads the marts.",
+)
+def serve(settings: Settings, host: str, port: int, keys_file: Path | None, no_auth: bool) -> None:
+    """Serve the read-only HTTP API: GET /api/v1/interactions/CUSTOMER_ID,
+    /api/v1/interactions, /api/v1/customers, /api/v1/channels, /health; docs at /docs.
+
+    Every route but /health needs `Authorization: Bearer <key>`: the keys are those of
+    the environment variable RUNNER_API_KEYS (comma-separated) and those whose sha256
+    hashes --keys-file lists. Without any key it refuses to start, unless --no-auth.
 
     Builds run while it serves. On DuckDB it reads the copy of the marts that each
     successful `runner build` publishes, never the warehouse file (one writer at a
@@ -399,15 +421,55 @@ def serve(settings: Settings, host: str, port: int) -> None:
     a copy as it starts when there is none or the warehouse is newer (a plain `dbt
     build`). On PostgreSQL each request opens its own short connection.
     """
+    import os
+
     import uvicorn
 
     from runner.api import create_app
+    from runner.auth import KEYS_ENV, configured_keys
     from runner.serving import publish_before_serving
 
+    keys = configured_keys(os.environ, keys_file)
+    if no_auth and keys is not None:
+        raise RunnerError(
+            f"--no-auth serves without keys, but keys are given ({KEYS_ENV} or "
+            "--keys-file). Drop --no-auth to require them, or unset the keys."
+        )
+    if not no_auth and keys is None:
+        raise RunnerError(
+            "No API key is configured, and the API needs one on every route but /health. "
+            f"Set {KEYS_ENV}=KEY1,KEY2 or pass --keys-file FILE (the keys' sha256 hashes, "
+            "one a line: `runner hash-key`), or pass --no-auth to serve without keys."
+        )
     message = publish_before_serving(settings)
     if message:
         click.echo(message, err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if keys is None:
+        click.echo(
+            f"Warning: --no-auth: the API on {host}:{port} answers anyone who reaches it, "
+            "without a key.",
+            err=True,
+        )
+    else:
+        click.echo(f"The API accepts {len(keys)} key(s) (Authorization: Bearer).", err=True)
+    uvicorn.run(create_app(settings, keys), host=host, port=port, log_level="info")
+
+
+@cli.command("hash-key")
+def hash_key_command() -> None:
+    """Read an API key on standard input and print its sha256, a line of a keys file
+    (`runner serve --keys-file`). E.g. `runner hash-key < key.txt >> api-keys.txt`."""
+    import sys
+
+    from runner.auth import KEY_TEXT, hash_key
+
+    key = sys.stdin.readline().strip()
+    if not KEY_TEXT.fullmatch(key):
+        raise RunnerError(
+            "Give the key on standard input, one line of printable ASCII without spaces "
+            "(e.g. `runner hash-key < key.txt`)."
+        )
+    click.echo(hash_key(key))
 
 
 @cli.command()
