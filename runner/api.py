@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 
 from runner.config import Settings
 from runner.errors import RunnerError
+from runner.intake import intake_router
 from runner.interactions import InvalidFilter, UnknownCustomer, customer_interactions
 from runner.serving import reader
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         """A CRM customer's interactions per channel: every channel, zero when none."""
         with open_marts() as warehouse:
             return customer_interactions(warehouse, settings, customer_id, topic, since, until)
+
+    app.include_router(intake_router(settings))  # POST /api/v1/app/... (runner.intake)
 
     @app.exception_handler(RequestValidationError)
     def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
