@@ -9,9 +9,12 @@ lines of a JSON Lines file would, once per event_id.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +22,13 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from python_tests.processes import finish, no_process_left_behind, runner_command, start, wait_for
+from python_tests.processes import wait_for
 from python_tests.test_interactions import served_api
-from python_tests.test_serve_during_build import BUILD_MINUTES, free_port
+from python_tests.test_serve_during_build import BUILD_MINUTES, free_port, runner_process
 from runner.cli import cli
 from runner.config import INTAKE_DIR_VARIABLE, Settings, load_settings
 from runner.intake import Spool
 from runner.warehouse import connect
-
-__all__ = ["no_process_left_behind"]
 
 SESSIONS = "/api/v1/app/sessions"
 PURCHASES = "/api/v1/app/purchases"
@@ -128,7 +129,11 @@ def test_one_event_or_a_batch_is_accepted_and_lands_with_its_text(
             '"event_id": "s-2", "app_version": "4.1"}',
             2,
         ),
-        ("s-3", '{"event_id":"s-3","customer_id":"c9","session_started_at":"2019-04-04 09:00:00"}', 3),
+        (
+            "s-3",
+            '{"event_id":"s-3","customer_id":"c9","session_started_at":"2019-04-04 09:00:00"}',
+            3,
+        ),
     ]
     assert rows[0][3].startswith(f"{SESSIONS} events 1-3 of ")  # the load's file_name
     with connect(settings) as warehouse:
@@ -250,7 +255,7 @@ def test_a_bad_purchase_amount_type_is_refused(tmp_path: Path):
         response = post(api, PURCHASES, purchase("p-1", amount={"value": 1}))
     assert response.status_code == 400
     assert response.json()["error"]["message"] == (
-        'The event: amount must be a number, a decimal as a string, or null, found an '
+        "The event: amount must be a number, a decimal as a string, or null, found an "
         'object: {"value":1}.'
     )
 
@@ -260,18 +265,18 @@ def test_a_bad_purchase_amount_type_is_refused(tmp_path: Path):
 # Good and bad values: they are accepted, land, and staging quarantines the bad ones with
 # the reasons it gives the same lines of a file.
 INTAKE_SESSIONS = [
-    *(session(f"s-{day}", "c1", f"2019-04-{day:02d}T10:00:00Z") for day in range(1, 15)),
+    *(session(f"s-{day}", "1", f"2019-04-{day:02d}T10:00:00Z") for day in range(1, 15)),
     session("s-blank", " "),
-    session("s-time", "c2", "not a time"),
-    session("s-null", "c2", None),
-    session("s-again", "c1", "2019-04-01T10:00:00Z"),  # the same session as s-1
+    session("s-time", "2", "not a time"),
+    session("s-null", "2", None),
+    session("s-again", "1", "2019-04-01T10:00:00Z"),  # the same session as s-1
 ]
 INTAKE_PURCHASES = [
-    purchase("p-1", "c1", "2019-04-10T12:00:00Z", "150.00"),
-    purchase("p-2", "c2", "2019-04-10 12:00:00", 20),
-    purchase("p-refund", "c2", "2019-04-12T12:00:00Z", -5),  # a refund: not quarantined
-    purchase("p-abc", "c2", "2019-04-11", "abc"),
-    purchase("p-cents", "c2", "2019-04-11", 1.234),
+    purchase("p-1", "1", "2019-04-10T12:00:00Z", "150.00"),
+    purchase("p-2", "2", "2019-04-10 12:00:00", 20),
+    purchase("p-refund", "2", "2019-04-12T12:00:00Z", -5),  # a refund: not quarantined
+    purchase("p-abc", "2", "2019-04-11T12:00:00Z", "abc"),
+    purchase("p-cents", "2", "2019-04-11T13:00:00Z", 1.234),
 ]
 STAGED = {
     "stg_app__sessions": "customer_id, session_started_at",
@@ -300,6 +305,7 @@ def build(target: str) -> str:
     return invoke(
         "build", "--no-freshness", "--target", target, "--",
         "--vars", "{as_of_date: 2019-04-30}", "--select", selection,
+        "--indirect-selection", "cautious",
     )  # fmt: skip
 
 
@@ -309,7 +315,7 @@ def test_events_go_through_staging_like_the_same_lines_of_a_file(
     """The same records, landed over HTTP on the target and from JSON Lines files on a
     `dev` target of the same warehouse, stage and reach the engagement mart the same."""
     store = tmp_path / "store.csv"
-    store.write_text("ID,Name,City\nc1,Ann Lee,Boston\nc2,Bob Roe,Denver\n", encoding="utf-8")
+    store.write_text("ID,Name,City\n1,Ann Lee,Boston\n2,Bob Roe,Denver\n", encoding="utf-8")
     assert post(api, SESSIONS, INTAKE_SESSIONS).status_code == 202
     assert post(api, PURCHASES, INTAKE_PURCHASES).status_code == 202
     for name in (target, "dev"):
@@ -336,40 +342,50 @@ def test_events_go_through_staging_like_the_same_lines_of_a_file(
         "unparseable_amount",
     ]
     assert len(over_http["stg_app__sessions"]) == 14
-    assert over_http["customer_engagement"], "the mart is empty"
+    assert over_http["customer_engagement"] == [
+        ("1", 14, Decimal("150.00"), "NONE"),
+        ("2", 0, Decimal("15.00"), "BOOST"),
+    ]
 
 
 # --- durability and builds (real `runner serve` processes) ------------------------------------
 
 
-def serve(target: str, port: int):
-    process = start(runner_command("serve", "--target", target, "--port", str(port)))
+@contextmanager
+def serving(target: str, port: int, log: Path) -> Iterator[subprocess.Popen]:
+    """`runner serve` in its own process (its output in `log`: a pipe would fill up with
+    the access log), answering; killed at the end if still running."""
+    process = runner_process(log, "serve", "--target", target, "--port", str(port))
 
     def up() -> bool:
+        assert process.poll() is None, log.read_text()
         try:
             return requests.get(f"http://127.0.0.1:{port}/health", timeout=5).ok
         except requests.ConnectionError:
             return False
 
-    wait_for(up, "runner serve answers", process, every=0.1)
-    return process
+    try:
+        wait_for(up, "runner serve answers", every=0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
 
 
-def test_a_killed_server_loses_no_accepted_event(settings: Settings, target: str):
+def test_a_killed_server_loses_no_accepted_event(settings: Settings, target: str, tmp_path: Path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve(target, port)
     events = [session(f"s-{number}") for number in range(50)]
-    for start_at in range(0, 50, 10):
-        assert post(base, SESSIONS, events[start_at : start_at + 10]).status_code == 202
-    server.send_signal(signal.SIGKILL)  # right after the answers: nothing landed yet
-    finish(server)
+    with serving(target, port, tmp_path / "serve.log") as server:
+        for start_at in range(0, 50, 10):
+            assert post(base, SESSIONS, events[start_at : start_at + 10]).status_code == 202
+        server.send_signal(signal.SIGKILL)  # right after the answers: nothing landed yet
+        server.wait(timeout=60)
     assert raw_rows(settings, "app_sessions") == []
 
-    server = serve(target, port)  # restarted: it still knows every event_id
-    assert post(base, SESSIONS, events).json() == {"accepted": 50, "duplicates": 50}
-    server.terminate()
-    finish(server)
+    with serving(target, port, tmp_path / "again.log"):  # restarted: it knows every event_id
+        assert post(base, SESSIONS, events).json() == {"accepted": 50, "duplicates": 50}
     land(target)
     assert sorted(e for e, *_ in raw_rows(settings, "app_sessions")) == sorted(
         event["event_id"] for event in events
@@ -384,24 +400,27 @@ def test_events_sent_during_a_build_are_accepted_and_land_after_it(
     invoke("load", "app-sessions", str(file), "--target", target)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve(target, port)
-    build_process = start(runner_command("build", "--no-freshness", "--target", target))
-    sent, answers = 0, []
-    deadline = time.monotonic() + BUILD_MINUTES * 60
-    while build_process.poll() is None:
-        assert time.monotonic() < deadline, "the build did not end in time"
-        batch = [session(f"b-{sent + n}") for n in range(5)]
-        response = post(base, SESSIONS, batch)
-        answers.append((response.status_code, response.json()))
-        sent += len(batch)
-        time.sleep(0.05)
-    built = finish(build_process)
-    assert built.returncode == 0, built.stderr[-5000:]
+    build_log = tmp_path / "build.log"
+    with serving(target, port, tmp_path / "serve.log"):
+        build_process = runner_process(build_log, "build", "--no-freshness", "--target", target)
+        sent, answers = 0, []
+        deadline = time.monotonic() + BUILD_MINUTES * 60
+        try:
+            while build_process.poll() is None:
+                assert time.monotonic() < deadline, "the build did not end in time"
+                batch = [session(f"b-{sent + n}") for n in range(5)]
+                response = post(base, SESSIONS, batch)
+                answers.append((response.status_code, response.json()))
+                sent += len(batch)
+                time.sleep(0.05)
+        finally:
+            if build_process.poll() is None:
+                build_process.kill()
+            build_process.wait(timeout=60)
+    assert build_process.returncode == 0, build_log.read_text()[-5000:]
     assert len(answers) >= 5  # the build took a while: events came in throughout it
     assert {status for status, _ in answers} == {202}
     assert all(body == {"accepted": 5, "duplicates": 0} for _, body in answers)
-    server.terminate()
-    finish(server)
 
     land(target)  # (the next `runner build` would do it first)
     intake = [e for e, *_ in raw_rows(settings, "app_sessions") if e and e.startswith("b-")]
