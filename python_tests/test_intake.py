@@ -9,12 +9,12 @@ lines of a JSON Lines file would, once per event_id.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +425,62 @@ def test_events_sent_during_a_build_are_accepted_and_land_after_it(
     land(target)  # (the next `runner build` would do it first)
     intake = [e for e, *_ in raw_rows(settings, "app_sessions") if e and e.startswith("b-")]
     assert sorted(intake) == sorted(f"b-{n}" for n in range(sent))
+
+
+# --- app tables created before event_id ------------------------------------------------------
+
+
+def old_app_tables(settings: Settings) -> None:
+    """raw.app_sessions and raw.app_purchases as a version without event_id created them,
+    with a row each."""
+    raw = settings.schema("raw")
+    with connect(settings) as warehouse:
+        warehouse.execute(f"create schema if not exists {raw}")
+        for table, fields in (
+            ("app_sessions", ("customer_id", "session_started_at")),
+            ("app_purchases", ("customer_id", "purchased_at", "amount")),
+        ):
+            columns = ", ".join(f"{name} varchar" for name in fields)
+            warehouse.execute(
+                f"create table {raw}.{table} (load_id varchar not null, file_name varchar not "
+                "null, file_position bigint not null, raw_text varchar not null, parse_error "
+                f"varchar, {columns}, loaded_at timestamp not null)"
+            )
+            warehouse.execute(
+                f"insert into {raw}.{table} (load_id, file_name, file_position, raw_text, "
+                "loaded_at) values ('old', 'old.csv', 1, 'x', current_timestamp)"
+            )
+
+
+def event_ids(settings: Settings) -> dict[str, list[Any]]:
+    with connect(settings) as warehouse:
+        return {
+            table: warehouse.query(f"select event_id from {warehouse.raw(table)}")[1]
+            for table in ("app_sessions", "app_purchases")
+        }
+
+
+def test_the_runner_adds_event_id_to_app_tables_created_before_it(settings: Settings):
+    old_app_tables(settings)
+    with connect(settings) as warehouse:
+        warehouse.ensure_raw_tables()
+    assert event_ids(settings) == {"app_sessions": [(None,)], "app_purchases": [(None,)]}
+
+
+def test_dbts_hook_adds_event_id_to_app_tables_created_before_it(
+    settings: Settings, target: str, profiles_dir: Path
+):
+    from dbt.cli.main import dbtRunner
+
+    from python_tests.conftest import PROJECT_DIR
+    from runner.dbt_invoke import release_dbt_connections
+
+    old_app_tables(settings)
+    for _ in range(2):  # the second time, the column is there: nothing to alter
+        result = dbtRunner().invoke(
+            ["run", "--select", "base_app__sessions", "--target", target,
+             "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(profiles_dir)]
+        )  # fmt: skip
+        release_dbt_connections()
+        assert result.success, result.exception
+    assert event_ids(settings) == {"app_sessions": [(None,)], "app_purchases": [(None,)]}
