@@ -199,7 +199,7 @@ def test_an_event_the_raw_table_already_holds_is_not_landed_again(
         "duplicates": 0,
     }
     output = land(target)
-    assert "1 events landed" in output and "1 were landed before" in output
+    assert "1 event landed" in output and "1 more had landed before" in output
     assert [event_id for event_id, *_ in raw_rows(settings, "app_sessions")] == ["s-1", "s-2"]
     assert waiting(settings)["app_sessions"] == (2, 0)
 

@@ -405,12 +405,16 @@ class Landing:
     def summary(self) -> str:
         route = ROUTE_OF_TABLE[self.source_table]
         ids = ", ".join(load.load_id for load in self.loads) or "none"
+        events = "event" if self.landed == 1 else "events"
         text = (
-            f"{route.path}: {self.landed} events landed in {self.relation} (load {ids}); "
-            "they go through staging like the same lines of a file."
+            f"{route.path}: {self.landed} {events} landed in {self.relation} (load {ids}); "
+            "staging checks them like the same lines of a file."
         )
         if self.already_landed:
-            text += f" {self.already_landed} were landed before and were not landed again."
+            text += (
+                f" {self.already_landed} more had landed before (their event_id is in "
+                f"{self.relation}): not landed again."
+            )
         return text
 
 
