@@ -18,16 +18,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import requests
 from click.testing import CliRunner
+from hypothesis import strategies as st
 
 from python_tests.processes import wait_for
 from python_tests.test_interactions import served_api
 from python_tests.test_serve_during_build import BUILD_MINUTES, free_port, runner_process
 from runner.cli import cli
 from runner.config import INTAKE_DIR_VARIABLE, Settings, load_settings
-from runner.intake import Spool
+from runner.intake import BadBody, PurchaseEvent, Spool, parse_body
 from runner.warehouse import connect
 
 SESSIONS = "/api/v1/app/sessions"
@@ -484,3 +486,45 @@ def test_dbts_hook_adds_event_id_to_app_tables_created_before_it(
         release_dbt_connections()
         assert result.success, result.exception
     assert event_ids(settings) == {"app_sessions": [(None,)], "app_purchases": [(None,)]}
+
+
+# --- any body: refused with a reason, or accepted whole and losslessly -----------------------
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+    allow_infinity=False) | st.text(max_size=20)  # fmt: skip
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+FIELD_VALUES = st.sampled_from(["", " ", "c1", "2019-04-02T10:00:00Z", "abc", "-1.5"])
+EVENTS = st.fixed_dictionaries(  # mostly good events, with a bad field now and then
+    {
+        "event_id": st.text(min_size=1, max_size=8),
+        "customer_id": FIELD_VALUES | st.integers() | st.none() | JSON_VALUES,
+        "purchased_at": FIELD_VALUES | st.none(),
+        "amount": FIELD_VALUES | st.floats(allow_nan=False, allow_infinity=False) | st.none(),
+    },
+    optional={"other": JSON_VALUES},
+)
+ANY_BODY = EVENTS | st.lists(EVENTS, min_size=1, max_size=5) | st.lists(EVENTS | JSON_VALUES,
+    max_size=5) | JSON_VALUES  # fmt: skip
+
+
+@hypothesis.settings(derandomize=True, database=None, deadline=None, max_examples=300)
+@hypothesis.given(body=ANY_BODY, indent=st.booleans())
+def test_any_body_is_refused_with_a_reason_or_kept_whole(body: Any, indent: bool):
+    """No body makes the intake fail: it is refused (BadBody, with a message), or every
+    event of it is kept with its own text, which reads back as the event sent."""
+    data = json.dumps(body, indent=2 if indent else None).encode()
+    try:
+        events = parse_body(data, PurchaseEvent)
+    except BadBody as exc:
+        assert exc.message
+        return
+    sent = body if isinstance(body, list) else [body]
+    assert [json.loads(event.text) for event in events] == sent
+    assert [event.event_id for event in events] == [element["event_id"] for element in sent]
+    for element in sent:
+        assert {"event_id", "customer_id", "purchased_at", "amount"} <= set(element)
