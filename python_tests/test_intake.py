@@ -262,6 +262,18 @@ def test_a_bad_purchase_amount_type_is_refused(tmp_path: Path):
     )
 
 
+def test_a_batch_over_the_limit_is_refused_whole(tmp_path: Path):
+    settings = load_settings(target="duckdb")
+    with served_api(settings) as api:
+        response = post(api, SESSIONS, [session(f"s-{n}") for n in range(10_001)])
+    assert response.status_code == 413
+    assert response.json()["error"] == {
+        "code": "too_large",
+        "message": "The batch holds 10001 events, more than 10000: split it.",
+    }
+    assert not settings.intake_spool.exists() or waiting(settings) == {}
+
+
 # --- through staging, as a file ---------------------------------------------------------------
 
 # Good and bad values: they are accepted, land, and staging quarantines the bad ones with

@@ -1,4 +1,6 @@
-"""A read-only HTTP API over the marts (FastAPI). Run it with `runner serve`.
+"""An HTTP API over the marts (FastAPI), read-only but for the app events' intake
+(runner.intake: POST /api/v1/app/sessions and /purchases, which only write to their own
+spool). Run it with `runner serve`.
 
 A build can run while it answers. On PostgreSQL each request opens its own short
 connection. On DuckDB (one writer at a time, and a reader's lock keeps a build out) it

@@ -141,11 +141,13 @@ ROUTE_OF_TABLE = {route.table: route for route in ROUTES}
 
 
 class BadBody(Exception):
-    """A request body the intake refuses (400): `message` says why and where."""
+    """A request body the intake refuses (400, or 413 when too big): `message` says why
+    and where."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def parse_body(body: bytes, model: type[BaseModel]) -> list[Event]:
     """The events of a request body, each with its original text; BadBody for a body the
     intake refuses (see the module's docstring)."""
     if len(body) > MAX_BODY_BYTES:
-        raise BadBody(f"The body is over {MAX_BODY_BYTES >> 20} MB: send smaller batches.")
+        raise _too_big()
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -182,7 +184,9 @@ def parse_body(body: bytes, model: type[BaseModel]) -> list[Event]:
         if not value:
             raise BadBody("The body is an empty array: send at least one event.")
         if len(value) > MAX_EVENTS:
-            raise BadBody(f"The batch holds {len(value)} events, more than {MAX_EVENTS}: split it.")
+            raise BadBody(
+                f"The batch holds {len(value)} events, more than {MAX_EVENTS}: split it.", 413
+            )
         records = list(json_array_records(body))
         if len(records) != len(value) or any(r.parse_error for r in records):
             raise BadBody("The body is not a JSON array of objects.")  # (orjson accepted it)
@@ -206,6 +210,21 @@ def parse_body(body: bytes, model: type[BaseModel]) -> list[Event]:
             raise BadBody(prefix + _problem(exc, element)) from None
         events.append(Event(element["event_id"], text))
     return events
+
+
+def _too_big() -> BadBody:
+    return BadBody(f"The body is over {MAX_BODY_BYTES >> 20} MB: send smaller batches.", 413)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body, read no further than MAX_BODY_BYTES (BadBody beyond)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_big()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _problem(exc: ValidationError, element: dict[str, Any]) -> str:
@@ -341,9 +360,10 @@ def intake_router(settings: Settings) -> APIRouter:
 
         async def take(request: Request) -> JSONResponse:
             try:
-                events = parse_body(await request.body(), route.model)
+                events = parse_body(await read_body(request), route.model)
             except BadBody as exc:
-                return _error(400, "bad_request", exc.message)
+                code = "bad_request" if exc.status == 400 else "too_large"
+                return _error(exc.status, code, exc.message)
             result = await run_in_threadpool(lambda: the_spool().accept(route.table, events))
             return JSONResponse(
                 {"accepted": result.accepted, "duplicates": result.duplicates}, status_code=202
@@ -372,6 +392,7 @@ def intake_router(settings: Settings) -> APIRouter:
             responses={
                 202: {"description": 'Accepted: `{"accepted": N, "duplicates": D}`.'},
                 400: {"description": 'Refused: `{"error": {"code", "message"}}`.'},
+                413: {"description": f"Over {MAX_EVENTS} events or {MAX_BODY_BYTES >> 20} MB."},
             },
         )
 
@@ -424,6 +445,16 @@ def land_intake(warehouse: Warehouse, settings: Settings) -> list[Landing]:
     path = settings.intake_spool
     if not path.exists():
         return []
+    try:
+        return _land_spool(warehouse, path)
+    except sqlite3.Error as exc:
+        raise RunnerError(
+            f"Cannot read the intake spool {path}: {exc}. Its events were not landed (what "
+            "landed before is kept); they stay in the spool until it can be read."
+        ) from None
+
+
+def _land_spool(warehouse: Warehouse, path: Path) -> list[Landing]:
     with closing(Spool(path)) as spool:
         waiting = {table for table, (_, left) in spool.counts().items() if left}
         if not waiting:
