@@ -540,3 +540,20 @@ def test_any_body_is_refused_with_a_reason_or_kept_whole(body: Any, indent: bool
     assert [event.event_id for event in events] == [element["event_id"] for element in sent]
     for element in sent:
         assert {"event_id", "customer_id", "purchased_at", "amount"} <= set(element)
+
+
+def test_where_the_spool_is(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Beside the DuckDB file, in the project's .tmp/intake/ for PostgreSQL, one per
+    target and warehouse; RUNNER_INTAKE_DIR moves them."""
+    monkeypatch.delenv(INTAKE_DIR_VARIABLE)
+    duckdb = load_settings(target="duckdb")
+    assert duckdb.intake_spool == tmp_path / "warehouse.duckdb.intake-duckdb.sqlite"
+    monkeypatch.setenv("PGHOST", "db.example")
+    monkeypatch.setenv("PGPORT", "5433")
+    monkeypatch.setenv("PGDATABASE", "analytics")
+    postgres = load_settings(target="postgres")
+    assert postgres.intake_spool == (
+        postgres.project_dir / ".tmp" / "intake" / "postgres-db.example-5433-analytics.sqlite"
+    )
+    monkeypatch.setenv(INTAKE_DIR_VARIABLE, str(tmp_path / "spools"))
+    assert load_settings(target="postgres").intake_spool.parent == tmp_path / "spools"
