@@ -3,7 +3,7 @@ and PostgreSQL, each figure beside its reference in the same run, and writes BEN
 (raw results in .tmp/bench/results.json).
 
     .venv/bin/python devtools/bench.py [--scale small|default|large] [--repeat N]
-                                    [--only load,build,incremental,attribute]
+                                    [--only load,build,incremental,attribute,intake]
                                     [--engines duckdb,postgres] [--report FILE] [--keep]
                                     [--update]
     .venv/bin/python devtools/bench.py --render-only   # the report again from the last results
@@ -21,6 +21,10 @@ What it measures (see BENCHMARKS.md for the targets):
 - attribute: `runner attribute --workers 8` against `--workers 1`, with the IHC emulator at
   200 ms latency and 200 sessions per request; after each run every conversion sent must be
   written or rejected exactly once.
+- intake: the app events' HTTP intake under load (devtools/intake_bench.py): `runner
+  serve` on loopback, 8 client threads for 10 s, single events then batches of 100:
+  events accepted per second and p50/p99 latency; then `runner load app-intake`: events
+  landed per second, each exactly once.
 
 Nothing touches the user's warehouse: the profile is a temporary copy of
 profiles.yml.example, DuckDB files and dbt's target and log folders are temporary, and
@@ -58,6 +62,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from devtools.intake_bench import bench_intake, render_intake  # noqa: E402
+
 BIN = Path(sys.executable).parent
 RUNNER = str(BIN / "runner")
 DBT = str(BIN / "dbt")
@@ -73,7 +79,7 @@ API_KEY = "bench-emulator-key-not-secret"
 LATENCY_MS = 200
 SESSIONS_PER_REQUEST = 200
 EXIT_INCOMPLETE = 3  # `runner attribute`: finished, but some conversions got no results
-BENCHMARKS = ("load", "build", "incremental", "attribute")
+BENCHMARKS = ("load", "build", "incremental", "attribute", "intake")
 ENGINES = ("duckdb", "postgres")
 
 # Sizes per scale: web events of the load and build worlds, attributable conversions. The
@@ -1380,6 +1386,8 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         render_build(out, ctx, r["build"], meta)
     if "attribute" in r:
         render_attribute(out, ctx, r["attribute"])
+    if "intake" in r:
+        render_intake(out, r["intake"])
     misses = meta["misses"]
     add("## Summary\n")
     if misses:
@@ -1584,7 +1592,7 @@ def render_attribute(out: list[str], ctx: Context, attr: dict[str, Any]) -> None
 def misses(ctx: Context) -> list[str]:
     r, found = ctx.results, []
     for engine in ENGINES:
-        for section in ("load", "attribute"):
+        for section in ("load", "attribute", "intake"):
             entry = r.get(section, {}).get(engine, {})
             if entry.get("passed") is False:
                 found.append(f"{section} on {engine}")
@@ -1687,6 +1695,9 @@ def main(argv: list[str] | None = None) -> int:
         if "attribute" in only:
             log("== attribute")
             safely(ctx, "attribute", lambda: bench_attribute(ctx, budget.part(1.0)))
+        if "intake" in only:  # (fixed time: 2 x 10 s of load per engine, and the landing)
+            log("== intake")
+            safely(ctx, "intake", lambda: ctx.results.update(intake=bench_intake(ctx, RUNNER, log)))
         meta = {
             "scale": ctx.scale,
             "only": only,
@@ -1728,7 +1739,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # the key of each benchmark's results
-SECTION = {"load": "load", "build": "build", "incremental": "build", "attribute": "attribute"}
+SECTION = {
+    "load": "load",
+    "build": "build",
+    "incremental": "build",
+    "attribute": "attribute",
+    "intake": "intake",
+}
 
 
 def merge_results(ctx: Context, earlier: dict[str, Any], rerun: set[str]) -> None:

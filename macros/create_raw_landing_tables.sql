@@ -8,7 +8,11 @@
     portable. The schema is the target's raw schema (generate_schema_name).
 
     raw_sources(): every raw source with its staged and quarantine models, for the
-    data_quality mart. -#}
+    data_quality mart.
+
+    raw_column_missing(): whether a landing table lacks a column, so that a column
+    added to the registry is added to a table created before it, and an existing one
+    is never altered (PostgreSQL locks a table for any alter). -#}
 {% macro create_raw_landing_tables() -%}
 {%- set raw = generate_schema_name('raw', none) | trim -%}
 create schema if not exists {{ raw }};
@@ -191,7 +195,8 @@ create table if not exists {{ raw }}.app_sessions (
     parse_error varchar,
     customer_id varchar,
     session_started_at varchar,
-    loaded_at timestamp not null
+    loaded_at timestamp not null,
+    event_id varchar
 );
 
 -- app_purchases (app): App purchases, CSV or JSON Lines like app sessions.
@@ -204,7 +209,8 @@ create table if not exists {{ raw }}.app_purchases (
     customer_id varchar,
     purchased_at varchar,
     amount varchar,
-    loaded_at timestamp not null
+    loaded_at timestamp not null,
+    event_id varchar
 );
 
 -- session_sources (marketing): The marketing system's sessions (a SQLite table or a
@@ -252,6 +258,14 @@ create table if not exists {{ raw }}.session_costs (
     cost varchar,
     loaded_at timestamp not null
 );
+
+{%- if customer_analytics.raw_column_missing(raw, 'app_sessions', 'event_id') %}
+alter table {{ raw }}.app_sessions add column if not exists event_id varchar;
+{%- endif %}
+
+{%- if customer_analytics.raw_column_missing(raw, 'app_purchases', 'event_id') %}
+alter table {{ raw }}.app_purchases add column if not exists event_id varchar;
+{%- endif %}
 {%- endmacro %}
 
 {% macro raw_sources() -%}
@@ -268,4 +282,15 @@ create table if not exists {{ raw }}.session_costs (
         {'table': 'conversions', 'system': 'marketing', 'staged': 'stg_marketing__conversions', 'quarantine': 'stg_marketing__conversions_quarantine'},
         {'table': 'session_costs', 'system': 'marketing', 'staged': 'stg_marketing__session_costs', 'quarantine': 'stg_marketing__session_costs_quarantine'}
     ]) }}
+{%- endmacro %}
+
+{% macro raw_column_missing(schema, table, column) -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from information_schema.columns where table_schema = '"
+        ~ schema ~ "' and table_name = '" ~ table ~ "' and column_name = '" ~ column ~ "'"
+    ) -%}
+    {{ return(found.columns[0].values()[0] == 0) }}
 {%- endmacro %}

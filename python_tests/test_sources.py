@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from python_tests.conftest import PROJECT_DIR, insert_raw_rows
 from runner import sources
-from runner.cli import FILE_SOURCES, cli, load
+from runner.cli import FILE_SOURCES, INTAKE_COMMAND, cli, load
 from runner.config import Settings
 from runner.errors import RunnerError
 from runner.loading import MARKETING_TABLES, RAW_TABLES, SOURCE_NAMES, load_file, unload
@@ -108,7 +108,7 @@ def test_the_loaders_and_commands_are_the_registrys():
         assert SOURCE_NAMES[source.table] == (source.noun, f"runner load {source.command.name}")
     marketing = {s.table: s.header for s in RAW_SOURCES if s.command.loader is Loader.MARKETING}
     assert marketing == MARKETING_TABLES
-    assert set(load.commands) == {command.name for command in LOAD_COMMANDS}
+    assert set(load.commands) == {c.name for c in LOAD_COMMANDS} | {INTAKE_COMMAND}
     assert set(FILE_SOURCES) == {c.name for c in LOAD_COMMANDS if c.loader is Loader.FILES}
     for command in LOAD_COMMANDS:
         assert load.commands[command.name].help == command.help

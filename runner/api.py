@@ -1,4 +1,6 @@
-"""A read-only HTTP API over the marts (FastAPI). Run it with `runner serve`.
+"""An HTTP API over the marts (FastAPI), read-only but for the app events' intake
+(runner.intake: POST /api/v1/app/sessions and /purchases, which only write to their own
+spool). Run it with `runner serve`.
 
 Routes (all GET): `/api/v1/interactions/{customer_id}` (one CRM customer's interactions
 per channel), `/api/v1/interactions` (every customer's, paged), `/api/v1/customers`
@@ -48,6 +50,7 @@ from starlette.exceptions import HTTPException
 from runner.auth import ApiKeys, key_check
 from runner.config import Settings
 from runner.errors import RunnerError
+from runner.intake import intake_router
 from runner.interactions import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -358,6 +361,8 @@ def create_app(settings: Settings, keys: ApiKeys | None) -> FastAPI:
         return ChannelsAnswer.model_validate({"data": totals})
 
     # Other modules' routers are included here (they need a key like the routes above).
+
+    app.include_router(intake_router(settings))  # POST /api/v1/app/... (runner.intake)
 
     @app.exception_handler(RequestValidationError)
     def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:

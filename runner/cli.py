@@ -22,6 +22,7 @@ from runner.sources import MARKETING, RAW_SOURCES, STORE_CUSTOMERS, Loader
 
 if TYPE_CHECKING:
     from devtools.ihc_emulator import EmulatorServer
+    from runner.warehouse import Warehouse
 
 FILE = click.Path(exists=True, dir_okay=False, resolve_path=True, path_type=Path)
 
@@ -153,6 +154,7 @@ def build(
 
     with connect(settings) as warehouse:
         warehouse.ensure_raw_tables()
+        _land_intake(warehouse, settings, warn=True)
         as_of = build_as_of(warehouse, settings, dbt_args)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
     if freshness:
@@ -223,6 +225,45 @@ def _file_load_command(name: str, table: str, help: str) -> None:
 
 for _name, (_table, _help) in FILE_SOURCES.items():
     _file_load_command(_name, _table, _help)
+
+
+def _land_intake(warehouse: Warehouse, settings: Settings, warn: bool = False) -> int:
+    """Land the app events `runner serve` accepted (runner.intake); how many landed. With
+    `warn`, a failure is a warning (the build goes on: the events wait in the spool)."""
+    from runner.intake import land_intake
+
+    try:
+        with on_interrupt(
+            "the app events being landed were rolled back; they wait in the intake spool. "
+            "Run the same command again."
+        ):
+            landings = land_intake(warehouse, settings)
+    except RunnerError as exc:
+        if not warn or isinstance(exc, Interrupted):
+            raise
+        click.echo(f"Warning: the app events received over HTTP were not landed: {exc}", err=True)
+        return 0
+    for landing in landings:
+        click.echo(landing.summary(), err=warn)
+    return sum(landing.landed for landing in landings)
+
+
+INTAKE_COMMAND = "app-intake"
+
+
+@load.command(
+    INTAKE_COMMAND,
+    help="Land the app sessions and purchases that `runner serve` accepted over HTTP "
+    "(POST /api/v1/app/sessions and /api/v1/app/purchases) in raw.app_sessions and "
+    "raw.app_purchases. `runner build` does it first by itself.",
+)
+@warehouse_options
+def load_app_intake(settings: Settings) -> None:
+    from runner.warehouse import connect
+
+    with connect(settings) as warehouse:
+        if not _land_intake(warehouse, settings):
+            click.echo(f"No app events waiting in the intake spool {settings.intake_spool}.")
 
 
 @load.command(STORE_CUSTOMERS.name, help=STORE_CUSTOMERS.help)
@@ -408,8 +449,9 @@ def interactions(
     help="Serve without API keys: anyone who can reach the port reads the marts.",
 )
 def serve(settings: Settings, host: str, port: int, keys_file: Path | None, no_auth: bool) -> None:
-    """Serve the read-only HTTP API: GET /api/v1/interactions/CUSTOMER_ID,
-    /api/v1/interactions, /api/v1/customers, /api/v1/channels, /health; docs at /docs.
+    """Serve the HTTP API: GET /api/v1/interactions/CUSTOMER_ID, /api/v1/interactions,
+    /api/v1/customers, /api/v1/channels, /health; docs at /docs; and the app events'
+    intake: POST /api/v1/app/sessions and /api/v1/app/purchases.
 
     Every route but /health needs `Authorization: Bearer <key>`: the keys are those of
     the environment variable RUNNER_API_KEYS (comma-separated) and those whose sha256
@@ -419,7 +461,9 @@ def serve(settings: Settings, host: str, port: int, keys_file: Path | None, no_a
     successful `runner build` publishes, never the warehouse file (one writer at a
     time), and answers from the previous build until the next one is done; it publishes
     a copy as it starts when there is none or the warehouse is newer (a plain `dbt
-    build`). On PostgreSQL each request opens its own short connection.
+    build`). On PostgreSQL each request opens its own short connection. App events are
+    kept in the intake spool (never the warehouse) and land at the next `runner build`
+    or `runner load app-intake`.
     """
     import os
 

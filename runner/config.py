@@ -69,7 +69,26 @@ class Settings:
         path = self.duckdb_path
         return path.with_name(f"{path.name}.serving")
 
+    @property
+    def intake_spool(self) -> Path:
+        """The spool of the HTTP intake (runner.intake): a SQLite file where `runner serve`
+        keeps the app events it accepted until they land in the warehouse, one per target
+        and warehouse. In the folder RUNNER_INTAKE_DIR when set; else DuckDB: beside the
+        warehouse file (`warehouse.duckdb.intake-duckdb.sqlite`), PostgreSQL: in the
+        project's .tmp/intake/ (`postgres-127.0.0.1-5432-analytics.sqlite`)."""
+        explicit = os.environ.get(INTAKE_DIR_VARIABLE)
+        if self.adapter_type == "duckdb":
+            path = self.duckdb_path
+            folder = Path(explicit) if explicit else path.parent
+            return folder / f"{path.name}.intake-{self.target}.sqlite"
+        credentials = self.credentials
+        folder = Path(explicit) if explicit else self.project_dir / ".tmp" / "intake"
+        where = f"{credentials.host}-{credentials.port}-{credentials.database}"
+        return folder / f"{self.target}-{re.sub(r'[^A-Za-z0-9_.-]', '_', where)}.sqlite"
 
+
+# The folder of the intake's spools, when not the default (Settings.intake_spool).
+INTAKE_DIR_VARIABLE = "RUNNER_INTAKE_DIR"
 # The warehouse's layers, each a schema (prefixed with the target's name off production).
 LAYERS = ("raw", "staging", "intermediate", "snapshots", "marts")
 # dbt_project.yml's var naming the production targets, and its value when absent.

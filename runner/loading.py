@@ -176,7 +176,12 @@ def _read_json_array(path: Path) -> Iterator[RawRecord]:
     """Elements of a top-level JSON array, each with its original text. If the array
     breaks off, whatever follows the last good element lands as one unparseable record,
     so nothing is lost."""
-    data = path.read_bytes()
+    return json_array_records(path.read_bytes())
+
+
+def json_array_records(data: bytes) -> Iterator[RawRecord]:
+    """The elements of the JSON array `data` (a file's bytes, or a request's body), each
+    with its original text, as _read_json_array reads a file."""
     if data.startswith(UTF8_BOM):
         data = data[len(UTF8_BOM) :]
     try:
@@ -255,24 +260,40 @@ def read_csv_records(
         raise _empty(path)
 
 
-def read_csv_or_json_lines(path: Path, keys: tuple[str, ...]) -> Iterator[RawRecord]:
+def read_csv_or_json_lines(
+    path: Path, keys: tuple[str, ...], json_keys: tuple[str, ...] = ()
+) -> Iterator[RawRecord]:
     """A file that is either CSV with the header `keys` or JSON Lines with objects
     carrying those keys (told apart by its first non-blank character). From JSON each
-    key's value lands as text (numbers as written, a missing key or null as null)."""
+    key's value lands as text (numbers as written, a missing key or null as null), and so
+    do the `json_keys` (a source's json_fields, such as event_id), which CSV rows leave
+    null."""
     if not _first_bytes(path)[1].startswith(b"{"):
-        yield from read_csv_records(path, keys)
+        missing = (None,) * len(json_keys)
+        for record in read_csv_records(path, keys):
+            if record.fields is not None and missing:
+                record = RawRecord(record.position, record.text, None, (*record.fields, *missing))
+            yield record
         return
     for record in _read_json_lines(path):
         if record.parse_error is not None:
             yield record
             continue
-        value = orjson.loads(record.text)
-        if not isinstance(value, dict):
-            yield RawRecord(record.position, record.text, "the JSON value is not an object")
-            continue
-        yield RawRecord(
-            record.position, record.text, None, tuple(_json_field(value.get(k)) for k in keys)
-        )
+        yield json_object_record(record.position, record.text, (*keys, *json_keys))
+
+
+def json_object_record(position: int, text: str, keys: tuple[str, ...]) -> RawRecord:
+    """The record of one JSON value's text, as JSON Lines app files land it: a JSON
+    object's `keys` as text fields (_json_field), or why the text cannot be used (not JSON
+    both warehouses take, not an object), with no fields. Also the HTTP intake's
+    (runner.intake), so an event lands exactly as the same line of a file would."""
+    error = json_error(text.encode("utf-8"))
+    if error is not None:
+        return RawRecord(position, text, error)
+    value = orjson.loads(text)
+    if not isinstance(value, dict):
+        return RawRecord(position, text, "the JSON value is not an object")
+    return RawRecord(position, text, None, tuple(_json_field(value.get(k)) for k in keys))
 
 
 def _json_field(value: object) -> str | None:
@@ -749,14 +770,19 @@ def land_records(
     records: Iterable[RawRecord] | None,
     sha256: str | Future[str],
     constants: dict[str, object] | None = None,
+    *,
+    file_name: str | None = None,
+    file_bytes: int | None = None,
 ) -> LoadResult:
     """Write `records` of file `path` to the raw table and log the load, atomically.
     `constants` are columns with one value for the whole file (e.g. extract_date).
     `records` None: the file's records, as the table reads them. `sha256`: the file's
-    digest, or its future (a thread hashing the file while it lands)."""
+    digest, or its future (a thread hashing the file while it lands). `file_name` and
+    `file_bytes`, for records that come from no file of their own (the HTTP intake's
+    batches, runner.intake): what the load log says in place of the path and its size."""
     loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
     load_id = f"{loaded_at:%Y%m%dT%H%M%S%f}-{secrets.token_hex(6)}"
-    file_name = str(path)
+    file_name = str(path) if file_name is None else file_name
     shared = {
         "load_id": load_id,
         "file_name": file_name,
@@ -808,7 +834,7 @@ def land_records(
                 table.name,
                 file_name,
                 sha256 if isinstance(sha256, str) else sha256.result(),
-                path.stat().st_size,
+                path.stat().st_size if file_bytes is None else file_bytes,
                 rows,
                 unparseable,
                 loaded_at,
@@ -886,7 +912,11 @@ def _raw_table(source: RawSource) -> RawTable:
     if kind == "json":
         return RawTable(source, read_json_records, blocks=_json_blocks)
     if kind == "csv_or_json_lines":
-        return RawTable(source, functools.partial(read_csv_or_json_lines, keys=source.header))
+        json_keys = tuple(column.name for column in source.json_fields)
+        return RawTable(
+            source,
+            functools.partial(read_csv_or_json_lines, keys=source.header, json_keys=json_keys),
+        )
     if kind == "csv_or_parquet":
         return RawTable(
             source,

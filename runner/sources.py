@@ -80,6 +80,9 @@ RAW_TEXT = Column("raw_text", not_null=True)  # the record's original text
 PARSE_ERROR = Column("parse_error")  # why the record does not parse; null when it does
 LOADED_AT = Column("loaded_at", "timestamp", not_null=True)
 EXTRACT_DATE = Column("extract_date", "date", not_null=True)  # a full extract's day
+# The client's id of an app event: JSON records (JSON Lines files, the HTTP intake of
+# runner.intake) may carry it; null for CSV rows. Idempotence key of the intake.
+EVENT_ID = Column("event_id")
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,11 @@ class RawSource:
     JSON Lines, the objects' keys; none for JSON-only sources); each of its names is a
     text column of the table, in lower case, holding the field exactly as it appeared.
     `header_aliases` are other headers accepted for the same fields, in the same order.
-    `per_file` are columns with one value for a whole file (a full extract's date)."""
+    `per_file` are columns with one value for a whole file (a full extract's date).
+    `json_fields` are fields only JSON records carry (a CSV header never has them: null
+    for CSV rows), such as the app events' `event_id`; their text columns come last, after
+    loaded_at, because a table created before they existed gets them by `add column`
+    (added_column_statements)."""
 
     table: str
     system: str  # web, store, crm, app, marketing
@@ -116,15 +123,20 @@ class RawSource:
     header: tuple[str, ...] = ()
     header_aliases: tuple[tuple[str, ...], ...] = ()
     per_file: tuple[Column, ...] = ()
+    json_fields: tuple[Column, ...] = ()
 
     @property
     def field_columns(self) -> tuple[str, ...]:
-        """The columns the fields of a record land in, in the order of `header`."""
-        return tuple(name.lower() for name in self.header)
+        """The columns the fields of a record land in, in the order of `header`, then the
+        `json_fields`."""
+        return (
+            *(name.lower() for name in self.header),
+            *(column.name for column in self.json_fields),
+        )
 
     @property
     def columns(self) -> tuple[Column, ...]:
-        fields = tuple(Column(name) for name in self.field_columns)
+        fields = tuple(Column(name.lower()) for name in self.header)
         return (
             LOAD_ID,
             FILE_NAME,
@@ -134,6 +146,7 @@ class RawSource:
             PARSE_ERROR,
             *fields,
             LOADED_AT,
+            *self.json_fields,
         )
 
     def create_sql(self, schema: str) -> str:
@@ -323,6 +336,7 @@ RAW_SOURCES: tuple[RawSource, ...] = (
         noun="app sessions",
         formats=CSV_OR_JSON_LINES,
         header=("customer_id", "session_started_at"),
+        json_fields=(EVENT_ID,),
         command=APP_SESSIONS,
         staged_model="stg_app__sessions",
         quarantine_model="stg_app__sessions_quarantine",
@@ -334,6 +348,7 @@ RAW_SOURCES: tuple[RawSource, ...] = (
         noun="app purchases",
         formats=CSV_OR_JSON_LINES,
         header=("customer_id", "purchased_at", "amount"),
+        json_fields=(EVENT_ID,),
         command=APP_PURCHASES,
         staged_model="stg_app__purchases",
         quarantine_model="stg_app__purchases_quarantine",
@@ -519,10 +534,28 @@ def landing_tables() -> Iterator[LandingTable]:
 
 def ddl_statements(schema: str) -> list[str]:
     """The statements that create the raw schema `schema` and every landing table in it
-    that is missing (`if not exists`: running them again changes nothing)."""
+    that is missing (`if not exists`: running them again changes nothing). The columns
+    added to a table since it may have been created: added_column_statements."""
     return [
         f"create schema if not exists {schema}",
         *(table.create_sql(schema) for table in landing_tables()),
+    ]
+
+
+def added_column_statements(schema: str) -> list[tuple[str, str, str]]:
+    """(table, column, statement) for each column that a landing table created by an
+    earlier version lacks (the raw sources' `json_fields`): `alter table ... add column if
+    not exists`. Run them only when the column is missing (Warehouse.ensure_raw_tables,
+    and the guard of the generated macro): PostgreSQL takes an exclusive lock on the
+    table for an `alter table` even when the column exists."""
+    return [
+        (
+            source.table,
+            column.name,
+            f"alter table {schema}.{source.table} add column if not exists {column.ddl()}",
+        )
+        for source in RAW_SOURCES
+        for column in source.json_fields
     ]
 
 
@@ -539,7 +572,11 @@ MACRO_HEADER = """\
     portable. The schema is the target's raw schema (generate_schema_name).
 
     raw_sources(): every raw source with its staged and quarantine models, for the
-    data_quality mart. -#}
+    data_quality mart.
+
+    raw_column_missing(): whether a landing table lacks a column, so that a column
+    added to the registry is added to a table created before it, and an existing one
+    is never altered (PostgreSQL locks a table for any alter). -#}
 """
 
 
@@ -550,6 +587,11 @@ def render_macro_file() -> str:
         comment = textwrap.wrap(f"{table.table} ({table.system}): {table.description}", 84)
         lines = [f"-- {line}" for line in comment]
         statements.append("\n".join([*lines, f"{table.create_sql(DBT_RAW_SCHEMA)};"]))
+    for name, column, statement in added_column_statements(DBT_RAW_SCHEMA):
+        statements.append(
+            f"{{%- if customer_analytics.raw_column_missing(raw, '{name}', '{column}') %}}\n"
+            f"{statement};\n{{%- endif %}}"
+        )
     sources = ",\n".join(
         f"        {{'table': '{source.table}', 'system': '{source.system}', "
         f"'staged': '{source.staged_model}', 'quarantine': '{source.quarantine_model}'}}"
@@ -563,8 +605,23 @@ def render_macro_file() -> str:
         + "\n{%- endmacro %}\n\n"
         + "{% macro raw_sources() -%}\n"
         + f"    {{{{ return([\n{sources}\n    ]) }}}}\n"
-        + "{%- endmacro %}\n"
+        + "{%- endmacro %}\n\n"
+        + RAW_COLUMN_MISSING
     )
+
+
+RAW_COLUMN_MISSING = """\
+{% macro raw_column_missing(schema, table, column) -%}
+    {%- if not execute -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {%- set found = run_query(
+        "select count(*) from information_schema.columns where table_schema = '"
+        ~ schema ~ "' and table_name = '" ~ table ~ "' and column_name = '" ~ column ~ "'"
+    ) -%}
+    {{ return(found.columns[0].values()[0] == 0) }}
+{%- endmacro %}
+"""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from runner.config import Settings
 from runner.errors import RunnerError, WarehouseConnectionLost
-from runner.sources import ddl_statements
+from runner.sources import added_column_statements, ddl_statements
 
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
 Rows = list[tuple[Any, ...]]
@@ -94,8 +94,17 @@ class Warehouse:
         from the registry (runner.sources), which also renders the dbt macro that the
         project's on-run-start hook runs."""
         settings = self._settings()
-        for statement in raw_table_statements(settings.schema("raw")):
+        schema = settings.schema("raw")
+        for statement in raw_table_statements(schema):
             self.execute(statement)
+        for table, column, statement in added_column_statements(schema):
+            _, rows = self.query(
+                "select count(*) from information_schema.columns "
+                "where table_schema = ? and table_name = ? and column_name = ?",
+                (schema, table, column),
+            )
+            if rows[0][0] == 0:  # a table created before the column was in the registry
+                self.execute(statement)
 
     def try_exclusive(self, name: str) -> bool:
         """Claim the right to be the only run doing `name` on this warehouse, for as long
