@@ -823,6 +823,56 @@ def attribute(
         click.get_current_context().exit(EXIT_INCOMPLETE)
 
 
+@cli.command()
+@warehouse_options
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The cycle's last day: refused unless customer_engagement was built for it "
+    "(default: the date it was built for).",
+)
+@click.option("--dry-run", is_flag=True, help="Render and show the outbox; send and write nothing.")
+@on_interrupt(
+    "every message sent before it is recorded; one being sent may stay 'sending' in the "
+    "outbox. Run the same command again: it sends only what was not sent, and resolves a "
+    "'sending' message with its idempotency key, without a second delivery."
+)
+def message(settings: Settings, as_of: datetime | None, dry_run: bool) -> None:
+    """Send the app messages of a cycle: one per customer in BOOST or REWARD.
+
+    The cycle is the engagement_window_weeks window ending on the date the mart
+    customer_engagement was built for. Texts come from messages/<BUCKET>.txt; the outbox
+    is the raw table app_messages; the sender is RUNNER_MESSAGE_SENDER (file, the default,
+    or twilio with TWILIO_* from the environment). A rerun sends only what was not sent.
+
+    \b
+    Exit codes:
+      0  every message of the cycle is delivered (queued or sent)
+      1  error: nothing more could be done (see the message)
+      3  finished, but some messages failed (the summary says why); a rerun retries them
+    """
+    from runner.config import MessagingSettings
+    from runner.messaging import EXIT_INCOMPLETE, run_messaging
+    from runner.progress import ProgressBar
+    from runner.warehouse import connect
+
+    messaging = MessagingSettings.from_environment(settings.project_dir)
+    day = as_of.date() if as_of else None
+    with connect(settings, read_only=dry_run) as warehouse, ProgressBar("Messages") as progress:
+        summary = run_messaging(warehouse, settings, messaging, day, dry_run, progress=progress)
+    click.echo(summary.describe())
+    if not dry_run and not summary.complete:
+        click.echo(
+            f"Finished, but {summary.failed} messages failed (exit {EXIT_INCOMPLETE}). Run the "
+            "same command again to retry them (after loading the missing phone numbers with "
+            "`runner load app-contacts FILE`, for those that had none).",
+            err=True,
+        )
+        click.get_current_context().exit(EXIT_INCOMPLETE)
+
+
 @cli.group()
 def export() -> None:
     """Write marts to files."""
