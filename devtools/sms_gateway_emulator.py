@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -63,6 +64,9 @@ class FaultPlan:
     slow_ms: int = 200
     retry_after_s: int = 1
     seed: int = 0
+    script: tuple[str, ...] = ()
+    """Faults for the first message requests, in order, before the rates apply: "429",
+    "500", "503", "drop", "slow", or "" for none (deterministic tests)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,15 @@ class GatewayStats:
         return Counter(delivery.to for delivery in self.deliveries)
 
 
-def _error(status: int, code: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    body = {"code": code, "message": message, "more_info": MORE_INFO.format(code=code), "status": status}
+def _error(
+    status: int, code: int, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": MORE_INFO.format(code=code),
+        "status": status,
+    }
     return JSONResponse(body, status, dict(headers or {}))
 
 
@@ -122,6 +133,11 @@ class _Drop(Response):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         scope["state"][DROP_KEY]()
         await asyncio.sleep(0)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body's fields (the last of a repeated one)."""
+    return {key: values[-1] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
 def create_app(server: GatewayServer) -> FastAPI:
@@ -139,18 +155,17 @@ def create_app(server: GatewayServer) -> FastAPI:
         if not server.authorized(request.headers.get("authorization", ""), account_sid):
             stats.count("401")
             return _error(401, 20003, "Authenticate")
-        form = await request.form()
+        form = _form(await request.body())
         token = request.headers.get("I-Twilio-Idempotency-Token")
         if token and token in server.answers:
             stats.count("replayed")
             return JSONResponse(server.answers[token], 201)
-        fault = server.draw()
+        fault, status = server.draw()
         if fault == "429":
             stats.count("429")
             seconds = config.faults.retry_after_s
             return _error(429, 20429, "Too Many Requests", {"Retry-After": str(seconds)})
         if fault == "5xx":
-            status = server.rng_choice((500, 503))
             stats.count(str(status))
             return _error(status, 20500, "Internal Server Error")
         if fault == "slow":
@@ -219,6 +234,7 @@ class GatewayServer:
         self.stopping = False
         self._rng = random.Random(config.faults.seed)
         self._rng_lock = threading.Lock()
+        self._drawn = 0
         host, port = address
         self.socket = socket.create_server((host, port), backlog=128)
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
@@ -260,10 +276,18 @@ class GatewayServer:
             and account_sid == self.config.account_sid
         )
 
-    def draw(self) -> str | None:
+    def draw(self) -> tuple[str | None, int]:
+        """The next request's fault (None: none) and, for 5xx, its status."""
         faults = self.config.faults
         with self._rng_lock:
+            position, self._drawn = self._drawn, self._drawn + 1
             value = self._rng.random()
+            status = self._rng.choice((500, 503))
+        if position < len(faults.script):
+            scripted = faults.script[position]
+            if scripted in ("500", "503"):
+                return "5xx", int(scripted)
+            return scripted or None, status
         for kind, rate in (
             ("429", faults.rate_429),
             ("5xx", faults.rate_5xx),
@@ -271,13 +295,9 @@ class GatewayServer:
             ("slow", faults.rate_slow),
         ):
             if value < rate:
-                return kind
+                return kind, status
             value -= rate
-        return None
-
-    def rng_choice(self, options: tuple[int, ...]) -> int:
-        with self._rng_lock:
-            return self._rng.choice(options)
+        return None, status
 
     def release(self) -> None:
         """Answer the held requests (``hold_after``), and every later one at once."""

@@ -863,6 +863,22 @@ def message(settings: Settings, as_of: datetime | None, dry_run: bool) -> None:
     with connect(settings, read_only=dry_run) as warehouse, ProgressBar("Messages") as progress:
         summary = run_messaging(warehouse, settings, messaging, day, dry_run, progress=progress)
     click.echo(summary.describe())
+    if not dry_run:
+        from runner.dbt_invoke import run_dbt
+        from runner.messaging import OUTBOX_SOURCE
+
+        click.echo("Building the message marts from the outbox...", err=True)
+        selection = ["--select", f"{OUTBOX_SOURCE}+", "--indirect-selection", "cautious"]
+        with on_interrupt(
+            "the messages are sent and recorded in the outbox, but the build of the message "
+            "marts stopped before it finished. Run `runner build` to finish it."
+        ):
+            succeeded = run_dbt(settings, ["build"], selection)
+        if not succeeded:
+            raise RunnerError(
+                "The messages are sent and recorded in the outbox, but the build of the "
+                "message marts failed: see dbt's output above, fix it and run `runner build`."
+            )
     if not dry_run and not summary.complete:
         click.echo(
             f"Finished, but {summary.failed} messages failed (exit {EXIT_INCOMPLETE}). Run the "

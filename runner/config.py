@@ -327,6 +327,9 @@ class MessagingSettings:
     TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID   the sender number or service (one needed)
     TWILIO_API_URL          the gateway's base URL (default https://api.twilio.com; the
                             emulator's for tests)
+    RUNNER_MESSAGE_TIMEOUT_SECONDS, RUNNER_MESSAGE_MAX_ATTEMPTS, RUNNER_MESSAGE_BACKOFF_SECONDS
+                            each request's timeout (30), tries per message (6) and the first
+                            backoff between tries (0.5 s, doubling, with jitter)
     """
 
     sender: str = "file"
@@ -363,6 +366,9 @@ class MessagingSettings:
             from_number=env.get("TWILIO_FROM", "").strip(),
             messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID", "").strip(),
             api_url=(env.get("TWILIO_API_URL") or TWILIO_DEFAULT_API_URL).strip(),
+            timeout_seconds=_positive(env, "RUNNER_MESSAGE_TIMEOUT_SECONDS", 30.0),
+            max_attempts=int(_positive(env, "RUNNER_MESSAGE_MAX_ATTEMPTS", 6)),
+            backoff_seconds=_positive(env, "RUNNER_MESSAGE_BACKOFF_SECONDS", 0.5, zero=True),
         )
         return settings
 
@@ -393,3 +399,18 @@ class MessagingSettings:
         if self.sender == "file":
             return f"file ({self.message_file})"
         return f"twilio ({self.api_url}, account {self.account_sid})"
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
+    """A number of the environment, default when unset; a RunnerError when not a number > 0
+    (>= 0 with `zero`)."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (value == 0 and not zero):
+        raise RunnerError(f"{name} is {text!r}: set it to a number {'>=' if zero else '>'} 0.")
+    return value

@@ -97,6 +97,8 @@ EXIT_INCOMPLETE = 3
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403})
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+OUTBOX_SOURCE = "source:app.messages"
+"""The dbt selector of the outbox: `runner message` builds what depends on it afterwards."""
 
 
 def _now() -> datetime:
@@ -368,7 +370,9 @@ class FileSender:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self.written.add(message.message_id)
-            logger.info("message %s to customer %s written", message.message_id, message.customer_id)
+            logger.info(
+                "message %s to customer %s written", message.message_id, message.customer_id
+            )
         return Delivery(SENT, provider_message_id=None)
 
     def close(self) -> None:
