@@ -73,7 +73,7 @@ API_KEY = "bench-emulator-key-not-secret"
 LATENCY_MS = 200
 SESSIONS_PER_REQUEST = 200
 EXIT_INCOMPLETE = 3  # `runner attribute`: finished, but some conversions got no results
-BENCHMARKS = ("load", "build", "incremental", "attribute")
+BENCHMARKS = ("load", "build", "incremental", "attribute", "message")
 ENGINES = ("duckdb", "postgres")
 
 # Sizes per scale: web events of the load and build worlds, attributable conversions. The
@@ -1380,6 +1380,10 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         render_build(out, ctx, r["build"], meta)
     if "attribute" in r:
         render_attribute(out, ctx, r["attribute"])
+    if "message" in r:
+        from devtools.bench_messaging import render_message
+
+        render_message(out, ctx, r["message"])
     misses = meta["misses"]
     add("## Summary\n")
     if misses:
@@ -1687,6 +1691,11 @@ def main(argv: list[str] | None = None) -> int:
         if "attribute" in only:
             log("== attribute")
             safely(ctx, "attribute", lambda: bench_attribute(ctx, budget.part(1.0)))
+        if "message" in only:  # devtools/bench_messaging.py
+            from devtools.bench_messaging import bench_message
+
+            log("== message")
+            safely(ctx, "message", lambda: bench_message(ctx, budget.part(1.0)))
         meta = {
             "scale": ctx.scale,
             "only": only,
@@ -1728,7 +1737,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # the key of each benchmark's results
-SECTION = {"load": "load", "build": "build", "incremental": "build", "attribute": "attribute"}
+SECTION = {
+    "load": "load", "build": "build", "incremental": "build", "attribute": "attribute",
+    "message": "message",
+}  # fmt: skip
 
 
 def merge_results(ctx: Context, earlier: dict[str, Any], rerun: set[str]) -> None:
