@@ -217,7 +217,8 @@ def test_a_cycle_is_messaged_once_and_a_later_cycle_again(
 def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningGateway]:
     """The emulator with every fault (429, 500, 503, a dropped answer after delivering, a
     slow answer), refusing BLOCKED; the runner's environment pointing at it, retries
-    quick."""
+    quick, one request at a time (so customer 1's message meets 429, 500 and the dropped
+    answer, and customer 2's 503 and the slow answer)."""
     faults = FaultPlan(script=("429", "500", "drop", "503", "slow"), slow_ms=50, retry_after_s=0)
     config = GatewayConfig(faults=faults, blocked_numbers=frozenset({BLOCKED}))
     with serve_in_thread(config) as running:
@@ -225,6 +226,7 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningGateway]:
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("RUNNER_MESSAGE_BACKOFF_SECONDS", "0")
         monkeypatch.setenv("RUNNER_MESSAGE_MAX_ATTEMPTS", "20")
+        monkeypatch.setenv("RUNNER_MESSAGE_WORKERS", "1")  # the script's faults in order
         yield running
 
 
@@ -281,7 +283,8 @@ def test_a_run_killed_half_way_is_finished_by_the_next_without_a_second_delivery
     world: Settings, target: str, monkeypatch: pytest.MonkeyPatch
 ):
     """The gateway delivers the third message and keeps its answer; the run is killed while
-    it waits (the message is left `sending`). The rerun sends it again with the same
+    it waits (the message is left `sending`, and so may those answered but not yet
+    recorded). The rerun sends it again with the same
     idempotency key: the gateway answers with the first delivery, so each customer got
     exactly one message."""
     monkeypatch.setenv("RUNNER_MESSAGE_BACKOFF_SECONDS", "0")
@@ -295,13 +298,15 @@ def test_a_run_killed_half_way_is_finished_by_the_next_without_a_second_delivery
         process.kill()
         assert finish(process).returncode != 0
         statuses = {key[0]: row["status"] for key, row in outbox(world).items()}
-        assert statuses == {"1": "queued", "2": "queued", "4": "failed", "5": "sending"}
+        assert statuses["4"] == "failed"  # no number: no request
+        assert "sending" in statuses.values()  # the held one, at least
+        assert set(statuses.values()) <= {"queued", "sending", "failed"}  # nothing pending
         gateway.server.release()
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         rerun = invoke("message", "--target", target, code=3).output  # customer 4: no number
         assert "left 'sending' by an earlier run were resolved" in rerun
-        assert gateway.stats.outcomes["replayed"] == 1
+        assert gateway.stats.outcomes["replayed"] >= 1  # the held one, answered the same
         assert sorted(gateway.stats.per_recipient().values()) == [1, 1, 1]
     statuses = {key[0]: row["status"] for key, row in outbox(world).items()}
     assert statuses == {"1": "queued", "2": "queued", "4": "failed", "5": "queued"}

@@ -330,6 +330,7 @@ class MessagingSettings:
     RUNNER_MESSAGE_TIMEOUT_SECONDS, RUNNER_MESSAGE_MAX_ATTEMPTS, RUNNER_MESSAGE_BACKOFF_SECONDS
                             each request's timeout (30), tries per message (6) and the first
                             backoff between tries (0.5 s, doubling, with jitter)
+    RUNNER_MESSAGE_WORKERS  requests in parallel (4)
     """
 
     sender: str = "file"
@@ -343,6 +344,7 @@ class MessagingSettings:
     max_attempts: int = 6
     backoff_seconds: float = 0.5
     max_backoff_seconds: float = 30.0
+    workers: int = 4
 
     @classmethod
     def from_environment(
@@ -369,6 +371,7 @@ class MessagingSettings:
             timeout_seconds=_positive(env, "RUNNER_MESSAGE_TIMEOUT_SECONDS", 30.0),
             max_attempts=int(_positive(env, "RUNNER_MESSAGE_MAX_ATTEMPTS", 6)),
             backoff_seconds=_positive(env, "RUNNER_MESSAGE_BACKOFF_SECONDS", 0.5, zero=True),
+            workers=int(_positive(env, "RUNNER_MESSAGE_WORKERS", 4)),
         )
         return settings
 

@@ -14,12 +14,12 @@ cycle the runner:
    customer in BOOST or REWARD who has none for the cycle yet, with the rendered text, in
    one transaction; customers in NONE get nothing;
 4. sends every message of the cycle that is not delivered (`pending`, `failed`, or
-   `sending` left by a killed run), one at a time: `sending` is committed before the
-   sender is called, then the outcome (`queued` or `sent` with the gateway's id, or
-   `failed` with the reason). The message's id is the gateway's idempotency key, so a
-   message whose answer was lost (or whose run was killed) is sent again with the same key
-   and the gateway answers with the first delivery instead of making a second one; the
-   file sender finds the line it wrote.
+   `sending` left by a killed run), in chunks sent by parallel workers: a chunk's
+   `sending` is committed before any of its requests, then each outcome (`queued` or
+   `sent` with the gateway's id, or `failed` with the reason). The message's id is the
+   gateway's idempotency key, so a message whose answer was lost (or whose run was
+   killed) is sent again with the same key and the gateway answers with the first
+   delivery instead of making a second one; the file sender finds the line it wrote.
 
 Rerunning a cycle never messages anyone twice; a later cycle messages again. Dry runs
 render and count, and write nothing.
@@ -31,10 +31,12 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -97,6 +99,8 @@ EXIT_INCOMPLETE = 3
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 FATAL_STATUSES = frozenset({401, 403})
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+CHUNK_PER_WORKER = 16
+"""Messages marked `sending` together per worker (one transaction per chunk)."""
 OUTBOX_SOURCE = "source:app.messages"
 """The dbt selector of the outbox: `runner message` builds what depends on it afterwards."""
 
@@ -355,8 +359,13 @@ class FileSender:
                     except (ValueError, KeyError, TypeError):
                         continue  # a line cut short by a kill: its message is written again
         self._handle = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
 
     def send(self, message: Message, cycle: Cycle, phone_number: str | None) -> Delivery:
+        with self._lock:
+            return self._send(message, cycle)
+
+    def _send(self, message: Message, cycle: Cycle) -> Delivery:
         if message.message_id not in self.written:
             line = {
                 "message_id": message.message_id,
@@ -406,8 +415,21 @@ class TwilioSender:
             f"{settings.api_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}"
             "/Messages.json"
         )
-        self.http = requests.Session()
-        self.http.auth = (settings.account_sid, settings.auth_token)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    @property
+    def http(self) -> requests.Session:
+        """This thread's HTTP session (a requests.Session is not shared between threads)."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.auth = (self.settings.account_sid, self.settings.auth_token)
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
 
     def _scrub(self, text: str) -> str:
         return redact(text, self.settings.auth_token)
@@ -466,7 +488,9 @@ class TwilioSender:
         )
 
     def close(self) -> None:
-        self.http.close()
+        with self._lock:
+            for session in self._sessions:
+                session.close()
 
 
 def _twilio_reason(response: requests.Response) -> str:
@@ -630,34 +654,81 @@ def run_messaging(
     if progress:
         progress.start(len(to_send))
     try:
-        for message in to_send:
-            if message.status == SENDING:
-                summary.resolved_sending += 1
-            phone = contacts.get(message.customer_id)
-            if active.needs_phone_number and not phone:
-                _record(warehouse, tables, message, Delivery(FAILED, NO_PHONE_NUMBER, attempts=0))
-                outcome: Delivery = Delivery(FAILED, NO_PHONE_NUMBER)
-            else:
-                warehouse.execute(
-                    f"update {tables.outbox} set status = ?, sender = ?, updated_at = ? "
-                    "where message_id = ?",
-                    (SENDING, active.name, _now(), message.message_id),
-                )
-                try:
-                    outcome = active.send(message, cycle, phone)
-                except RunnerError as exc:  # the run stops; the message was not accepted
-                    _record(warehouse, tables, message, Delivery(FAILED, exc.message[:500]))
-                    raise
-                _record(warehouse, tables, message, outcome)
-            summary.outcomes[outcome.status] += 1
-            if outcome.status == FAILED:
-                summary.failure_reasons[_reason_kind(outcome.reason)] += 1
-            if progress:
-                progress.advance(1)
+        _send_all(warehouse, tables, cycle, to_send, contacts, active, messaging, summary, progress)
     finally:
         if owned:
             active.close()
     return summary
+
+
+def _send_all(
+    warehouse: Warehouse, tables: MessagingTables, cycle: Cycle, to_send: Sequence[Message],
+    contacts: Mapping[str, str], sender: Sender, messaging: MessagingSettings,
+    summary: MessageSummary, progress: Progress | None,
+) -> None:  # fmt: skip
+    """Send in chunks: a chunk's messages are marked `sending` in one transaction (durable
+    before any of their requests), sent by `messaging.workers` threads, and each outcome
+    is written as it comes (those that come together in one transaction). Only this thread
+    writes. A run stopped half-way leaves at most one chunk `sending`, which the next run
+    resolves with the idempotency keys."""
+
+    def count(outcome: Delivery) -> None:
+        summary.outcomes[outcome.status] += 1
+        if outcome.status == FAILED:
+            summary.failure_reasons[_reason_kind(outcome.reason)] += 1
+        if progress:
+            progress.advance(1)
+
+    workers = max(1, messaging.workers)
+    chunk_size = CHUNK_PER_WORKER * workers
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runner-message") as pool:
+        for first in range(0, len(to_send), chunk_size):
+            chunk = to_send[first : first + chunk_size]
+            summary.resolved_sending += sum(1 for m in chunk if m.status == SENDING)
+            unreachable = [
+                m for m in chunk if sender.needs_phone_number and not contacts.get(m.customer_id)
+            ]
+            sendable = [m for m in chunk if m not in unreachable]
+            with warehouse.transaction():
+                for message in unreachable:
+                    _record(
+                        warehouse, tables, message, Delivery(FAILED, NO_PHONE_NUMBER, attempts=0)
+                    )
+                if sendable:
+                    ids = [m.message_id for m in sendable]
+                    warehouse.execute(
+                        f"update {tables.outbox} set status = ?, sender = ?, updated_at = ? "
+                        f"where message_id in ({', '.join('?' for _ in ids)})",
+                        (SENDING, sender.name, _now(), *ids),
+                    )
+            for _ in unreachable:
+                count(Delivery(FAILED, NO_PHONE_NUMBER))
+            futures = {
+                pool.submit(sender.send, m, cycle, contacts.get(m.customer_id)): m for m in sendable
+            }
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    outcomes: list[tuple[Message, Delivery]] = []
+                    stop: RunnerError | None = None
+                    for future in done:
+                        try:
+                            outcomes.append((futures[future], future.result()))
+                        except RunnerError as exc:  # 401/403: not accepted; the run stops
+                            outcomes.append((futures[future], Delivery(FAILED, exc.message[:500])))
+                            stop = exc
+                    with warehouse.transaction():
+                        for message, outcome in outcomes:
+                            _record(warehouse, tables, message, outcome)
+                    for _, outcome in outcomes:
+                        count(outcome)
+                    if stop is not None:
+                        raise stop
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
 
 
 def _statuses(warehouse: Warehouse, tables: MessagingTables, cycle: Cycle) -> dict[str, str]:

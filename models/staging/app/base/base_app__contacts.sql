@@ -18,7 +18,8 @@
     ('superseded', 'recency > 1', "'a later row has customer_id ' || customer_id"),
 ] %}
 {%- set fields = {'customer_id': 'customer_id', 'phone_text': 'phone_number'} %}
-{%- set compact = "replace(replace(replace(replace(replace(phone_text, ' ', ''), '-', ''), '.', ''), '(', ''), ')', '')" %}
+{%- set compact = "replace(replace(replace(replace(replace(phone_text, ' ', ''), '-', ''), "
+    ~ "'.', ''), '(', ''), ')', '')" %}
 {%- set typed = {
     'phone_number': "case when " ~ customer_analytics.regexp_like(compact, '^[+][1-9][0-9]{1,14}$')
         ~ " then " ~ compact ~ " end",
