@@ -1,5 +1,5 @@
 {#- Every row of every app contacts file, typed, with the reason it is not used.
-    A phone number must be E.164 (+, country code, up to 15 digits; spaces, dots,
+    A phone number must be E.164 (+ and 2 to 15 digits, the first not 0; spaces, dots,
     dashes and parentheses between the digits are dropped). The latest landing
     wins: for each customer the last line of the latest load is kept; an earlier
     identical row is a duplicate_row, an earlier different one is superseded. -#}
@@ -21,8 +21,8 @@
 {%- set compact = "replace(replace(replace(replace(replace(phone_text, ' ', ''), '-', ''), "
     ~ "'.', ''), '(', ''), ')', '')" %}
 {%- set typed = {
-    'phone_number': "case when " ~ customer_analytics.regexp_like(compact, '^[+][1-9][0-9]{1,14}$')
-        ~ " then " ~ compact ~ " end",
+    'phone_number': "case when " ~ customer_analytics.regexp_like(compact, '^[+][1-9][0-9]+$')
+        ~ " and length(" ~ compact ~ ") <= 16 then " ~ compact ~ " end",
     'line_values': "coalesce(phone_text, '')",
 } %}
 {%- set columns = ['customer_id', 'phone_number'] %}
