@@ -336,6 +336,9 @@ class Sender(Protocol):
 
     def send(self, message: Message, cycle: Cycle, phone_number: str | None) -> Delivery: ...
 
+    def stop(self) -> None:
+        """The run is stopping (Ctrl-C, an error): no new attempt, no more waiting."""
+
     def close(self) -> None: ...
 
 
@@ -384,8 +387,15 @@ class FileSender:
             )
         return Delivery(SENT, provider_message_id=None)
 
+    def stop(self) -> None:
+        pass
+
     def close(self) -> None:
         self._handle.close()
+
+
+class _Stopped(Exception):
+    """Raised in a sending thread when the run stops: the message stays `sending`."""
 
 
 @dataclass(frozen=True)
@@ -415,6 +425,7 @@ class TwilioSender:
             f"{settings.api_url.rstrip('/')}/2010-04-01/Accounts/{settings.account_sid}"
             "/Messages.json"
         )
+        self._stopping = threading.Event()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -431,6 +442,14 @@ class TwilioSender:
                 self._sessions.append(session)
         return session
 
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _pause(self, seconds: float) -> None:
+        """The backoff between attempts, cut short when the run stops."""
+        if self._stopping.wait(seconds):
+            raise _Stopped
+
     def _scrub(self, text: str) -> str:
         return redact(text, self.settings.auth_token)
 
@@ -445,6 +464,8 @@ class TwilioSender:
 
         def attempt() -> _Attempt:
             nonlocal attempts
+            if self._stopping.is_set():
+                raise _Stopped
             attempts += 1
             try:
                 response = self.http.post(
@@ -476,7 +497,7 @@ class TwilioSender:
             stop=tenacity.stop_after_attempt(settings.max_attempts),
             wait=_WaitOrRetryAfter(settings.backoff_seconds, settings.max_backoff_seconds),
             retry=tenacity.retry_if_result(lambda tried: tried.delivery is None),
-            sleep=self.sleep,
+            sleep=self._pause if self.sleep is time.sleep else self.sleep,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
         last: _Attempt | None = retrying(attempt)
@@ -726,6 +747,7 @@ def _send_all(
                     if stop is not None:
                         raise stop
             except BaseException:
+                sender.stop()
                 for future in pending:
                     future.cancel()
                 raise
