@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -366,3 +367,24 @@ def test_a_dry_run_on_a_warehouse_never_built_says_what_to_do(target: str, messa
     out = invoke("message", "--dry-run", "--target", target, code=1).output
     assert "does not exist yet" in out and "runner build" in out
     assert not message_file.exists()
+
+
+def test_the_sms_emulator_command_serves_a_command_with_the_twilio_settings():
+    """`runner sms-emulator -- COMMAND` runs COMMAND with the twilio sender's settings
+    pointing at itself, and exits with COMMAND's exit code."""
+    script = (
+        "import os, sys, requests\n"
+        "assert os.environ['RUNNER_MESSAGE_SENDER'] == 'twilio'\n"
+        "sid = os.environ['TWILIO_ACCOUNT_SID']\n"
+        "url = f\"{os.environ['TWILIO_API_URL']}/2010-04-01/Accounts/{sid}/Messages.json\"\n"
+        "form = {'To': '+14155550101', 'From': os.environ['TWILIO_FROM'], 'Body': 'Hi'}\n"
+        "auth = (sid, os.environ['TWILIO_AUTH_TOKEN'])\n"
+        "answer = requests.post(url, data=form, auth=auth, timeout=30)\n"
+        "wrong = requests.post(url, data=form, auth=(sid, 'wrong'), timeout=30)\n"
+        "assert answer.status_code == 201 and answer.json()['sid'].startswith('SM')\n"
+        "assert wrong.status_code == 401 and wrong.json()['code'] == 20003\n"
+        "sys.exit(7)\n"
+    )
+    result = CliRunner().invoke(cli, ["sms-emulator", "--", sys.executable, "-c", script])
+    assert result.exit_code == 7, result.output
+    assert "1 messages delivered" in result.output

@@ -654,6 +654,90 @@ def _serve_beside(server: EmulatorServer, command: tuple[str, ...], api_key: str
     return returncode if returncode >= 0 else 128 - returncode
 
 
+@cli.command("sms-emulator", context_settings={"allow_interspersed_args": False})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="EMULATOR_PORT",
+    help="Port (default 8766; with a COMMAND, any free port; env EMULATOR_PORT).",
+)
+@fault_rate_option("--fault-429", "Share of messages answered 429 with Retry-After.")
+@fault_rate_option("--fault-5xx", "Share of messages answered 500 or 503.")
+@fault_rate_option(
+    "--fault-drop", "Share of messages delivered, then the connection closed without an answer."
+)
+@fault_rate_option("--fault-slow", "Share of messages answered only after --slow-ms more.")
+@click.option("--slow-ms", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--fault-seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def sms_emulator(
+    host: str, port: int | None, fault_429: float, fault_5xx: float, fault_drop: float,
+    fault_slow: float, slow_ms: int, fault_seed: int, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Serve a local SMS gateway in the shape of Twilio's Messages API
+    (devtools/sms_gateway_emulator.py), to try `runner message`'s twilio sender without
+    an account. Runs until Ctrl-C, or, given a COMMAND (after `--`), only while COMMAND
+    runs, with RUNNER_MESSAGE_SENDER=twilio and TWILIO_API_URL, TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN and TWILIO_FROM set for it, exiting with COMMAND's exit code:
+    `runner sms-emulator -- runner message`. It honours I-Twilio-Idempotency-Token and
+    logs nothing secret; its credentials are the emulator's own, not secrets.
+    """
+    import os
+    import subprocess
+    import threading
+
+    from devtools.sms_gateway_emulator import FaultPlan, GatewayConfig, GatewayServer
+
+    if fault_429 + fault_5xx + fault_drop + fault_slow > 1:
+        raise RunnerError("The fault rates add up to more than 1: lower them.")
+    faults = FaultPlan(
+        rate_429=fault_429, rate_5xx=fault_5xx, rate_drop=fault_drop, rate_slow=fault_slow,
+        slow_ms=slow_ms, seed=fault_seed,
+    )  # fmt: skip
+    config = GatewayConfig(faults=faults)
+    ctx = click.get_current_context()
+    if port is None:
+        port = 0 if command else 8766
+    try:
+        server = GatewayServer(config, (host, port))
+    except OSError as exc:
+        raise RunnerError(_listen_error(host, port, exc, ctx)) from None
+    env = {
+        "RUNNER_MESSAGE_SENDER": "twilio",
+        "TWILIO_API_URL": server.url,
+        "TWILIO_ACCOUNT_SID": config.account_sid,
+        "TWILIO_AUTH_TOKEN": config.auth_token,
+        "TWILIO_FROM": "+15005550006",
+    }
+    click.echo(
+        f"SMS gateway emulator (Twilio Messages API shape) listening on {server.url}", err=True
+    )
+    click.echo("  " + " ".join(f"{name}={value}" for name, value in env.items()), err=True)
+    try:
+        if command:
+            thread = threading.Thread(target=server.serve_forever, name="sms-emulator", daemon=True)
+            thread.start()
+            try:
+                returncode = subprocess.call(list(command), env={**os.environ, **env})
+            except OSError as exc:
+                raise RunnerError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from None
+            finally:
+                server.shutdown()
+                thread.join()
+            delivered = len(server.stats.deliveries)
+            click.echo(f"SMS gateway emulator: {delivered} messages delivered.", err=True)
+            ctx.exit(returncode if returncode >= 0 else 128 - returncode)
+        click.echo("  Ctrl-C to stop.", err=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("Stopped.", err=True)
+    finally:
+        server.server_close()
+
+
 def _listen_error(host: str, port: int, exc: OSError, ctx: click.Context) -> str:
     """Why the emulator cannot listen, and what to do."""
     import errno
