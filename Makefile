@@ -68,6 +68,7 @@ demo: setup  ## load the bundled sample into DuckDB, build everything, print wha
 	@$(BIN)/runner load crm-products data/sample/crm_products.csv
 	@$(BIN)/runner load app-sessions data/sample/app_sessions.jsonl
 	@$(BIN)/runner load app-purchases data/sample/app_purchases.csv
+	@$(BIN)/runner load app-contacts data/sample/app_contacts.csv
 	@$(BIN)/runner load marketing data/sample/marketing
 	@echo "Building the warehouse: every model, snapshot, seed and test (about a minute)..."
 	@$(BIN)/runner build -- --vars '{as_of_date: $(DEMO_AS_OF)}'

@@ -79,7 +79,7 @@ API_KEY = "bench-emulator-key-not-secret"
 LATENCY_MS = 200
 SESSIONS_PER_REQUEST = 200
 EXIT_INCOMPLETE = 3  # `runner attribute`: finished, but some conversions got no results
-BENCHMARKS = ("load", "build", "incremental", "attribute", "intake")
+BENCHMARKS = ("load", "build", "incremental", "attribute", "intake", "message")
 ENGINES = ("duckdb", "postgres")
 
 # Sizes per scale: web events of the load and build worlds, attributable conversions. The
@@ -1388,6 +1388,10 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         render_attribute(out, ctx, r["attribute"])
     if "intake" in r:
         render_intake(out, r["intake"])
+    if "message" in r:
+        from devtools.bench_messaging import render_message
+
+        render_message(out, ctx, r["message"])
     misses = meta["misses"]
     add("## Summary\n")
     if misses:
@@ -1698,6 +1702,11 @@ def main(argv: list[str] | None = None) -> int:
         if "intake" in only:  # (fixed time: 2 x 10 s of load per engine, and the landing)
             log("== intake")
             safely(ctx, "intake", lambda: ctx.results.update(intake=bench_intake(ctx, RUNNER, log)))
+        if "message" in only:  # devtools/bench_messaging.py
+            from devtools.bench_messaging import bench_message
+
+            log("== message")
+            safely(ctx, "message", lambda: bench_message(ctx, budget.part(1.0)))
         meta = {
             "scale": ctx.scale,
             "only": only,
@@ -1745,6 +1754,7 @@ SECTION = {
     "incremental": "build",
     "attribute": "attribute",
     "intake": "intake",
+    "message": "message",
 }
 
 

@@ -258,6 +258,12 @@ APP_PURCHASES_SOURCE = "app-purchases"
 APP_SESSIONS_FILE = "app_sessions.jsonl"
 APP_PURCHASES_FILE = "app_purchases.csv"
 APP_PURCHASES_HEADER = ("customer_id", "purchased_at", "amount")
+APP_CONTACTS_SOURCE = "app-contacts"
+APP_CONTACTS_FILE = "app_contacts.csv"
+APP_CONTACTS_HEADER = ("customer_id", "phone_number")
+CONTACT_SHARE = 0.9  # app users the app team has a phone number for
+CONTACT_STYLED_RATE = 0.1  # numbers written with spaces and dashes (+1 415-555-0100)
+CONTACT_INVALID_RATE = 0.03  # numbers not in E.164 (a national 0... number): quarantined
 
 APP_SHARE = 0.4  # web customers who use the app
 APP_HEAVY_RATE = 0.12  # app users with many sessions a week
@@ -431,7 +437,7 @@ def generate(
             rows += 1
         store_files = store.finish()
         crm_files = crm.finish()
-        app_files = app.finish()
+        app_files = [*app.finish(), app.contacts.finish()]
         marketing_files = marketing.finish()
     if store_format == "parquet":  # the CSV files are closed and complete: rewrite them
         store_files = [store_file_as_parquet(generated) for generated in store_files]
@@ -1683,6 +1689,41 @@ def format_app_time(when: datetime, zoned: bool = True) -> str:
     return text + "Z" if zoned else text
 
 
+class ContactsWriter:
+    """Writes the app team's ``app_contacts.csv`` (``customer_id,phone_number``) as the app
+    users are made: about ``CONTACT_SHARE`` of them have a number (always the scripted users
+    and the first user), US numbers in E.164 (``+1`` and 10 digits), ``CONTACT_STYLED_RATE``
+    of them written with spaces and dashes (accepted), ``CONTACT_INVALID_RATE`` in a national
+    form that is not E.164 (quarantined). The first user's number comes after a row with a
+    blank number (quarantined as missing). Drawn from ``random.Random(f"contacts-{seed}")``,
+    so the app's other files are the same bytes as before it existed."""
+
+    def __init__(self, stack: ExitStack, out_dir: Path, seed: int) -> None:
+        self.rng = random.Random(f"contacts-{seed}")
+        self._out = _CsvOut(stack, out_dir / APP_CONTACTS_FILE, APP_CONTACTS_HEADER, "\n")
+        self._first = True
+
+    def add(self, customer_id: int, always: bool = False) -> None:
+        rng = self.rng
+        if self._first:
+            self._first = False
+            self._out.write(_csv_line((str(customer_id), "")))
+        if not always and rng.random() >= CONTACT_SHARE:
+            return
+        area, exchange, line = rng.randint(201, 989), rng.randint(200, 999), rng.randint(0, 9999)
+        kind = rng.random()
+        if not always and kind < CONTACT_INVALID_RATE:
+            number = f"0{area} {exchange} {line:04d}"
+        elif kind < CONTACT_INVALID_RATE + CONTACT_STYLED_RATE:
+            number = f"+1 {area}-{exchange}-{line:04d}"
+        else:
+            number = f"+1{area}{exchange}{line:04d}"
+        self._out.write(_csv_line((str(customer_id), number)))
+
+    def finish(self) -> GeneratedFile:
+        return GeneratedFile(APP_CONTACTS_SOURCE, self._out.path, self._out.rows)
+
+
 class AppWriter:
     """Writes the mobile app's files in one pass over its users, in bounded memory.
 
@@ -1733,6 +1774,7 @@ class AppWriter:
         self._session_buffer: list[tuple[str, bool]] = []
         self._purchase_buffer: list[tuple[str, bool]] = []
         self._dirt_written = False
+        self.contacts = ContactsWriter(stack, out_dir, seed)
 
     @property
     def buffered_lines(self) -> int:
@@ -1778,6 +1820,7 @@ class AppWriter:
         if role == "boost":
             conversion = 0.0
         typical_cents = rng.lognormvariate(math.log(MEDIAN_PURCHASE_CENTS), 0.5)
+        self.contacts.add(customer_id, always=role is not None or not self._dirt_written)
         if not self._dirt_written:
             self._dirt_written = True
             self._write_dirt(customer_id, typical_cents)

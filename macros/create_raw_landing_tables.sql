@@ -104,6 +104,27 @@ create table if not exists {{ raw }}.attribution_runs (
     message varchar
 );
 
+-- app_messages (app): The app messaging outbox written by `runner message`: one row
+-- per customer and cycle, with the rendered text and its delivery status.
+create table if not exists {{ raw }}.app_messages (
+    message_id varchar not null primary key,
+    customer_id varchar not null,
+    cycle_start_date date not null,
+    cycle_end_date date not null,
+    message_bucket varchar not null,
+    message_text varchar not null,
+    template_file varchar not null,
+    sender varchar not null,
+    status varchar not null,
+    status_reason varchar,
+    provider_message_id varchar,
+    attempts bigint not null,
+    created_at timestamp not null,
+    sent_at timestamp,
+    updated_at timestamp not null,
+    unique (customer_id, cycle_end_date)
+);
+
 -- web_events (web): Web events: one row per JSON record, its text kept whole.
 create table if not exists {{ raw }}.web_events (
     load_id varchar not null,
@@ -213,6 +234,19 @@ create table if not exists {{ raw }}.app_purchases (
     event_id varchar
 );
 
+-- app_contacts (app): The app team's customer contacts: a customer's phone number
+-- (E.164); the latest landing of a customer wins.
+create table if not exists {{ raw }}.app_contacts (
+    load_id varchar not null,
+    file_name varchar not null,
+    file_position bigint not null,
+    raw_text varchar not null,
+    parse_error varchar,
+    customer_id varchar,
+    phone_number varchar,
+    loaded_at timestamp not null
+);
+
 -- session_sources (marketing): The marketing system's sessions (a SQLite table or a
 -- CSV file), fields as text.
 create table if not exists {{ raw }}.session_sources (
@@ -278,6 +312,7 @@ alter table {{ raw }}.app_purchases add column if not exists event_id varchar;
         {'table': 'crm_products', 'system': 'crm', 'staged': 'stg_crm__products', 'quarantine': 'stg_crm__products_quarantine'},
         {'table': 'app_sessions', 'system': 'app', 'staged': 'stg_app__sessions', 'quarantine': 'stg_app__sessions_quarantine'},
         {'table': 'app_purchases', 'system': 'app', 'staged': 'stg_app__purchases', 'quarantine': 'stg_app__purchases_quarantine'},
+        {'table': 'app_contacts', 'system': 'app', 'staged': 'stg_app__contacts', 'quarantine': 'stg_app__contacts_quarantine'},
         {'table': 'session_sources', 'system': 'marketing', 'staged': 'stg_marketing__sessions', 'quarantine': 'stg_marketing__sessions_quarantine'},
         {'table': 'conversions', 'system': 'marketing', 'staged': 'stg_marketing__conversions', 'quarantine': 'stg_marketing__conversions_quarantine'},
         {'table': 'session_costs', 'system': 'marketing', 'staged': 'stg_marketing__session_costs', 'quarantine': 'stg_marketing__session_costs_quarantine'}

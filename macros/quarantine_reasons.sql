@@ -82,6 +82,14 @@
             'unparseable_amount': 'amount is not a decimal(18, 2)',
             'duplicate_row': 'the same purchase landed earlier',
         },
+        'app_contacts': {
+            'malformed_line': 'the line could not be read into its fields',
+            'missing_customer_id': 'customer_id is blank',
+            'missing_phone_number': 'phone_number is blank',
+            'invalid_phone_number': 'phone_number is not an E.164 number',
+            'duplicate_row': 'a later row for the customer has the same number',
+            'superseded': 'a later row for the customer has another number',
+        },
         'session_sources': {
             'malformed_line': 'the line could not be read into its fields',
             'missing_session_id': 'session_id is blank',

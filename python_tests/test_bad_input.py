@@ -88,6 +88,7 @@ HEADERS = {
     "crm_products": ("date", "product"),
     "app_sessions": ("customer_id", "session_started_at"),
     "app_purchases": ("customer_id", "purchased_at", "amount"),
+    "app_contacts": ("customer_id", "phone_number"),
     "session_sources": (
         "session_id",
         "user_id",
@@ -112,6 +113,7 @@ KINDS = {
     "crm_products": ("month", "text"),
     "app_sessions": ("id", "datetime"),
     "app_purchases": ("id", "datetime", "amount"),
+    "app_contacts": ("id", "phone"),
     "session_sources": ("key", "id", "date", "time", "channel", "flag", "flag", "flag"),
     "conversions": ("key", "id", "date", "time", "amount"),
     "session_costs": ("key", "amount"),
@@ -126,6 +128,7 @@ STAGING = {
     "crm_products": "crm__products",
     "app_sessions": "app__sessions",
     "app_purchases": "app__purchases",
+    "app_contacts": "app__contacts",
     "session_sources": "marketing__sessions",
     "conversions": "marketing__conversions",
     "session_costs": "marketing__session_costs",
@@ -316,6 +319,7 @@ def plausible(kind: str) -> st.SearchStrategy[str]:
         "channel": st.sampled_from(CRM_CHANNELS),
         "marketing_channel": st.sampled_from(MARKETING_CHANNELS),
         "flag": st.sampled_from(["0", "1"]),
+        "phone": st.integers(10**7, 10**14).map(lambda n: f"+{n}"),
     }[kind]
     extreme = {
         "amount": EXTREME_AMOUNTS,
@@ -324,6 +328,7 @@ def plausible(kind: str) -> st.SearchStrategy[str]:
         "dmy": ("29/02/2016 23:59", "01/01/0001 00:00", "31/12/9999 23:59:59"),
         "month": ("01-0001", "12-9999"),
         "id": ("0", "999999999999999999", " 7 "),
+        "phone": ("+1 (415) 555-0100", "+999999999999999", "0415 555 0100", "+0123456"),
     }.get(kind)
     if extreme is None:
         return common
@@ -847,6 +852,7 @@ def csv_source(source: str) -> st.SearchStrategy[Generated]:
 
 def batches() -> st.SearchStrategy[Batch]:
     plain_csv = ("store_sales", "crm_customers", "crm_interactions", "crm_products", *APP_SOURCES)
+    plain_csv += ("app_contacts",)
     files = st.tuples(
         web_json_lines(),
         web_json_arrays(),

@@ -112,6 +112,7 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path) -> None:
         "crm-products",
         "app-sessions",
         "app-purchases",
+        "app-contacts",
         "marketing",
     }
     assert [(f.source, f.rows) for f in first] == [(f.source, f.rows) for f in second]
@@ -810,13 +811,17 @@ def test_store_files_are_written_in_bounded_memory(tmp_path: Path) -> None:
 
 # --- CRM and app files: an independent reading of their contracts ------------------------------
 
-NEW_SOURCES = ("crm-customers", "crm-interactions", "crm-products", "app-sessions", "app-purchases")
+NEW_SOURCES = (
+    "crm-customers", "crm-interactions", "crm-products", "app-sessions", "app-purchases",
+    "app-contacts",
+)  # fmt: skip
 NEW_FILES = (
     "crm_customers.csv",
     "crm_interactions.csv",
     "crm_products.csv",
     "app_sessions.jsonl",
     "app_purchases.csv",
+    "app_contacts.csv",
 )
 # SHA-256 of the web and store files for --customers 200 --seed 42 before the CRM and app files
 # existed: adding sources must never change the files of the others.
@@ -1562,7 +1567,7 @@ def test_marketing_leaves_every_other_file_unchanged(pinned_files) -> None:
     hashes = {
         f.path.name: hashlib.sha256(f.path.read_bytes()).hexdigest()
         for f in pinned_files
-        if f.source != "marketing"
+        if f.source not in ("marketing", "app-contacts")  # app-contacts: written after
     }
     assert hashes == PRE_MARKETING_SHA256
 

@@ -760,6 +760,90 @@ def _serve_beside(server: EmulatorServer, command: tuple[str, ...], api_key: str
     return returncode if returncode >= 0 else 128 - returncode
 
 
+@cli.command("sms-emulator", context_settings={"allow_interspersed_args": False})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="EMULATOR_PORT",
+    help="Port (default 8766; with a COMMAND, any free port; env EMULATOR_PORT).",
+)
+@fault_rate_option("--fault-429", "Share of messages answered 429 with Retry-After.")
+@fault_rate_option("--fault-5xx", "Share of messages answered 500 or 503.")
+@fault_rate_option(
+    "--fault-drop", "Share of messages delivered, then the connection closed without an answer."
+)
+@fault_rate_option("--fault-slow", "Share of messages answered only after --slow-ms more.")
+@click.option("--slow-ms", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--fault-seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def sms_emulator(
+    host: str, port: int | None, fault_429: float, fault_5xx: float, fault_drop: float,
+    fault_slow: float, slow_ms: int, fault_seed: int, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Serve a local SMS gateway in the shape of Twilio's Messages API
+    (devtools/sms_gateway_emulator.py), to try `runner message`'s twilio sender without
+    an account. Runs until Ctrl-C, or, given a COMMAND (after `--`), only while COMMAND
+    runs, with RUNNER_MESSAGE_SENDER=twilio and TWILIO_API_URL, TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN and TWILIO_FROM set for it, exiting with COMMAND's exit code:
+    `runner sms-emulator -- runner message`. It honours I-Twilio-Idempotency-Token and
+    logs nothing secret; its credentials are the emulator's own, not secrets.
+    """
+    import os
+    import subprocess
+    import threading
+
+    from devtools.sms_gateway_emulator import FaultPlan, GatewayConfig, GatewayServer
+
+    if fault_429 + fault_5xx + fault_drop + fault_slow > 1:
+        raise RunnerError("The fault rates add up to more than 1: lower them.")
+    faults = FaultPlan(
+        rate_429=fault_429, rate_5xx=fault_5xx, rate_drop=fault_drop, rate_slow=fault_slow,
+        slow_ms=slow_ms, seed=fault_seed,
+    )  # fmt: skip
+    config = GatewayConfig(faults=faults)
+    ctx = click.get_current_context()
+    if port is None:
+        port = 0 if command else 8766
+    try:
+        server = GatewayServer(config, (host, port))
+    except OSError as exc:
+        raise RunnerError(_listen_error(host, port, exc, ctx)) from None
+    env = {
+        "RUNNER_MESSAGE_SENDER": "twilio",
+        "TWILIO_API_URL": server.url,
+        "TWILIO_ACCOUNT_SID": config.account_sid,
+        "TWILIO_AUTH_TOKEN": config.auth_token,
+        "TWILIO_FROM": "+15005550006",
+    }
+    click.echo(
+        f"SMS gateway emulator (Twilio Messages API shape) listening on {server.url}", err=True
+    )
+    click.echo("  " + " ".join(f"{name}={value}" for name, value in env.items()), err=True)
+    try:
+        if command:
+            thread = threading.Thread(target=server.serve_forever, name="sms-emulator", daemon=True)
+            thread.start()
+            try:
+                returncode = subprocess.call(list(command), env={**os.environ, **env})
+            except OSError as exc:
+                raise RunnerError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from None
+            finally:
+                server.shutdown()
+                thread.join()
+            delivered = len(server.stats.deliveries)
+            click.echo(f"SMS gateway emulator: {delivered} messages delivered.", err=True)
+            ctx.exit(returncode if returncode >= 0 else 128 - returncode)
+        click.echo("  Ctrl-C to stop.", err=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            click.echo("Stopped.", err=True)
+    finally:
+        server.server_close()
+
+
 def _listen_error(host: str, port: int, exc: OSError, ctx: click.Context) -> str:
     """Why the emulator cannot listen, and what to do."""
     import errno
@@ -924,6 +1008,72 @@ def attribute(
         click.echo(
             f"Finished, but incomplete (exit {EXIT_INCOMPLETE}): {summary.without_results()}. "
             f"{retry}.",
+            err=True,
+        )
+        click.get_current_context().exit(EXIT_INCOMPLETE)
+
+
+@cli.command()
+@warehouse_options
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="The cycle's last day: refused unless customer_engagement was built for it "
+    "(default: the date it was built for).",
+)
+@click.option("--dry-run", is_flag=True, help="Render and show the outbox; send and write nothing.")
+@on_interrupt(
+    "every message sent before it is recorded; one being sent may stay 'sending' in the "
+    "outbox. Run the same command again: it sends only what was not sent, and resolves a "
+    "'sending' message with its idempotency key, without a second delivery."
+)
+def message(settings: Settings, as_of: datetime | None, dry_run: bool) -> None:
+    """Send the app messages of a cycle: one per customer in BOOST or REWARD.
+
+    The cycle is the engagement_window_weeks window ending on the date the mart
+    customer_engagement was built for. Texts come from messages/<BUCKET>.txt; the outbox
+    is the raw table app_messages; the sender is RUNNER_MESSAGE_SENDER (file, the default,
+    or twilio with TWILIO_* from the environment). A rerun sends only what was not sent.
+
+    \b
+    Exit codes:
+      0  every message of the cycle is delivered (queued or sent)
+      1  error: nothing more could be done (see the message)
+      3  finished, but some messages failed (the summary says why); a rerun retries them
+    """
+    from runner.config import MessagingSettings
+    from runner.messaging import EXIT_INCOMPLETE, run_messaging
+    from runner.progress import ProgressBar
+    from runner.warehouse import connect
+
+    messaging = MessagingSettings.from_environment(settings.project_dir)
+    day = as_of.date() if as_of else None
+    with connect(settings, read_only=dry_run) as warehouse, ProgressBar("Messages") as progress:
+        summary = run_messaging(warehouse, settings, messaging, day, dry_run, progress=progress)
+    click.echo(summary.describe())
+    if not dry_run:
+        from runner.dbt_invoke import run_dbt
+        from runner.messaging import OUTBOX_SOURCE
+
+        click.echo("Building the message marts from the outbox...", err=True)
+        selection = ["--select", f"{OUTBOX_SOURCE}+", "--indirect-selection", "cautious"]
+        with on_interrupt(
+            "the messages are sent and recorded in the outbox, but the build of the message "
+            "marts stopped before it finished. Run `runner build` to finish it."
+        ):
+            succeeded = run_dbt(settings, ["build"], selection)
+        if not succeeded:
+            raise RunnerError(
+                "The messages are sent and recorded in the outbox, but the build of the "
+                "message marts failed: see dbt's output above, fix it and run `runner build`."
+            )
+    if not dry_run and not summary.complete:
+        click.echo(
+            f"Finished, but {summary.failed} messages failed (exit {EXIT_INCOMPLETE}). Run the "
+            "same command again to retry them (after loading the missing phone numbers with "
+            "`runner load app-contacts FILE`, for those that had none).",
             err=True,
         )
         click.get_current_context().exit(EXIT_INCOMPLETE)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -324,3 +325,114 @@ def _render_profile_with_dbt(profiles: Path, target: str | None) -> tuple[str, A
     except DbtProfileError as exc:
         raise RunnerError(str(exc).strip()) from None
     return profile.target_name, profile.credentials
+
+
+# --- app messaging (`runner message`, runner/messaging.py) ------------------------------
+
+MESSAGE_SENDERS = ("file", "twilio")
+TWILIO_DEFAULT_API_URL = "https://api.twilio.com"
+DEFAULT_MESSAGE_FILE = Path(".tmp") / "messages.jsonl"
+
+
+@dataclass(frozen=True)
+class MessagingSettings:
+    """How `runner message` sends: the sender and its parameters, from the environment
+    only (the Twilio credentials are never read from a file, printed or logged).
+
+    RUNNER_MESSAGE_SENDER   file (default) or twilio
+    RUNNER_MESSAGE_FILE     the file sender's JSON Lines file (default .tmp/messages.jsonl,
+                            relative to the project folder)
+    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN   the account (twilio: required)
+    TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID   the sender number or service (one needed)
+    TWILIO_API_URL          the gateway's base URL (default https://api.twilio.com; the
+                            emulator's for tests)
+    RUNNER_MESSAGE_TIMEOUT_SECONDS, RUNNER_MESSAGE_MAX_ATTEMPTS, RUNNER_MESSAGE_BACKOFF_SECONDS
+                            each request's timeout (30), tries per message (6) and the first
+                            backoff between tries (0.5 s, doubling, with jitter)
+    RUNNER_MESSAGE_WORKERS  requests in parallel (4)
+    """
+
+    sender: str = "file"
+    message_file: Path = DEFAULT_MESSAGE_FILE
+    account_sid: str = ""
+    auth_token: str = field(default="", repr=False)
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_url: str = TWILIO_DEFAULT_API_URL
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 30.0
+    workers: int = 4
+
+    @classmethod
+    def from_environment(
+        cls, project_dir: Path, environ: Mapping[str, str] | None = None
+    ) -> MessagingSettings:
+        env = os.environ if environ is None else environ
+        sender = env.get("RUNNER_MESSAGE_SENDER", "file").strip().lower() or "file"
+        if sender not in MESSAGE_SENDERS:
+            raise RunnerError(
+                f"RUNNER_MESSAGE_SENDER is {sender!r}: set it to one of "
+                f"{', '.join(MESSAGE_SENDERS)} (or leave it unset for the file sender)."
+            )
+        message_file = Path(env.get("RUNNER_MESSAGE_FILE") or DEFAULT_MESSAGE_FILE)
+        if not message_file.is_absolute():
+            message_file = project_dir / message_file
+        settings = cls(
+            sender=sender,
+            message_file=message_file,
+            account_sid=env.get("TWILIO_ACCOUNT_SID", "").strip(),
+            auth_token=env.get("TWILIO_AUTH_TOKEN", "").strip(),
+            from_number=env.get("TWILIO_FROM", "").strip(),
+            messaging_service_sid=env.get("TWILIO_MESSAGING_SERVICE_SID", "").strip(),
+            api_url=(env.get("TWILIO_API_URL") or TWILIO_DEFAULT_API_URL).strip(),
+            timeout_seconds=_positive(env, "RUNNER_MESSAGE_TIMEOUT_SECONDS", 30.0),
+            max_attempts=int(_positive(env, "RUNNER_MESSAGE_MAX_ATTEMPTS", 6)),
+            backoff_seconds=_positive(env, "RUNNER_MESSAGE_BACKOFF_SECONDS", 0.5, zero=True),
+            workers=int(_positive(env, "RUNNER_MESSAGE_WORKERS", 4)),
+        )
+        return settings
+
+    def check_credentials(self) -> None:
+        """Raise a RunnerError naming what is missing for the chosen sender."""
+        if self.sender != "twilio":
+            return
+        missing = [
+            name
+            for name, value in (
+                ("TWILIO_ACCOUNT_SID", self.account_sid),
+                ("TWILIO_AUTH_TOKEN", self.auth_token),
+            )
+            if not value
+        ]
+        if not (self.from_number or self.messaging_service_sid):
+            missing.append("TWILIO_FROM (or TWILIO_MESSAGING_SERVICE_SID)")
+        if missing:
+            raise RunnerError(
+                "RUNNER_MESSAGE_SENDER is twilio, but the environment lacks "
+                f"{', '.join(missing)}: set them (credentials come from the environment "
+                "only, never from a file), or unset RUNNER_MESSAGE_SENDER to write the "
+                "messages to a file. Nothing was written."
+            )
+
+    def describe(self) -> str:
+        """The sender, for the command's first line (never the token)."""
+        if self.sender == "file":
+            return f"file ({self.message_file})"
+        return f"twilio ({self.api_url}, account {self.account_sid})"
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, zero: bool = False) -> float:
+    """A number of the environment, default when unset; a RunnerError when not a number > 0
+    (>= 0 with `zero`)."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (value == 0 and not zero):
+        raise RunnerError(f"{name} is {text!r}: set it to a number {'>=' if zero else '>'} 0.")
+    return value

@@ -236,6 +236,12 @@ APP_PURCHASES = LoadCommand(
     "with those keys) in raw.app_purchases.",
     Loader.FILES,
 )
+APP_CONTACTS = LoadCommand(
+    "app-contacts",
+    "Land the app team's customer contacts (CSV with header customer_id,phone_number; "
+    "numbers in E.164, +14155550100) in raw.app_contacts, for `runner message`.",
+    Loader.FILES,
+)
 MARKETING = LoadCommand(
     "marketing",
     "Land the marketing system's session_sources, conversions and session_costs, from "
@@ -352,6 +358,20 @@ RAW_SOURCES: tuple[RawSource, ...] = (
         command=APP_PURCHASES,
         staged_model="stg_app__purchases",
         quarantine_model="stg_app__purchases_quarantine",
+    ),
+    RawSource(
+        table="app_contacts",
+        system="app",
+        description=(
+            "The app team's customer contacts: a customer's phone number (E.164); the "
+            "latest landing of a customer wins."
+        ),
+        noun="app contacts",
+        formats=CSV,
+        header=("customer_id", "phone_number"),
+        command=APP_CONTACTS,
+        staged_model="stg_app__contacts",
+        quarantine_model="stg_app__contacts_quarantine",
     ),
     RawSource(
         table="session_sources",
@@ -514,6 +534,37 @@ RUNNER_TABLES: tuple[RunnerTable, ...] = (
         primary_key=("run_id",),
     ),
 )
+
+# The app messaging outbox (runner/messaging.py, `runner message`): one row per customer
+# and messaging cycle, its delivery status kept up to date as it is sent.
+APP_MESSAGES = RunnerTable(
+    table="app_messages",
+    system="app",
+    description=(
+        "The app messaging outbox written by `runner message`: one row per customer and "
+        "cycle, with the rendered text and its delivery status."
+    ),
+    columns=(
+        Column("message_id", not_null=True),  # also the gateway's idempotency key
+        Column("customer_id", not_null=True),
+        Column("cycle_start_date", "date", not_null=True),
+        Column("cycle_end_date", "date", not_null=True),
+        Column("message_bucket", not_null=True),
+        Column("message_text", not_null=True),
+        Column("template_file", not_null=True),
+        Column("sender", not_null=True),  # file or twilio: the sender of the last attempt
+        Column("status", not_null=True),  # pending, sending, queued, sent, failed
+        Column("status_reason"),  # why it failed (the gateway's code and message)
+        Column("provider_message_id"),  # the gateway's id (Twilio's sid)
+        Column("attempts", "bigint", not_null=True),
+        Column("created_at", "timestamp", not_null=True),
+        Column("sent_at", "timestamp"),
+        Column("updated_at", "timestamp", not_null=True),
+    ),
+    primary_key=("message_id",),
+    unique=("customer_id", "cycle_end_date"),
+)
+RUNNER_TABLES = (*RUNNER_TABLES, APP_MESSAGES)
 
 LandingTable = RawSource | RunnerTable
 LOAD_COMMANDS: tuple[LoadCommand, ...] = tuple(
