@@ -30,16 +30,20 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def files_written_since(start: float, *folders: Path) -> list[Path]:
+    """Files modified since `start` under `folders`. Other processes (tests run in
+    parallel) create and remove temporary folders meanwhile: os.walk skips what vanishes
+    (Path.rglob raises FileNotFoundError for a folder removed during the walk)."""
     found = []
     for folder in folders:
-        for path in folder.rglob("*"):
-            if ".venv" in path.parts or ".git" in path.parts or not path.is_file():
-                continue
-            try:
-                if path.stat().st_mtime >= start:
-                    found.append(path)
-            except FileNotFoundError:
-                continue
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [name for name in dirs if name not in (".venv", ".git")]
+            for name in files:
+                path = Path(root, name)
+                try:
+                    if path.is_file() and path.stat().st_mtime >= start:
+                        found.append(path)
+                except FileNotFoundError:
+                    continue
     return found
 
 
