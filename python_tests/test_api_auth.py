@@ -76,18 +76,20 @@ def test_any_of_several_keys_is_accepted(marts: Settings):
 
 
 def test_routes_added_later_need_a_key_too(api_session: requests.Session):
-    """A router another module includes in the app (the intake routes) is protected
-    without doing anything; /health stays open."""
+    """A router another module includes in the app is protected without doing anything
+    (the intake routes are, too); /health stays open."""
     app = create_app(load_settings(target="duckdb"), API_KEYS)
     router = APIRouter()
 
-    @router.post("/api/v1/app/sessions")
-    def sessions() -> dict[str, str]:
+    @router.post("/api/v1/later")
+    def later() -> dict[str, str]:
         return {"status": "stored"}
 
     app.include_router(router)
     with served_app(app) as base:
-        url = f"{base}/api/v1/app/sessions"
+        for intake in ("/api/v1/app/sessions", "/api/v1/app/purchases"):
+            assert_error(requests.post(f"{base}{intake}", json=[], timeout=10), 401, "unauthorized")
+        url = f"{base}/api/v1/later"
         assert_error(requests.post(url, timeout=10), 401, "unauthorized")
         assert_error(
             requests.post(url, headers={"Authorization": "Bearer x"}, timeout=10), 403, "forbidden"

@@ -24,6 +24,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import strategies as st
 
+from python_tests.conftest import API_KEY, AUTH
 from python_tests.processes import wait_for
 from python_tests.test_interactions import served_api
 from python_tests.test_serve_during_build import BUILD_MINUTES, free_port, runner_process
@@ -38,8 +39,10 @@ PURCHASES = "/api/v1/app/purchases"
 
 @pytest.fixture(autouse=True)
 def spool_in_the_test_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test's spool in its own folder (PostgreSQL's default is the project's .tmp)."""
+    """Every test's spool in its own folder (PostgreSQL's default is the project's .tmp),
+    and the tests' API key accepted by the `runner serve` processes the tests start."""
     monkeypatch.setenv(INTAKE_DIR_VARIABLE, str(tmp_path / "intake"))
+    monkeypatch.setenv("RUNNER_API_KEYS", API_KEY)
 
 
 @pytest.fixture
@@ -51,7 +54,7 @@ def api(settings: Settings) -> Iterator[str]:
 def post(base: str, route: str, body: Any, raw: bytes | None = None) -> requests.Response:
     data = raw if raw is not None else json.dumps(body).encode()
     response = requests.post(
-        base + route, data=data, headers={"content-type": "application/json"}, timeout=60
+        base + route, data=data, headers={"content-type": "application/json", **AUTH}, timeout=60
     )
     assert "Traceback" not in response.text
     assert response.headers["content-type"] == "application/json"
