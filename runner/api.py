@@ -167,6 +167,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "No API key: send `Authorization: Bearer <key>`.",
         403: "The API key is not accepted.",
         404: "No such customer.",
+        413: "The batch or the body is too large (the message gives the limit).",
         500: "An internal error (logged by the server).",
         503: "The warehouse is not available (marts not built yet, database down).",
     }
@@ -362,7 +363,8 @@ def create_app(settings: Settings, keys: ApiKeys | None) -> FastAPI:
 
     # Other modules' routers are included here (they need a key like the routes above).
 
-    app.include_router(intake_router(settings))  # POST /api/v1/app/... (runner.intake)
+    # POST /api/v1/app/... (runner.intake)
+    app.include_router(intake_router(settings, _errors(400, *protected, 413, 500)))
 
     @app.exception_handler(RequestValidationError)
     def bad_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
