@@ -142,7 +142,7 @@ def bench_message(ctx: bench.Context, budget: bench.Budget) -> None:
 def render_message(out: list[str], ctx: bench.Context, result: dict[str, Any]) -> None:
     add = out.append
     world = result.get("world", {})
-    add("## 5. `runner message`, the HTTP sender against the SMS gateway emulator\n")
+    add("## 6. `runner message`, the HTTP sender against the SMS gateway emulator\n")
     add(
         "The messaging cycle of the build world "
         f"({world.get('customers', 0):,} customers, window ending "

@@ -31,6 +31,9 @@ SECONDS = 10.0
 BATCH = 100
 MODES = (("single", 1), ("batch", BATCH))
 ROUTE = "/api/v1/app/sessions"
+# The key the benchmark's server accepts (RUNNER_API_KEYS) and its clients send.
+API_KEY = "bench-intake-key-not-secret"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 TARGET = "none set: the figures are reported"
 
 
@@ -73,7 +76,7 @@ def load_test(base: str, per_request: int, prefix: str) -> dict[str, Any]:
                 response = session.post(
                     base + ROUTE,
                     data=body,
-                    headers={"content-type": "application/json"},
+                    headers={"content-type": "application/json", **AUTH},
                     timeout=60,
                 )
                 mine.append(time.perf_counter() - started)
@@ -112,7 +115,11 @@ def bench_intake(ctx: Any, runner: str, log: Callable[[str], None]) -> dict[str,
         name = "intake" if engine == "duckdb" else ctx.pg_name("_intake")
         ctx.fresh(engine, name)
         spool_dir = ctx.work / f"intake-{engine}"
-        env = {**ctx.env(engine, name), "RUNNER_INTAKE_DIR": str(spool_dir)}
+        env = {
+            **ctx.env(engine, name),
+            "RUNNER_INTAKE_DIR": str(spool_dir),
+            "RUNNER_API_KEYS": API_KEY,  # every route but /health needs a key
+        }
         entry: dict[str, Any] = {}
         result[engine] = entry
         port = _free_port()
