@@ -41,9 +41,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 import tenacity
@@ -51,6 +50,8 @@ import tenacity
 from runner.config import Settings
 from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.loading import write_csv
+from runner.progress import Progress
+from runner.retries import WaitOrRetryAfter, redact, retry_after
 from runner.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -98,16 +99,6 @@ class AttributionTables:
             runs=settings.relation("raw", "attribution_runs"),
             journeys_schema=settings.schema("intermediate"),
         )
-
-
-class Progress(Protocol):
-    """What follows a run: told the number of selected journeys once, then how many more
-    are done (sent and answered, or rejected) after each request. runner.progress has a
-    progress bar."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, done: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -209,11 +200,6 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def redact(text: str, secret: str) -> str:
-    """`text` with every occurrence of the secret replaced."""
-    return text.replace(secret, "***") if secret else text
-
-
 # --- selection -------------------------------------------------------------------------
 
 
@@ -294,20 +280,6 @@ def plan_batches(
 # --- requests --------------------------------------------------------------------------
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (moment - datetime.now(moment.tzinfo)).total_seconds())
-
-
 class FatalAnswer(RunnerError):
     """An answer that makes every further request pointless (wrong or missing key)."""
 
@@ -319,26 +291,6 @@ class _Attempt:
     answer: BatchAnswer | None = None
     error: str = ""
     retry_after: float | None = None
-
-
-class _WaitOrRetryAfter(tenacity.wait.wait_base):
-    """Exponential backoff with jitter, min(max_backoff, backoff x 2^(attempt - 1)) x
-    uniform(0.5, 1) (half fixed, half random: no thundering herd), or a 429's Retry-After
-    when longer (capped at max_backoff)."""
-
-    def __init__(self, backoff: float, max_backoff: float) -> None:
-        self.max_backoff = max_backoff
-        half = tenacity.wait_exponential(multiplier=backoff / 2, max=max_backoff / 2)
-        self.backoff = half + tenacity.wait_random_exponential(
-            multiplier=backoff / 2, max=max_backoff / 2
-        )
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        delay = float(self.backoff(retry_state))
-        attempt = retry_state.outcome.result() if retry_state.outcome else None
-        if isinstance(attempt, _Attempt) and attempt.retry_after is not None:
-            delay = max(delay, min(attempt.retry_after, self.max_backoff))
-        return delay
 
 
 def post_batch(
@@ -382,12 +334,12 @@ def post_batch(
         error = f"HTTP {response.status_code}: {response.text[:200]}"
         if response.status_code not in RETRY_STATUSES:
             return _Attempt(BatchAnswer(journeys, None, attempts, error))
-        hint = _retry_after(response) if response.status_code == 429 else None
+        hint = retry_after(response) if response.status_code == 429 else None
         return _Attempt(error=error, retry_after=hint)
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(options.max_attempts),
-        wait=_WaitOrRetryAfter(options.backoff_seconds, options.max_backoff_seconds),
+        wait=WaitOrRetryAfter(options.backoff_seconds, options.max_backoff_seconds),
         retry=tenacity.retry_if_result(lambda tried: tried.answer is None),
         sleep=sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,

@@ -46,10 +46,11 @@ from typing import Any, Protocol
 import requests
 import tenacity
 
-from runner.attribution import Progress, _retry_after, _WaitOrRetryAfter, redact
 from runner.config import MessagingSettings, Settings
 from runner.errors import RunnerError
 from runner.loading import write_csv
+from runner.progress import Progress
+from runner.retries import WaitOrRetryAfter, redact, retry_after
 from runner.warehouse import Warehouse
 
 logger = logging.getLogger(__name__)
@@ -490,12 +491,12 @@ class TwilioSender:
             reason = self._scrub(_twilio_reason(response))
             if response.status_code not in RETRY_STATUSES:
                 return _Attempt(Delivery(FAILED, reason, attempts=attempts))
-            hint = _retry_after(response) if response.status_code == 429 else None
+            hint = retry_after(response) if response.status_code == 429 else None
             return _Attempt(error=reason, retry_after=hint)
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(settings.max_attempts),
-            wait=_WaitOrRetryAfter(settings.backoff_seconds, settings.max_backoff_seconds),
+            wait=WaitOrRetryAfter(settings.backoff_seconds, settings.max_backoff_seconds),
             retry=tenacity.retry_if_result(lambda tried: tried.delivery is None),
             sleep=self._pause if self.sleep is time.sleep else self.sleep,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from tqdm import tqdm
 
 
+class Progress(Protocol):
+    """What follows a run (of runner.attribution, runner.messaging): told the number of
+    items once, then how many more are done after each step. ProgressBar is one."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, done: int) -> None: ...
+
+
 class ProgressBar:
     """A bar counting items (e.g. journeys), started once their number is known; a
-    runner.attribution.Progress. Use it as a context manager: it closes the bar."""
+    Progress. Use it as a context manager: it closes the bar."""
 
     def __init__(self, label: str, file: TextIO | None = None) -> None:
         self.label = label

@@ -1,5 +1,5 @@
 {#- The customers messaged: one row per customer and messaging cycle, as the
-    outbox of `runner message` holds it. -#}
+    outbox of `runner message` holds it (its columns typed by stg_app__messages). -#}
 with
 
 messages as (
@@ -25,22 +25,8 @@ messages as (
 
 final as (
 
-    select
-        cast(message_id as {{ dbt.type_string() }}) as message_id,
-        cast(customer_id as {{ dbt.type_string() }}) as customer_id,
-        cast(message_bucket as {{ dbt.type_string() }}) as message_bucket,
-        cast(message_text as {{ dbt.type_string() }}) as message_text,
-        cast(sender as {{ dbt.type_string() }}) as sender,
-        cast(status as {{ dbt.type_string() }}) as status,
-        cast(status_reason as {{ dbt.type_string() }}) as status_reason,
-        cast(provider_message_id as {{ dbt.type_string() }}) as provider_message_id,
-        cast(attempts as integer) as attempts,
-        is_delivered,
-        cast(cycle_start_date as date) as cycle_start_date,
-        cast(cycle_end_date as date) as cycle_end_date,
-        cast(created_at as {{ dbt.type_timestamp() }}) as created_at,
-        cast(sent_at as {{ dbt.type_timestamp() }}) as sent_at
-    from messages
+    -- stg_app__messages has cast every column to the type the contract declares
+    select * from messages
 
 )
 
