@@ -22,9 +22,15 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The var as_of_date, checked: 'today', a YYYY-MM-DD text, or none when unset (or empty). -#}
+{#- The var as_of_date, checked: 'today', a YYYY-MM-DD text, or none when unset (or empty).
+    Without the var, the environment variable DBT_AS_OF_DATE stands for it: a var change
+    makes dbt parse the whole project again, an environment variable only the files that
+    read it, so `runner build` passes a --vars as_of_date this way (runner/as_of.py). -#}
 {% macro as_of_date_var() -%}
     {%- set value = var('as_of_date', none) -%}
+    {%- if value is none or value | string == '' -%}
+        {%- set value = env_var('DBT_AS_OF_DATE', '') -%}
+    {%- endif -%}
     {%- if value is none or value | string == '' -%}
         {{ return(none) }}
     {%- endif -%}

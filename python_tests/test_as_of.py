@@ -8,6 +8,8 @@ on the terminal, no colour codes, and exactly the two warnings the demo explains
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,9 +20,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
-from runner.as_of import AsOf, build_as_of, var_in_args
+from runner.as_of import AS_OF_ENV, AsOf, as_of_to_environment, build_as_of, var_in_args
 from runner.cli import cli
 from runner.config import Settings
+from runner.dbt_invoke import invoke_dbt
 from runner.warehouse import connect
 
 DBT = Path(sys.executable).with_name("dbt")
@@ -194,6 +197,36 @@ def test_var_in_args_reads_dbt_vars_in_every_spelling():
     assert var_in_args(["--vars", "{ltv_timeframe: dataset}"]) is None
     assert var_in_args(["--vars", "{as_of_date: ''}"]) is None
     assert var_in_args(["--select", "as_of_date"]) is None
+
+
+def test_the_runner_passes_an_as_of_date_to_dbt_in_the_environment(tmp_path: Path):
+    given = ["--select", "x", "--vars", "{as_of_date: 2017-04-30, bi_role: analyst}"]
+    assert as_of_to_environment(given, PROJECT_DIR) == (
+        ["--select", "x", "--vars", json.dumps({"bi_role": "analyst"})],
+        "2017-04-30",
+    )
+    assert as_of_to_environment(["--vars={as_of_date: today}", "-x"], PROJECT_DIR) == (
+        ["-x"],
+        "today",
+    )
+    others = ["--vars", "{bi_role: analyst}"]
+    assert as_of_to_environment(others, PROJECT_DIR) == (others, None)
+    # dbt_project.yml setting as_of_date would win over the environment: left to the var.
+    (tmp_path / "dbt_project.yml").write_text("vars:\n  as_of_date: 2017-01-31\n")
+    assert as_of_to_environment(given, tmp_path) == (given, None)
+
+
+def test_a_new_as_of_date_keeps_dbts_partial_parsing(settings: Settings):
+    """A daily build gives a new as_of_date: dbt parses only the files that read it, not the
+    whole project again (what a changed --vars costs), and the variable does not outlive
+    the call."""
+    perf_info = Path(os.environ["DBT_TARGET_PATH"]) / "perf_info.json"
+    for day in ("2017-04-30", "2017-05-01", "today"):
+        invoke_dbt(settings, ["parse"], ["--vars", f"{{as_of_date: {day}}}"])
+        parsed = json.loads(perf_info.read_text())
+    assert parsed["is_partial_parse_enabled"]
+    assert parsed["parsed_path_count"] < parsed["path_count"] / 4, parsed
+    assert AS_OF_ENV not in os.environ
 
 
 def test_build_as_of_prefers_the_var_then_the_remembered_date(settings: Settings):

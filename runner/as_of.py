@@ -1,18 +1,21 @@
 """Which as_of_date a build evaluates the marts at, and why: the rule of
 macros/as_of_date.sql, told before `runner build` starts.
 
-The var `as_of_date` when given (on the command line, or in dbt_project.yml), `today`
-for the calendar; else the date the warehouse remembers from the last build given the
-var (the table as_of_date of the target's raw schema, written by the on-run-start hook
-remember_as_of_date); else today.
+The var `as_of_date` when given (on the command line, or in dbt_project.yml), or else the
+environment variable DBT_AS_OF_DATE; `today` for the calendar; else the date the
+warehouse remembers from the last build given the var (the table as_of_date of the
+target's raw schema, written by the on-run-start hook remember_as_of_date); else today.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,22 +44,64 @@ class AsOf:
         return f"as_of_date {self.day.isoformat()} ({why})"
 
 
-def var_in_args(dbt_args: Sequence[str]) -> object:
-    """The as_of_date of a `--vars` argument among dbt's arguments, or None."""
+AS_OF_ENV = "DBT_AS_OF_DATE"  # read by macros/as_of_date.sql when the var is not set
+
+
+def _last_vars(dbt_args: Sequence[str]) -> tuple[int, int, str] | None:
+    """The `--vars` among dbt's arguments that dbt uses (the last one given): its first
+    index, the index after it and its text; None without any."""
+    found = None
     for index, arg in enumerate(dbt_args):
         if arg.startswith("--vars="):
-            text = arg.removeprefix("--vars=")
+            found = index, index + 1, arg.removeprefix("--vars=")
         elif arg == "--vars" and index + 1 < len(dbt_args):
-            text = dbt_args[index + 1]
-        else:
-            continue
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RunnerError(f"--vars is not a YAML mapping: {exc}") from None
-        if isinstance(values, dict) and values.get("as_of_date") not in (None, ""):
-            return values["as_of_date"]
-    return None
+            found = index, index + 2, dbt_args[index + 1]
+    return found
+
+
+def _vars_mapping(text: str) -> dict[Any, Any] | None:
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RunnerError(f"--vars is not a YAML mapping: {exc}") from None
+    return values if isinstance(values, dict) else None
+
+
+def var_in_args(dbt_args: Sequence[str]) -> object:
+    """The as_of_date of the `--vars` among dbt's arguments, or None."""
+    found = _last_vars(dbt_args)
+    values = _vars_mapping(found[2]) if found else None
+    if values is None or values.get("as_of_date") in (None, ""):
+        return None
+    return values["as_of_date"]
+
+
+def vars_args(dbt_args: Sequence[str]) -> list[str]:
+    """Only the `--vars` among dbt's arguments: what another command run with them (`dbt
+    source freshness` before a build) must be given to be parsed alike."""
+    found = _last_vars(dbt_args)
+    return list(dbt_args[found[0] : found[1]]) if found else []
+
+
+def as_of_to_environment(
+    dbt_args: Sequence[str], project_dir: Path
+) -> tuple[list[str], str | None]:
+    """dbt's arguments without the as_of_date of their `--vars`, and that as_of_date, for
+    the environment variable DBT_AS_OF_DATE, which macros/as_of_date.sql reads when the var
+    is not set. The marts are evaluated at the same date; what changes is the cost: dbt
+    parses the whole project again whenever its vars differ from its last parse's, and only
+    the files that read an environment variable when that changes. Left as they are when
+    dbt_project.yml sets as_of_date (the project's var would win over the environment)."""
+    found = _last_vars(dbt_args)
+    if found is None or project_var(project_dir) is not None:
+        return list(dbt_args), None
+    start, end, text = found
+    values = _vars_mapping(text)
+    if values is None or values.get("as_of_date") in (None, ""):
+        return list(dbt_args), None
+    value = str(values.pop("as_of_date"))
+    rest = ["--vars", json.dumps(values, default=str)] if values else []
+    return [*dbt_args[:start], *rest, *dbt_args[end:]], value
 
 
 def project_var(project_dir: Path) -> object:
@@ -87,6 +132,8 @@ def build_as_of(
     value = var_in_args(dbt_args)
     if value is None:
         value = project_var(settings.project_dir)
+    if value is None:
+        value = os.environ.get(AS_OF_ENV) or None
     if value is not None:
         if str(value) == "today":
             return AsOf(today, "today")

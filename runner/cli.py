@@ -158,7 +158,7 @@ def build(
         as_of = build_as_of(warehouse, settings, dbt_args)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
     if freshness:
-        stale = source_freshness(settings)
+        stale = source_freshness(settings, dbt_args)
         if stale:
             click.echo("Stale sources (dbt source freshness):\n  " + "\n  ".join(stale), err=True)
         else:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.as_of import AS_OF_ENV, as_of_to_environment, vars_args
 from runner.config import Settings
 
 WRITING_COMMANDS = {"build", "run", "seed", "snapshot"}  # after these, marts may have changed
@@ -30,6 +31,23 @@ def _working_directory(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(previous)
+
+
+@contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """The environment variable `name` set to `value` for the block (nothing when None)."""
+    if value is None:
+        yield
+        return
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def dbt_args(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
@@ -81,11 +99,12 @@ def invoke_dbt(
 
     if log_file is None and os.environ.get(LOG_FILE_ENV):
         log_file = Path(os.environ[LOG_FILE_ENV])
+    extra, as_of = as_of_to_environment(extra, settings.project_dir)
     args = dbt_args(settings, command, extra)
     log_path = log_file.resolve() if log_file else None
     console = logging.getLogger(DBT_CONSOLE_LOGGER)
     console.addFilter(_no_interrupt_traceback)
-    with _working_directory(settings.project_dir):
+    with _working_directory(settings.project_dir), _environment(AS_OF_ENV, as_of):
         try:
             if log_path is None:
                 result = dbtRunner(callbacks=[notice]).invoke([*args, *colour_args()])
@@ -244,9 +263,11 @@ def release_dbt_connections() -> None:
     DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
 
 
-def source_freshness(settings: Settings) -> list[str]:
-    """Run `dbt source freshness`; one line per source that is stale or never loaded."""
-    result = invoke_dbt(settings, ["source", "freshness"], ["--quiet"])
+def source_freshness(settings: Settings, build_args: Sequence[str] = ()) -> list[str]:
+    """Run `dbt source freshness`; one line per source that is stale or never loaded.
+    With the arguments of the build it comes before, given their --vars, so that both
+    are parsed alike and the build reuses this parse (dbt's partial parsing)."""
+    result = invoke_dbt(settings, ["source", "freshness"], ["--quiet", *vars_args(build_args)])
     problems = []
     for item in getattr(result.result, "results", None) or []:
         status = str(getattr(item, "status", "")).lower()
