@@ -3,7 +3,7 @@ and PostgreSQL, each figure beside its reference in the same run, and writes BEN
 (raw results in .tmp/bench/results.json).
 
     .venv/bin/python devtools/bench.py [--scale small|default|large] [--repeat N]
-                                    [--only load,build,incremental,attribute,intake]
+                                    [--only load,build,incremental,attribute,intake,message,startup]
                                     [--engines duckdb,postgres] [--report FILE] [--keep]
                                     [--update]
     .venv/bin/python devtools/bench.py --render-only   # the report again from the last results
@@ -79,7 +79,7 @@ API_KEY = "bench-emulator-key-not-secret"
 LATENCY_MS = 200
 SESSIONS_PER_REQUEST = 200
 EXIT_INCOMPLETE = 3  # `runner attribute`: finished, but some conversions got no results
-BENCHMARKS = ("load", "build", "incremental", "attribute", "intake", "message")
+BENCHMARKS = ("load", "build", "incremental", "attribute", "intake", "message", "startup")
 ENGINES = ("duckdb", "postgres")
 
 # Sizes per scale: web events of the load and build worlds, attributable conversions. The
@@ -1392,6 +1392,10 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         from devtools.bench_messaging import render_message
 
         render_message(out, ctx, r["message"])
+    if "startup" in r:
+        from devtools.bench_startup import render_startup
+
+        render_startup(out, ctx, r["startup"])
     misses = meta["misses"]
     add("## Summary\n")
     if misses:
@@ -1707,6 +1711,11 @@ def main(argv: list[str] | None = None) -> int:
 
             log("== message")
             safely(ctx, "message", lambda: bench_message(ctx, budget.part(1.0)))
+        if "startup" in only:  # devtools/bench_startup.py
+            from devtools.bench_startup import bench_startup
+
+            log("== startup")
+            safely(ctx, "startup", lambda: bench_startup(ctx, budget.part(1.0)))
         meta = {
             "scale": ctx.scale,
             "only": only,
@@ -1755,6 +1764,7 @@ SECTION = {
     "attribute": "attribute",
     "intake": "intake",
     "message": "message",
+    "startup": "startup",
 }
 
 
