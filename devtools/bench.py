@@ -3,7 +3,8 @@ and PostgreSQL, each figure beside its reference in the same run, and writes BEN
 (raw results in .tmp/bench/results.json).
 
     .venv/bin/python devtools/bench.py [--scale small|default|large] [--repeat N]
-                                    [--only load,build,incremental,attribute,intake,message,startup]
+                                    [--only load,build,incremental,attribute,intake,message,
+                                            startup,api]
                                     [--engines duckdb,postgres] [--report FILE] [--keep]
                                     [--update]
     .venv/bin/python devtools/bench.py --render-only   # the report again from the last results
@@ -25,6 +26,12 @@ What it measures (see BENCHMARKS.md for the targets):
   serve` on loopback, 8 client threads for 10 s, single events then batches of 100:
   events accepted per second and p50/p99 latency; then `runner load app-intake`: events
   landed per second, each exactly once.
+- message: `runner message`'s HTTP sender against the SMS gateway emulator
+  (devtools/bench_messaging.py): messages per second, none lost or doubled.
+- startup: the fixed cost of a build, `runner build` selecting no node
+  (devtools/bench_startup.py): cold, warm, a new as_of_date, against plain dbt.
+- api: `GET /api/v1/interactions/{id}` under 50 clients for 30 s while builds run
+  (devtools/bench_api.py): p50/p99 latency.
 
 Nothing touches the user's warehouse: the profile is a temporary copy of
 profiles.yml.example, DuckDB files and dbt's target and log folders are temporary, and
@@ -79,7 +86,7 @@ API_KEY = "bench-emulator-key-not-secret"
 LATENCY_MS = 200
 SESSIONS_PER_REQUEST = 200
 EXIT_INCOMPLETE = 3  # `runner attribute`: finished, but some conversions got no results
-BENCHMARKS = ("load", "build", "incremental", "attribute", "intake", "message", "startup")
+BENCHMARKS = ("load", "build", "incremental", "attribute", "intake", "message", "startup", "api")
 ENGINES = ("duckdb", "postgres")
 
 # Sizes per scale: web events of the load and build worlds, attributable conversions. The
@@ -1396,6 +1403,10 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         from devtools.bench_startup import render_startup
 
         render_startup(out, ctx, r["startup"])
+    if "api" in r:
+        from devtools.bench_api import render_api
+
+        render_api(out, ctx, r["api"])
     misses = meta["misses"]
     add("## Summary\n")
     if misses:
@@ -1606,6 +1617,11 @@ def misses(ctx: Context) -> list[str]:
                 found.append(f"{section} on {engine}")
             if "error" in entry:
                 found.append(f"{section} on {engine} (failed)")
+    for engine, entry in r.get("api", {}).get("engines", {}).items():
+        if entry.get("passed") is False:
+            found.append(f"API p99 during builds on {engine}")
+        if "error" in entry:
+            found.append(f"API during builds on {engine} (failed)")
     for key, entry in r.get("build", {}).items():
         if key == "scaling":
             if entry.get("ratio_passed") is False:
@@ -1716,6 +1732,11 @@ def main(argv: list[str] | None = None) -> int:
 
             log("== startup")
             safely(ctx, "startup", lambda: bench_startup(ctx, budget.part(1.0)))
+        if "api" in only:  # devtools/bench_api.py
+            from devtools.bench_api import bench_api
+
+            log("== api")
+            safely(ctx, "api", lambda: bench_api(ctx, budget.part(1.0)))
         meta = {
             "scale": ctx.scale,
             "only": only,
@@ -1765,6 +1786,7 @@ SECTION = {
     "intake": "intake",
     "message": "message",
     "startup": "startup",
+    "api": "api",
 }
 
 

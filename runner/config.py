@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -45,9 +46,10 @@ class Settings:
         path = Path(self.credentials.path)
         return path if path.is_absolute() else self.project_dir / path
 
-    @property
+    @cached_property
     def is_production(self) -> bool:
-        """Whether this target writes the production schemas (see `schema`)."""
+        """Whether this target writes the production schemas (see `schema`). Read from
+        dbt_project.yml once per Settings: the API asks for every query it writes."""
         return self.target in production_targets(self.project_dir)
 
     def schema(self, layer: str) -> str:
