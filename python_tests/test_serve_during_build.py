@@ -369,3 +369,28 @@ def test_the_api_answers_every_request_during_a_full_build(
     first_new = bodies.index(after.text) if after.text in bodies else len(bodies)
     assert set(bodies[first_new:]) <= {after.text}
     assert all(text == '{"status":"ok"}' for path, _, text in answers if path.endswith("/health"))
+
+
+@pytest.mark.usefixtures("pg_database")
+def test_the_api_reuses_its_postgresql_connections_and_drops_broken_ones():
+    """On PostgreSQL the API keeps its connections between requests (a new one costs the
+    server a process); a connection whose session was ended (a restart, an admin's
+    pg_terminate_backend) is never handed to a request again."""
+    from runner.serving import reader
+
+    open_marts = reader(load_settings(target="postgres"))
+
+    def backend() -> int:
+        with open_marts() as warehouse:
+            return int(warehouse.query("select pg_backend_pid()")[1][0][0])
+
+    first = backend()
+    assert backend() == first  # kept and reused
+    with open_marts() as one, open_marts() as other:  # two requests at once: two sessions
+        pids = {int(w.query("select pg_backend_pid()")[1][0][0]) for w in (one, other)}
+    assert len(pids) == 2
+    with connect(load_settings(target="postgres")) as admin:  # both kept sessions end
+        admin.query("select pg_terminate_backend(pid) from pg_stat_activity where pid in "
+                    f"({', '.join(map(str, pids))})")  # fmt: skip
+    survivors = {backend() for _ in range(3)}  # no request gets a dead session
+    assert survivors.isdisjoint(pids)

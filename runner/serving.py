@@ -199,12 +199,56 @@ class ServingCopies:
         raise RunnerError(f"The serving copies in {self._settings.serving_dir} keep changing.")
 
 
+class PooledConnections:
+    """The API's reader on PostgreSQL: connections to the warehouse kept open between
+    requests (a new one costs the server a process and the request milliseconds), each
+    used by one request at a time, at most `idle` of them kept when requests are few.
+    A kept connection is checked before it is handed out, and one that broke (a server
+    restart, a terminated session) is closed, never given to a request. A
+    build does not mind them: each statement runs in its own transaction (autocommit),
+    so an idle connection holds no lock."""
+
+    def __init__(self, settings: Settings, idle: int = 16):
+        self._settings = settings
+        self._idle_max = idle
+        self._idle: list[Warehouse] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def open(self) -> Iterator[Warehouse]:
+        warehouse = self._kept() or connect(self._settings, read_only=True)
+        kept = False
+        try:
+            yield warehouse
+            with self._lock:
+                if warehouse.usable() and len(self._idle) < self._idle_max:
+                    self._idle.append(warehouse)
+                    kept = True
+        finally:
+            if not kept:
+                warehouse.close()
+
+    def _kept(self) -> Warehouse | None:
+        """An idle connection that still answers (one round trip: `select 1`), or None.
+        Those whose session ended meanwhile are closed."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                warehouse = self._idle.pop()
+            try:
+                warehouse.query("select 1")
+                return warehouse
+            except Exception:  # any failure: the session is of no use
+                warehouse.close()
+
+
 def reader(settings: Settings) -> Callable[[], AbstractContextManager[Warehouse]]:
     """How the API opens the marts for one request: the newest serving copy on DuckDB,
-    a short connection to the warehouse on PostgreSQL."""
+    a pooled connection to the warehouse on PostgreSQL."""
     if settings.adapter_type == "duckdb":
         return ServingCopies(settings).open
-    return lambda: connect(settings, read_only=True)
+    return PooledConnections(settings).open
 
 
 def _next_number(directory: Path) -> int:

@@ -75,6 +75,10 @@ class Warehouse:
     def close(self) -> None:
         raise NotImplementedError
 
+    def usable(self) -> bool:
+        """Whether the connection can serve another request (runner.serving's pool)."""
+        return True
+
     def __enter__(self) -> Warehouse:
         return self
 
@@ -348,6 +352,16 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.close()
+
+    def usable(self) -> bool:
+        """Open and idle (autocommit, no transaction left open): fit for the next user."""
+        import psycopg2.extensions
+
+        if self._con.closed:
+            return False
+        return bool(
+            self._con.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        )
 
 
 APPLICATION_NAME = "customer_analytics runner"  # how the runner's sessions show in pg_stat_activity
