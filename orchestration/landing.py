@@ -108,7 +108,7 @@ class LandingFailed(Exception):
         self.path, self.moved, self.error = path, moved, error
         super().__init__(
             f"`{command.invocation} {path.name}` failed: {error} The file is now {moved} "
-            f"(the error is in {moved.name}.error.txt beside it); nothing of it landed. "
+            f"(the error is in {moved.name}.error.txt beside it). "
             f"Fix it and drop it into {path.parent} again."
         )
 
