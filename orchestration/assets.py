@@ -43,6 +43,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration import landing
 from orchestration.project import (
+    LayerTranslator,
     dbt_project,
     prepare_manifest,
     project_var,
@@ -121,7 +122,15 @@ def build_definitions(settings: Settings) -> Definitions:
 
         publish_after_build(settings)  # DuckDB: the copy of the marts `runner serve` reads
 
-    @dbt_assets(manifest=manifest, project=project, exclude=after_runner, name="dbt_models")
+    translator = LayerTranslator()
+
+    @dbt_assets(
+        manifest=manifest,
+        project=project,
+        exclude=after_runner,
+        name="dbt_models",
+        dagster_dbt_translator=translator,
+    )
     def dbt_models(
         context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig
     ) -> Iterator[Any]:
@@ -288,7 +297,9 @@ def build_definitions(settings: Settings) -> Definitions:
     landing_jobs = {
         name: define_asset_job(
             f"load_{name.replace('-', '_')}",
-            selection=AssetSelection.assets(asset).downstream() - messaging_only,
+            # not the messaging cycle (it reads the marts, but on its own schedule), nor
+            # the marts of the outbox, which change only when it runs
+            selection=AssetSelection.assets(asset).downstream() - messaging_only.downstream(),
             description=f"{asset.op.name}: land the files, then build what depends on them.",
         )
         for name, asset in raw_assets.items()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import AssetKey
+from dagster import AssetKey, AssetSpec
 from dagster_dbt import DagsterDbtTranslator, DbtProject
 
 from runner.config import Settings, load_settings
@@ -71,6 +71,23 @@ def dbt_project(settings: Settings) -> DbtProject:
         target=settings.target,
         target_path=dbt_target_path(settings),
     )
+
+
+class LayerTranslator(DagsterDbtTranslator):
+    """dagster-dbt's default keys; each model's group is its layer (staging,
+    intermediate, marts), snapshots and seeds have their own: the UI's asset graph
+    reads left to right like the layer picture of the README."""
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        node = manifest["nodes"].get(unique_id)
+        if node is None:  # a source: its asset is the runner's (raw, runner groups)
+            return spec
+        kind = node["resource_type"]
+        group = node["fqn"][1] if kind == "model" and len(node["fqn"]) > 2 else f"{kind}s"
+        return spec.replace_attributes(group_name=group)
 
 
 def source_keys(manifest: Mapping[str, Any], project: DbtProject) -> dict[str, AssetKey]:
