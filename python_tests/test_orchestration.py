@@ -5,8 +5,15 @@ failed run, and the run config of the schedules; on DuckDB and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from dagster import (
     AssetKey,
     DagsterInstance,
@@ -30,7 +38,8 @@ from dagster import (
 
 from orchestration.assets import build_definitions, is_cycle_week
 from orchestration.landing import FAILED, LOADED
-from python_tests.conftest import SAMPLE_DIR
+from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
+from python_tests.test_docs import chromium, run_chromium  # noqa: F401 (a fixture)
 from runner.config import Settings
 from runner.dbt_invoke import invoke_dbt
 from runner.warehouse import connect
@@ -275,3 +284,77 @@ def test_source_freshness_is_a_check_of_the_raw_asset(
     fresh = freshness()  # lands the waiting file, then checks
     assert fresh.passed is True
     assert fresh.metadata["status"].value == "pass"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def dagster_ui(tmp_path: Path) -> Iterator[str]:
+    """The code location's web UI (dagster-webserver, as `make orchestrate` starts it,
+    without the daemon) on a free loopback port, with its own DAGSTER_HOME."""
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    shutil.copy(PROJECT_DIR / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+    port = free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "DBT_TARGET": "duckdb"}
+    webserver = Path(sys.executable).with_name("dagster-webserver")
+    command = [str(webserver), "-m", "orchestration.definitions", "-h", "127.0.0.1"]
+    log = (tmp_path / "webserver.log").open("w")
+    process = subprocess.Popen(
+        [*command, "-p", str(port)],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"dagster-webserver did not answer within 180 s: {' '.join(command)}")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def test_ui_shows_the_asset_graph_in_chromium(
+    dagster_ui: str,
+    chromium: Path,  # noqa: F811 (the fixture of test_docs)
+    tmp_path: Path,
+):
+    """The global asset lineage, group by group, left to right as the layers flow. Set
+    DOCS_SCREENSHOT_DIR to keep the screenshot (README: docs/images/dagster_asset_graph.png)."""
+    lineage = f"{dagster_ui}/asset-groups"
+    dom = run_chromium(chromium, tmp_path / "dom", "--dump-dom", lineage)
+    text = re.sub(r"<[^>]+>", " ", dom)
+    for group in ("raw", "staging", "intermediate", "marts", "snapshots", "runner"):
+        assert re.search(rf"\b{group}\b", text), f"group {group} is not on the graph"
+    assert "Global asset lineage" in text
+    picture = tmp_path / "dagster_asset_graph.png"
+    run_chromium(
+        chromium, tmp_path / "shot", f"--screenshot={picture}", "--window-size=1400,800", lineage
+    )
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    folder = os.environ.get("DOCS_SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(picture, Path(folder) / picture.name)
