@@ -284,10 +284,12 @@ def build_definitions(settings: Settings) -> Definitions:
     messaging_only = AssetSelection.assets(messaging)
     full_build = define_asset_job(
         "full_build",
-        selection=AssetSelection.all()
-        - AssetSelection.assets(*raw_assets.values())
-        - messaging_only,
-        description="Every dbt model, seed, snapshot and test, and attribution.",
+        selection=(
+            AssetSelection.all() - AssetSelection.assets(*raw_assets.values()) - messaging_only
+        )
+        | AssetSelection.checks(source_freshness),
+        description="Every dbt model, seed, snapshot and test, attribution, and the "
+        "freshness of every source.",
     )
     message_cycle = define_asset_job(
         "message_cycle",
