@@ -338,6 +338,24 @@ def build_definitions(settings: Settings) -> Definitions:
 
         return watch
 
+    a_mart = next(key for key in dbt_models.keys if key.path[-1] == "customer_ltv")
+
+    @sensor(
+        name="first_full_build",
+        job=full_build,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="One full build when this Dagster instance has never built the marts: "
+        "the landing runs build only what depends on their source, and need the rest to "
+        "exist.",
+    )
+    def first_full_build(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+        if context.instance.get_latest_materialization_event(a_mart) is not None:
+            return SkipReason(f"{a_mart.to_user_string()} has been built before.")
+        # the run key makes it one request for the instance, however often it ticks
+        # (and first in the queue: the landing runs of files already waiting need it)
+        return RunRequest(run_key="first-full-build", tags={"dagster/priority": "10"})
+
     weeks = int(project_var(settings.project_dir, "engagement_window_weeks"))
     hour = build_hour()
 
@@ -405,7 +423,11 @@ def build_definitions(settings: Settings) -> Definitions:
         asset_checks=[source_freshness],
         jobs=[full_build, message_cycle, *landing_jobs.values()],
         schedules=[daily_full_build, messaging_cycle],
-        sensors=[*(landing_sensor(c) for c in LOAD_COMMANDS), alert_on_failure],
+        sensors=[
+            first_full_build,
+            *(landing_sensor(c) for c in LOAD_COMMANDS),
+            alert_on_failure,
+        ],
         resources={
             "dbt": DbtCliResource(
                 project_dir=project,

@@ -24,6 +24,7 @@ import pytest
 import requests
 from dagster import (
     AssetKey,
+    AssetMaterialization,
     DagsterInstance,
     RunRequest,
     SensorResult,
@@ -284,6 +285,23 @@ def test_source_freshness_is_a_check_of_the_raw_asset(
     fresh = freshness()  # lands the waiting file, then checks
     assert fresh.passed is True
     assert fresh.metadata["status"].value == "pass"
+
+
+@pytest.mark.parametrize("target", ["duckdb"])
+def test_a_new_instance_asks_for_one_full_build(
+    settings: Settings, landing: Path, instance: DagsterInstance
+):
+    defs = build_definitions(settings)
+    request = tick(defs, "first_full_build", instance, None)
+    assert isinstance(request, RunRequest)
+    assert request.run_key == "first-full-build"  # once per instance: Dagster keeps run keys
+    sensor = defs.get_sensor_def("first_full_build")
+    assert sensor.job_name == "full_build"
+    instance.report_runless_asset_event(
+        AssetMaterialization(asset_key=AssetKey(["marts", "customer_ltv"]))
+    )
+    built = tick(defs, "first_full_build", instance, None)
+    assert isinstance(built, SkipReason)
 
 
 def free_port() -> int:
