@@ -116,6 +116,8 @@ def build_definitions(settings: Settings) -> Definitions:
     runner_written = [*ATTRIBUTION_TABLES, OUTBOX_TABLE]
     after_runner = " ".join(f"{source_selector(manifest, t)}+" for t in runner_written)
     folder = landing.landing_dir(settings)
+    for command in LOAD_COMMANDS:  # where to drop files, there from the start
+        (folder / command.name).mkdir(parents=True, exist_ok=True)
 
     def publish() -> None:
         from runner.serving import publish_after_build
