@@ -99,7 +99,7 @@ def test_dropped_file_is_landed_once_and_its_downstream_built(
     defs = build_definitions(settings)
     prepare_other_parents(settings)
     folder = landing / CONTACTS
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(SAMPLE_DIR / "app_contacts.csv", folder / "app_contacts.csv")
 
     result = tick(defs, "landing_app_contacts", instance, None)
@@ -189,7 +189,7 @@ def test_bad_file_fires_the_alert_loses_nothing_and_blocks_nothing(
 ):
     defs = build_definitions(settings)
     folder = landing / CONTACTS
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     bad = b'{"customer_id": "10001"}\n'  # JSON: app contacts are CSV
     (folder / "a_bad.csv").write_bytes(bad)
     shutil.copy(SAMPLE_DIR / "app_contacts.csv", folder / "b_good.csv")
@@ -266,7 +266,7 @@ def test_source_freshness_is_a_check_of_the_raw_asset(
     sessions = AssetKey(["app", "sessions"])
     job = defs.resolve_implicit_global_asset_job_def()
     folder = landing / "app-sessions"
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
 
     def freshness() -> Any:
         run = job.execute_in_process(instance=instance, asset_selection=[sessions])
