@@ -1,6 +1,7 @@
 # customer_analytics: the commands a newcomer can guess.
 #   make demo   sample data -> DuckDB -> dbt build -> what the marts hold
 #   make test   everything CI checks (lint, runner tests, dbt build on DuckDB and PostgreSQL)
+#   make orchestrate   Dagster's UI and daemon: landing folders, daily build, alerts
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +13,7 @@ LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-postgres demo demo-attribution test bench lint format docs clean lock
-.PHONY: lint-dbt evaluate
+.PHONY: lint-dbt evaluate orchestrate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -110,8 +111,8 @@ setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of th
 	$(BIN)/runner setup-postgres --target postgres
 
 lint: setup  ## ruff, mypy (strict on runner/), SQLFluff and the dbt metadata linter (dbt-score)
-	$(BIN)/ruff check runner devtools python_tests
-	$(BIN)/ruff format --check runner devtools python_tests
+	$(BIN)/ruff check runner devtools orchestration python_tests
+	$(BIN)/ruff format --check runner devtools orchestration python_tests
 	$(BIN)/mypy
 	@# the landing-table macro is generated from runner/sources.py: is it current?
 	$(BIN)/python -m runner.sources --check
@@ -137,8 +138,8 @@ lint-dbt: profiles.yml  ## the dbt metadata linter alone: dbt parse, then dbt-sc
 	$(BIN)/dbt-score lint --manifest $(LINT_TARGET)/manifest.json
 
 format: setup  ## fix what ruff and SQLFluff can fix
-	$(BIN)/ruff check --fix runner devtools python_tests
-	$(BIN)/ruff format runner devtools python_tests
+	$(BIN)/ruff check --fix runner devtools orchestration python_tests
+	$(BIN)/ruff format runner devtools orchestration python_tests
 	@mkdir -p .tmp
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models $(SQL_TESTS) snapshots
 	$(BIN)/sqlfluff fix $(SQL_MACROS) $(SQLFLUFF_MACRO_OPTIONS)
@@ -152,6 +153,24 @@ BENCH_SCALE ?= default
 
 bench: setup  ## run the benchmarks and write BENCHMARKS.md (BENCH_SCALE=small|default|large)
 	$(BIN)/python -m devtools.bench --scale $(BENCH_SCALE)
+
+# Dagster (orchestration/; README: "Run it every day"): the web UI and the daemon on
+# 127.0.0.1:DAGSTER_PORT, its SQLite storage in .tmp/dagster/home, sensors and schedules on.
+# DuckDB by default (the runner's DUCKDB_PATH); DBT_TARGET=postgres for PostgreSQL (PG*).
+# Files dropped into LANDING_DIR/<runner load subcommand>/ (default .tmp/landing/) land
+# and build what depends on them. Attribution uses the IHC API when IHC_API_KEY is set,
+# else the local emulator (as make demo does; its log: .tmp/ihc-emulator.log).
+DAGSTER_PORT ?= 3000
+DAGSTER_HOME_DIR := $(CURDIR)/.tmp/dagster/home
+
+orchestrate: setup  ## Dagster's UI and daemon on http://127.0.0.1:3000 (DAGSTER_PORT=..., DBT_TARGET=postgres)
+	@mkdir -p $(DAGSTER_HOME_DIR) && cp orchestration/dagster.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
+	@export DAGSTER_HOME=$(DAGSTER_HOME_DIR) DBT_TARGET=$${DBT_TARGET:-duckdb}; \
+	dev="$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p $(DAGSTER_PORT)"; \
+	echo "Dagster on http://127.0.0.1:$(DAGSTER_PORT), target $$DBT_TARGET; drop files into" \
+		"$${LANDING_DIR:-.tmp/landing}/<runner load subcommand>/ (Ctrl-C stops it)."; \
+	if [ -n "$${IHC_API_KEY:-}" ]; then exec $$dev; \
+	else exec $(BIN)/runner ihc-emulator --log-file "$(EMULATOR_LOG)" -- $$dev; fi
 
 # The docs site: lineage (sources, models, exposures) and the DuckDB warehouse's catalog.
 DOCS_PORT ?= 8080
