@@ -50,6 +50,7 @@ from orchestration.project import (
     source_keys,
     source_selector,
 )
+from runner.as_of import as_of_in_environment
 from runner.config import Settings
 from runner.sources import LOAD_COMMANDS, LoadCommand, sources_of
 
@@ -67,7 +68,8 @@ CYCLE_ANCHOR = date(1970, 1, 5)
 
 
 class DbtBuildConfig(Config):
-    """`as_of_date` (YYYY-MM-DD, or `today`) for the build's var; empty: the rule of
+    """`as_of_date` (YYYY-MM-DD, or `today`) for the build, given to dbt as DBT_AS_OF_DATE
+    (a var would make dbt parse the whole project again each day); empty: the rule of
     macros/as_of_date.sql (the remembered date, else today)."""
 
     as_of_date: str = ""
@@ -88,13 +90,6 @@ def build_hour() -> int:
     if not value.isdigit() or not 0 <= int(value) <= 23:
         raise ValueError(f"{BUILD_HOUR_VARIABLE} must be an hour from 0 to 23, got {value!r}.")
     return int(value)
-
-
-def build_args(config: DbtBuildConfig) -> list[str]:
-    args = ["build"]
-    if config.as_of_date:
-        args += ["--vars", json.dumps({"as_of_date": config.as_of_date})]
-    return args
 
 
 def is_cycle_week(day: date, weeks: int) -> bool:
@@ -136,14 +131,16 @@ def build_definitions(settings: Settings) -> Definitions:
     def dbt_models(
         context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig
     ) -> Iterator[Any]:
-        yield from dbt.cli(build_args(config), context=context).stream()
+        with as_of_in_environment(config.as_of_date or None):  # keeps dbt's partial parse
+            yield from dbt.cli(["build"], context=context).stream()
         publish()
 
     @dbt_assets(manifest=manifest, project=project, select=after_runner, name="dbt_after_runner")
     def dbt_after_runner(
         context: AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig
     ) -> Iterator[Any]:
-        yield from dbt.cli(build_args(config), context=context).stream()
+        with as_of_in_environment(config.as_of_date or None):  # keeps dbt's partial parse
+            yield from dbt.cli(["build"], context=context).stream()
         publish()
 
     journeys = next(key for key in dbt_models.keys if key.path[-1] == "int_journeys_built")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -45,6 +46,25 @@ class AsOf:
 
 
 AS_OF_ENV = "DBT_AS_OF_DATE"  # read by macros/as_of_date.sql when the var is not set
+
+
+@contextmanager
+def as_of_in_environment(value: str | None) -> Iterator[None]:
+    """DBT_AS_OF_DATE set to `value` for the block (nothing when None): how a dbt run in
+    this process, or started from it, is given an as_of_date without a --vars that would
+    make dbt parse the whole project again (see as_of_to_environment)."""
+    if value is None:
+        yield
+        return
+    previous = os.environ.get(AS_OF_ENV)
+    os.environ[AS_OF_ENV] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(AS_OF_ENV, None)
+        else:
+            os.environ[AS_OF_ENV] = previous
 
 
 def _last_vars(dbt_args: Sequence[str]) -> tuple[int, int, str] | None:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.as_of import AS_OF_ENV, as_of_to_environment, vars_args
+from runner.as_of import as_of_in_environment, as_of_to_environment, vars_args
 from runner.config import Settings
 
 WRITING_COMMANDS = {"build", "run", "seed", "snapshot"}  # after these, marts may have changed
@@ -31,23 +31,6 @@ def _working_directory(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(previous)
-
-
-@contextmanager
-def _environment(name: str, value: str | None) -> Iterator[None]:
-    """The environment variable `name` set to `value` for the block (nothing when None)."""
-    if value is None:
-        yield
-        return
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
 
 
 def dbt_args(settings: Settings, command: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
@@ -104,7 +87,7 @@ def invoke_dbt(
     log_path = log_file.resolve() if log_file else None
     console = logging.getLogger(DBT_CONSOLE_LOGGER)
     console.addFilter(_no_interrupt_traceback)
-    with _working_directory(settings.project_dir), _environment(AS_OF_ENV, as_of):
+    with _working_directory(settings.project_dir), as_of_in_environment(as_of):
         try:
             if log_path is None:
                 result = dbtRunner(callbacks=[notice]).invoke([*args, *colour_args()])
