@@ -46,6 +46,34 @@ class Settings:
         return path if path.is_absolute() else self.project_dir / path
 
     @property
+    def spark_conf(self) -> dict[str, str]:
+        """Spark: the profile's server_side_parameters, as dbt-spark's session method
+        passes them to SparkSession.builder, with the metastore's and the warehouse
+        folder's relative paths taken from the project folder (dbt runs there; the runner
+        may not), so the runner's session and dbt's are the same."""
+        conf = {
+            str(key): str(value)
+            for key, value in (
+                getattr(self.credentials, "server_side_parameters", None) or {}
+            ).items()
+        }
+        warehouse = conf.get("spark.sql.warehouse.dir")
+        if warehouse and "://" not in warehouse and not Path(warehouse).is_absolute():
+            conf["spark.sql.warehouse.dir"] = str(self.project_dir / warehouse)
+        url = conf.get(DERBY_URL_KEY, "")
+        match = re.match(r"(jdbc:derby:;databaseName=)([^;]+)(.*)", url)
+        if match and not Path(match[2]).is_absolute():
+            conf[DERBY_URL_KEY] = f"{match[1]}{self.project_dir / match[2]}{match[3]}"
+        options = conf.get("spark.driver.extraJavaOptions", "").split(" ")
+        for index, option in enumerate(options):
+            log = option.removeprefix(DERBY_LOG_OPTION)
+            if log != option and not Path(log).is_absolute():
+                options[index] = f"{DERBY_LOG_OPTION}{self.project_dir / log}"
+        if options != [""]:
+            conf["spark.driver.extraJavaOptions"] = " ".join(options)
+        return conf
+
+    @property
     def is_production(self) -> bool:
         """Whether this target writes the production schemas (see `schema`)."""
         return self.target in production_targets(self.project_dir)
@@ -88,6 +116,9 @@ class Settings:
         return folder / f"{self.target}-{re.sub(r'[^A-Za-z0-9_.-]', '_', where)}.sqlite"
 
 
+# Spark's embedded metastore (Derby): where its database is, in the JDBC URL.
+DERBY_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"
+DERBY_LOG_OPTION = "-Dderby.stream.error.file="
 # The folder of the intake's spools, when not the default (Settings.intake_spool).
 INTAKE_DIR_VARIABLE = "RUNNER_INTAKE_DIR"
 # The warehouse's layers, each a schema (prefixed with the target's name off production).
