@@ -214,7 +214,7 @@ class ProfileCredentials:
     """A target's connection settings, as dbt's credentials object holds them (the
     attributes the runner uses)."""
 
-    type: str  # "duckdb" or "postgres"
+    type: str  # "duckdb", "postgres" or "spark"
     schema: str
     database: str | None = None
     path: str | None = None  # duckdb
@@ -223,6 +223,8 @@ class ProfileCredentials:
     user: str | None = None
     password: str | None = None
     settings: dict[str, Any] | None = None  # duckdb: SET options, e.g. memory_limit
+    method: str | None = None  # spark: dbt-spark's connection method (session, thrift...)
+    server_side_parameters: dict[str, Any] | None = None  # spark: the session's conf
 
 
 # The one Jinja expression read without dbt: {{ env_var('NAME'[, 'default']) [| as_number] }}
@@ -235,6 +237,7 @@ NUMBER_TEXT = re.compile(r"0|[1-9][0-9]*")  # what as_number reads as the same i
 SIMPLE_TARGET_KEYS = {
     "duckdb": {"type", "threads", "path", "schema", "settings"},
     "postgres": {"type", "threads", "host", "port", "user", "password", "dbname", "schema"},
+    "spark": {"type", "threads", "method", "host", "schema", "server_side_parameters"},
 }
 
 
@@ -268,11 +271,12 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
     kind = output.get("type")
     if kind not in SIMPLE_TARGET_KEYS or not set(output) <= SIMPLE_TARGET_KEYS[kind]:
         raise _NotSimple
-    settings = output.get("settings", {})
+    mapping = "server_side_parameters" if kind == "spark" else "settings"
+    settings = output.get(mapping, {})
     if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
         raise _NotSimple
     settings = {key: _render(value) for key, value in settings.items()}
-    values = {key: _render(value) for key, value in output.items() if key != "settings"}
+    values = {key: _render(value) for key, value in output.items() if key != mapping}
     if type(values.pop("threads", 1)) is not int:
         raise _NotSimple  # dbt validates (or refuses) anything else
     port = values.pop("port", None)
@@ -292,6 +296,20 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
             database=database,
             path=texts["path"],
             settings=settings,
+        )
+    elif kind == "spark":
+        if texts.get("method") != "session" or port is not None:
+            raise _NotSimple  # thrift, http, odbc: dbt-spark's own reading
+        credentials = ProfileCredentials(
+            type=kind,
+            schema=texts["schema"],
+            host=texts["host"],
+            method="session",
+            # as dbt-spark's credentials: values as text, ANSI mode off (always)
+            server_side_parameters={
+                **{key: str(value) for key, value in settings.items()},
+                "spark.sql.ansi.enabled": "false",
+            },
         )
     else:
         if type(port) is not int or not 0 <= port <= 65535:
@@ -322,7 +340,7 @@ def _render(value: object) -> object:
     else:
         match = ENV_VAR_TEMPLATE.fullmatch(value)
         if match is None:
-            raise _NotSimple
+            return _render_embedded(value)
         text = os.environ.get(match["name"], match["default"])
         if text is None:
             raise _NotSimple  # dbt: "Env var required but not provided"
@@ -332,6 +350,28 @@ def _render(value: object) -> object:
         if not NUMBER_TEXT.fullmatch(text):
             raise _NotSimple  # dbt: literal_eval, or "Could not convert value"
         return int(text)
+    return text
+
+
+def _render_embedded(value: str) -> str:
+    """Text with env_var templates inside it (`jdbc:derby:;databaseName={{ env_var('D',
+    '.tmp') }}/metastore_db`), each replaced by the variable's text, as Jinja renders it.
+    Raises _NotSimple for any other Jinja, `| as_number`, or a variable without a value."""
+    pieces: list[str] = []
+    end = 0
+    for match in ENV_VAR_TEMPLATE.finditer(value):
+        text = os.environ.get(match["name"], match["default"])
+        if match["number"] or text is None:
+            raise _NotSimple
+        pieces += [value[end : match.start()], text]
+        end = match.end()
+    pieces.append(value[end:])
+    outside = "".join(pieces[::2])
+    if not pieces[1:] or any(mark in outside for mark in ("{", "}", "\n", "\r")):
+        raise _NotSimple
+    text = "".join(pieces)
+    if "DBT_ENV_SECRET" in value or "DBT_ENV_SECRET" in text:
+        raise _NotSimple
     return text
 
 

@@ -391,7 +391,8 @@ class SparkWarehouse(Warehouse):
         create_schema, *creates = spark_ddl_statements(schema)
         if not self.spark.catalog.databaseExists(schema):
             self.execute(create_schema)
-        present = {table.name for table in self.spark.catalog.listTables(schema)}
+        _, shown = self.query(f"show tables in {schema}")  # (listTables reads each table)
+        present = {row[1] for row in shown}
         for statement in creates:
             name = statement.split("(", 1)[0].split()[-1].split(".", 1)[1]
             if name not in present:
