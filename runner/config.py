@@ -104,7 +104,8 @@ class Settings:
         keeps the app events it accepted until they land in the warehouse, one per target
         and warehouse. In the folder RUNNER_INTAKE_DIR when set; else DuckDB: beside the
         warehouse file (`warehouse.duckdb.intake-duckdb.sqlite`), PostgreSQL: in the
-        project's .tmp/intake/ (`postgres-127.0.0.1-5432-analytics.sqlite`)."""
+        project's .tmp/intake/ (`postgres-127.0.0.1-5432-analytics.sqlite`), Spark: there
+        too, named after the host and the warehouse folder."""
         explicit = os.environ.get(INTAKE_DIR_VARIABLE)
         if self.adapter_type == "duckdb":
             path = self.duckdb_path
@@ -112,7 +113,10 @@ class Settings:
             return folder / f"{path.name}.intake-{self.target}.sqlite"
         credentials = self.credentials
         folder = Path(explicit) if explicit else self.project_dir / ".tmp" / "intake"
-        where = f"{credentials.host}-{credentials.port}-{credentials.database}"
+        parts = (credentials.host, credentials.port, credentials.database)
+        if self.adapter_type == "spark":  # one metastore: the session's data folder
+            parts = (credentials.host, self.spark_conf.get("spark.sql.warehouse.dir"))
+        where = "-".join(str(part) for part in parts)
         return folder / f"{self.target}-{re.sub(r'[^A-Za-z0-9_.-]', '_', where)}.sqlite"
 
 
