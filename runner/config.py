@@ -113,7 +113,7 @@ class Settings:
             return folder / f"{path.name}.intake-{self.target}.sqlite"
         credentials = self.credentials
         folder = Path(explicit) if explicit else self.project_dir / ".tmp" / "intake"
-        parts = (credentials.host, credentials.port, credentials.database)
+        parts: tuple[object, ...] = (credentials.host, credentials.port, credentials.database)
         if self.adapter_type == "spark":  # one metastore: the session's data folder
             parts = (credentials.host, self.spark_conf.get("spark.sql.warehouse.dir"))
         where = "-".join(str(part) for part in parts)
