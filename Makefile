@@ -2,6 +2,7 @@
 #   make demo   sample data -> DuckDB -> dbt build -> what the marts hold
 #   make test   everything CI checks (lint, runner tests, dbt build on DuckDB and PostgreSQL)
 #   make orchestrate   Dagster's UI and daemon: landing folders, daily build, alerts
+#   make test-spark   the same sample on Apache Spark (installs pyspark and dbt-spark)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +14,7 @@ LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-postgres demo demo-attribution test bench lint format docs clean lock
-.PHONY: lint-dbt evaluate orchestrate
+.PHONY: lint-dbt evaluate orchestrate setup-spark test-spark
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,6 +48,22 @@ profiles.yml:
 	@echo "Created profiles.yml from profiles.yml.example (edit nothing: settings come from the environment)."
 
 setup: $(STAMP) profiles.yml  ## create the virtual environment, install pinned dependencies, put the dbt profile in place
+
+# Spark (the profile's `spark` target): pyspark and dbt-spark, pinned apart from
+# requirements.lock (the main install stays without them), installed into the same .venv
+# with requirements.lock as constraints, so nothing else in it changes.
+SPARK_STAMP := $(VENV)/.installed-spark
+
+$(SPARK_STAMP): requirements-spark.lock $(STAMP)
+	@mkdir -p .tmp
+	@echo "Installing the $$(grep -c '==' requirements-spark.lock) pinned packages of requirements-spark.lock into $(VENV)"
+	@echo "  (pyspark is a 450 MB download; pip's output: $(PIP_LOG))..."
+	@$(BIN)/python -m pip install -r requirements-spark.lock -c requirements.lock >> $(PIP_LOG) 2>&1 \
+		|| { tail -n 20 $(PIP_LOG); echo "pip failed: the whole output is in $(PIP_LOG)."; exit 1; }
+	@command -v java >/dev/null || echo "Warning: no java on the PATH; PySpark needs Java 17 (or 21)."
+	@touch $@
+
+setup-spark: setup $(SPARK_STAMP)  ## install pyspark and dbt-spark (requirements-spark.lock) into the venv
 
 # The sample covers 2017-01-01 to 2017-04-30; the demo evaluates the marts at its end.
 # The warehouse remembers that date: later builds without the var keep it.
@@ -146,6 +163,11 @@ format: setup  ## fix what ruff and SQLFluff can fix
 
 test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
 	$(BIN)/pytest
+
+# The Spark tests alone (pytest marker `spark`, left out of `make test`), one process:
+# the embedded metastore takes one Spark session at a time.
+test-spark: setup-spark  ## the sample on Apache Spark, compared with DuckDB (python_tests/test_spark.py)
+	$(BIN)/pytest -n 0 -m spark python_tests/test_spark.py
 
 # Benchmarks: figures beside their references, written to BENCHMARKS.md. The default
 # size fits in 15 minutes on 2 cores; BENCH_SCALE=large adds 10M events (about an hour).

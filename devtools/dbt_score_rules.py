@@ -28,7 +28,7 @@ from dbt_score import Exposure, Macro, Model, RuleViolation, Snapshot, Source, r
 
 MART_KINDS = {"fact": "fct_", "dimension": "dim_"}
 LAYER_PREFIXES = ("fct_", "dim_", "stg_", "int_", "base_", "rpt_")
-DISPATCH_PREFIXES = ("default__", "duckdb__", "postgres__")
+DISPATCH_PREFIXES = ("default__", "duckdb__", "postgres__", "spark__")
 UNIQUENESS_TESTS = ("unique_combination_of_columns",)
 SHAPE_TESTS = ("columns_match_channels",)
 

@@ -14,6 +14,10 @@
     added to the registry is added to a table created before it, and an existing one
     is never altered (PostgreSQL locks a table for any alter). -#}
 {% macro create_raw_landing_tables() -%}
+    {{ return(adapter.dispatch('create_raw_landing_tables', 'customer_analytics')()) }}
+{%- endmacro %}
+
+{% macro default__create_raw_landing_tables() -%}
 {%- set raw = generate_schema_name('raw', none) | trim -%}
 create schema if not exists {{ raw }};
 
@@ -300,6 +304,237 @@ alter table {{ raw }}.app_sessions add column if not exists event_id varchar;
 {%- if customer_analytics.raw_column_missing(raw, 'app_purchases', 'event_id') %}
 alter table {{ raw }}.app_purchases add column if not exists event_id varchar;
 {%- endif %}
+{%- endmacro %}
+
+{#- Spark runs one statement per call (a hook's statements cannot be joined by `;`), has
+    no constraints and no varchar without a length: the same tables as Parquet tables of
+    strings, created one statement at a time (runner/sources.py spark_ddl_statements). -#}
+{% macro spark__create_raw_landing_tables() -%}
+{%- set raw = generate_schema_name('raw', none) | trim -%}
+{%- set ddl -%}
+create schema if not exists {{ raw }};
+create table if not exists {{ raw }}.loads (
+    load_id string,
+    source_table string,
+    file_name string,
+    file_sha256 string,
+    file_bytes bigint,
+    rows_landed bigint,
+    rows_unparseable bigint,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.unloads (
+    load_id string,
+    source_table string,
+    file_name string,
+    file_sha256 string,
+    rows_removed bigint,
+    loaded_at timestamp,
+    unloaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.unload_rebuilds (
+    model_id string,
+    load_id string,
+    rebuilt_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.as_of_date (
+    as_of_date date,
+    recorded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.attribution_customer_journey (
+    conv_id string,
+    session_id string,
+    ihc double,
+    initializer double,
+    holder double,
+    closer double,
+    run_id string,
+    received_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.attribution_rejects (
+    run_id string,
+    conv_id string,
+    reason string,
+    detail string,
+    rejected_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.attribution_runs (
+    run_id string,
+    started_at timestamp,
+    finished_at timestamp,
+    start_date date,
+    end_date date,
+    conv_type_id string,
+    api_url string,
+    journeys_selected bigint,
+    journeys_sent bigint,
+    journeys_skipped bigint,
+    conversions_written bigint,
+    conversions_rejected bigint,
+    requests bigint,
+    retries bigint,
+    status string,
+    message string
+) using parquet;
+create table if not exists {{ raw }}.app_messages (
+    message_id string,
+    customer_id string,
+    cycle_start_date date,
+    cycle_end_date date,
+    message_bucket string,
+    message_text string,
+    template_file string,
+    sender string,
+    status string,
+    status_reason string,
+    provider_message_id string,
+    attempts bigint,
+    created_at timestamp,
+    sent_at timestamp,
+    updated_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.web_events (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.store_customers (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    extract_date date,
+    raw_text string,
+    parse_error string,
+    id string,
+    name string,
+    city string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.store_sales (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    customerid string,
+    product string,
+    salesamount string,
+    shopid string,
+    transactiondate string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.crm_customers (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    customer_id string,
+    occupation string,
+    type string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.crm_interactions (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    date_start string,
+    event string,
+    customers string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.crm_products (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    date string,
+    product string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.app_sessions (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    customer_id string,
+    session_started_at string,
+    loaded_at timestamp,
+    event_id string
+) using parquet;
+create table if not exists {{ raw }}.app_purchases (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    customer_id string,
+    purchased_at string,
+    amount string,
+    loaded_at timestamp,
+    event_id string
+) using parquet;
+create table if not exists {{ raw }}.app_contacts (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    customer_id string,
+    phone_number string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.session_sources (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    session_id string,
+    user_id string,
+    event_date string,
+    event_time string,
+    channel_name string,
+    holder_engagement string,
+    closer_engagement string,
+    impression_interaction string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.conversions (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    conv_id string,
+    user_id string,
+    conv_date string,
+    conv_time string,
+    revenue string,
+    loaded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.session_costs (
+    load_id string,
+    file_name string,
+    file_position bigint,
+    raw_text string,
+    parse_error string,
+    session_id string,
+    cost string,
+    loaded_at timestamp
+) using parquet
+{%- endset -%}
+{%- if execute -%}
+    {%- for statement in ddl.split(';') %}{% do run_query(statement) %}{% endfor -%}
+{%- endif -%}
+select 1 as raw_landing_tables_created
 {%- endmacro %}
 
 {% macro raw_sources() -%}

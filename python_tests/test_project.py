@@ -13,7 +13,7 @@ from dbt.cli.main import dbtRunner
 from python_tests.conftest import PROJECT_DIR
 
 SCHEMAS = {"raw", "staging", "intermediate", "snapshots", "marts"}
-DISPATCH_PREFIXES = ("default__", "duckdb__", "postgres__")
+DISPATCH_PREFIXES = ("default__", "duckdb__", "postgres__", "spark__")
 
 
 @pytest.fixture(scope="module")

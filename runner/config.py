@@ -46,6 +46,34 @@ class Settings:
         path = Path(self.credentials.path)
         return path if path.is_absolute() else self.project_dir / path
 
+    @property
+    def spark_conf(self) -> dict[str, str]:
+        """Spark: the profile's server_side_parameters, as dbt-spark's session method
+        passes them to SparkSession.builder, with the metastore's and the warehouse
+        folder's relative paths taken from the project folder (dbt runs there; the runner
+        may not), so the runner's session and dbt's are the same."""
+        conf = {
+            str(key): str(value)
+            for key, value in (
+                getattr(self.credentials, "server_side_parameters", None) or {}
+            ).items()
+        }
+        warehouse = conf.get("spark.sql.warehouse.dir")
+        if warehouse and "://" not in warehouse and not Path(warehouse).is_absolute():
+            conf["spark.sql.warehouse.dir"] = str(self.project_dir / warehouse)
+        url = conf.get(DERBY_URL_KEY, "")
+        match = re.match(r"(jdbc:derby:;databaseName=)([^;]+)(.*)", url)
+        if match and not Path(match[2]).is_absolute():
+            conf[DERBY_URL_KEY] = f"{match[1]}{self.project_dir / match[2]}{match[3]}"
+        options = conf.get("spark.driver.extraJavaOptions", "").split(" ")
+        for index, option in enumerate(options):
+            log = option.removeprefix(DERBY_LOG_OPTION)
+            if log != option and not Path(log).is_absolute():
+                options[index] = f"{DERBY_LOG_OPTION}{self.project_dir / log}"
+        if options != [""]:
+            conf["spark.driver.extraJavaOptions"] = " ".join(options)
+        return conf
+
     @cached_property
     def is_production(self) -> bool:
         """Whether this target writes the production schemas (see `schema`). Read from
@@ -78,7 +106,8 @@ class Settings:
         keeps the app events it accepted until they land in the warehouse, one per target
         and warehouse. In the folder RUNNER_INTAKE_DIR when set; else DuckDB: beside the
         warehouse file (`warehouse.duckdb.intake-duckdb.sqlite`), PostgreSQL: in the
-        project's .tmp/intake/ (`postgres-127.0.0.1-5432-analytics.sqlite`)."""
+        project's .tmp/intake/ (`postgres-127.0.0.1-5432-analytics.sqlite`), Spark: there
+        too, named after the host and the warehouse folder."""
         explicit = os.environ.get(INTAKE_DIR_VARIABLE)
         if self.adapter_type == "duckdb":
             path = self.duckdb_path
@@ -86,10 +115,16 @@ class Settings:
             return folder / f"{path.name}.intake-{self.target}.sqlite"
         credentials = self.credentials
         folder = Path(explicit) if explicit else self.project_dir / ".tmp" / "intake"
-        where = f"{credentials.host}-{credentials.port}-{credentials.database}"
+        parts: tuple[object, ...] = (credentials.host, credentials.port, credentials.database)
+        if self.adapter_type == "spark":  # one metastore: the session's data folder
+            parts = (credentials.host, self.spark_conf.get("spark.sql.warehouse.dir"))
+        where = "-".join(str(part) for part in parts)
         return folder / f"{self.target}-{re.sub(r'[^A-Za-z0-9_.-]', '_', where)}.sqlite"
 
 
+# Spark's embedded metastore (Derby): where its database is, in the JDBC URL.
+DERBY_URL_KEY = "spark.hadoop.javax.jdo.option.ConnectionURL"
+DERBY_LOG_OPTION = "-Dderby.stream.error.file="
 # The folder of the intake's spools, when not the default (Settings.intake_spool).
 INTAKE_DIR_VARIABLE = "RUNNER_INTAKE_DIR"
 # The warehouse's layers, each a schema (prefixed with the target's name off production).
@@ -185,7 +220,7 @@ class ProfileCredentials:
     """A target's connection settings, as dbt's credentials object holds them (the
     attributes the runner uses)."""
 
-    type: str  # "duckdb" or "postgres"
+    type: str  # "duckdb", "postgres" or "spark"
     schema: str
     database: str | None = None
     path: str | None = None  # duckdb
@@ -194,6 +229,8 @@ class ProfileCredentials:
     user: str | None = None
     password: str | None = None
     settings: dict[str, Any] | None = None  # duckdb: SET options, e.g. memory_limit
+    method: str | None = None  # spark: dbt-spark's connection method (session, thrift...)
+    server_side_parameters: dict[str, Any] | None = None  # spark: the session's conf
 
 
 # The one Jinja expression read without dbt: {{ env_var('NAME'[, 'default']) [| as_number] }}
@@ -206,6 +243,7 @@ NUMBER_TEXT = re.compile(r"0|[1-9][0-9]*")  # what as_number reads as the same i
 SIMPLE_TARGET_KEYS = {
     "duckdb": {"type", "threads", "path", "schema", "settings"},
     "postgres": {"type", "threads", "host", "port", "user", "password", "dbname", "schema"},
+    "spark": {"type", "threads", "method", "host", "schema", "server_side_parameters"},
 }
 
 
@@ -239,11 +277,12 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
     kind = output.get("type")
     if kind not in SIMPLE_TARGET_KEYS or not set(output) <= SIMPLE_TARGET_KEYS[kind]:
         raise _NotSimple
-    settings = output.get("settings", {})
+    mapping = "server_side_parameters" if kind == "spark" else "settings"
+    settings = output.get(mapping, {})
     if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
         raise _NotSimple
     settings = {key: _render(value) for key, value in settings.items()}
-    values = {key: _render(value) for key, value in output.items() if key != "settings"}
+    values = {key: _render(value) for key, value in output.items() if key != mapping}
     if type(values.pop("threads", 1)) is not int:
         raise _NotSimple  # dbt validates (or refuses) anything else
     port = values.pop("port", None)
@@ -263,6 +302,20 @@ def _read_simple_profile(path: Path, target: str | None) -> tuple[str, ProfileCr
             database=database,
             path=texts["path"],
             settings=settings,
+        )
+    elif kind == "spark":
+        if texts.get("method") != "session" or port is not None:
+            raise _NotSimple  # thrift, http, odbc: dbt-spark's own reading
+        credentials = ProfileCredentials(
+            type=kind,
+            schema=texts["schema"],
+            host=texts["host"],
+            method="session",
+            # as dbt-spark's credentials: values as text, ANSI mode off (always)
+            server_side_parameters={
+                **{key: str(value) for key, value in settings.items()},
+                "spark.sql.ansi.enabled": "false",
+            },
         )
     else:
         if type(port) is not int or not 0 <= port <= 65535:
@@ -293,7 +346,7 @@ def _render(value: object) -> object:
     else:
         match = ENV_VAR_TEMPLATE.fullmatch(value)
         if match is None:
-            raise _NotSimple
+            return _render_embedded(value)
         text = os.environ.get(match["name"], match["default"])
         if text is None:
             raise _NotSimple  # dbt: "Env var required but not provided"
@@ -303,6 +356,28 @@ def _render(value: object) -> object:
         if not NUMBER_TEXT.fullmatch(text):
             raise _NotSimple  # dbt: literal_eval, or "Could not convert value"
         return int(text)
+    return text
+
+
+def _render_embedded(value: str) -> str:
+    """Text with env_var templates inside it (`jdbc:derby:;databaseName={{ env_var('D',
+    '.tmp') }}/metastore_db`), each replaced by the variable's text, as Jinja renders it.
+    Raises _NotSimple for any other Jinja, `| as_number`, or a variable without a value."""
+    pieces: list[str] = []
+    end = 0
+    for match in ENV_VAR_TEMPLATE.finditer(value):
+        text = os.environ.get(match["name"], match["default"])
+        if match["number"] or text is None:
+            raise _NotSimple
+        pieces += [value[end : match.start()], text]
+        end = match.end()
+    pieces.append(value[end:])
+    outside = "".join(pieces[::2])
+    if not pieces[1:] or any(mark in outside for mark in ("{", "}", "\n", "\r")):
+        raise _NotSimple
+    text = "".join(pieces)
+    if "DBT_ENV_SECRET" in value or "DBT_ENV_SECRET" in text:
+        raise _NotSimple
     return text
 
 

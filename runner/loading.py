@@ -789,6 +789,16 @@ def land_records(
         **(constants or {}),
         "loaded_at": loaded_at,
     }
+    if warehouse.kind == "spark":
+        relation = warehouse.raw(table.name)
+        source = table.read(path) if records is None else records
+        rows, unparseable = _land_arrow(warehouse, table, relation, source, shared)
+        _log_load(
+            warehouse, load_id, table.name, file_name, sha256,
+            path.stat().st_size if file_bytes is None else file_bytes,
+            rows, unparseable, loaded_at,
+        )  # fmt: skip
+        return LoadResult(table.name, file_name, load_id, rows, unparseable, False, relation)
     form = (PgBinaryRows if warehouse.kind == "postgres" else CsvRows)(table, shared)
     if records is not None:
         blocks = _record_blocks(records, form)
@@ -825,22 +835,94 @@ def land_records(
                 for copy in copies:
                     copy.cancel()  # the transaction rolls back: copy no more
                 raise
-        warehouse.execute(
-            f"insert into {warehouse.raw('loads')} (load_id, source_table, file_name, "
-            "file_sha256, file_bytes, rows_landed, rows_unparseable, loaded_at) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                load_id,
-                table.name,
-                file_name,
-                sha256 if isinstance(sha256, str) else sha256.result(),
-                path.stat().st_size if file_bytes is None else file_bytes,
-                rows,
-                unparseable,
-                loaded_at,
-            ),
-        )
+        _log_load(
+            warehouse, load_id, table.name, file_name, sha256,
+            path.stat().st_size if file_bytes is None else file_bytes,
+            rows, unparseable, loaded_at,
+        )  # fmt: skip
     return LoadResult(table.name, file_name, load_id, rows, unparseable, False, relation)
+
+
+def _log_load(
+    warehouse: Warehouse,
+    load_id: str,
+    source_table: str,
+    file_name: str,
+    sha256: str | Future[str],
+    file_bytes: int,
+    rows: int,
+    unparseable: int,
+    loaded_at: datetime,
+) -> None:
+    """The load's line in raw.loads."""
+    warehouse.execute(
+        f"insert into {warehouse.raw('loads')} (load_id, source_table, file_name, "
+        "file_sha256, file_bytes, rows_landed, rows_unparseable, loaded_at) "
+        "values (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            load_id,
+            source_table,
+            file_name,
+            sha256 if isinstance(sha256, str) else sha256.result(),
+            file_bytes,
+            rows,
+            unparseable,
+            loaded_at,
+        ),
+    )
+
+
+# Rows per Arrow batch of a load on Spark.
+ARROW_BATCH_ROWS = 100_000
+
+
+def _land_arrow(
+    warehouse: Warehouse,
+    table: RawTable,
+    relation: str,
+    records: Iterable[RawRecord],
+    shared: dict[str, object],
+) -> tuple[int, int]:
+    """Spark: the records as Arrow batches of ARROW_BATCH_ROWS rows (the same values the
+    other engines' bulk paths copy: position, text, parse error, fields, then the values
+    every row shares), appended in one Spark job. Returns the rows and unparseable rows."""
+    import pyarrow as pa
+
+    from runner.warehouse import SparkWarehouse
+
+    if not isinstance(warehouse, SparkWarehouse):
+        raise TypeError(f"Arrow batches land on Spark, not {warehouse.kind}")
+    names = ("file_position", "raw_text", "parse_error", *table.field_columns)
+    types = (pa.int64(), *(pa.string() for _ in names[1:]))
+    shared_types = {
+        name: pa.date32() if isinstance(value, date) and not isinstance(value, datetime)
+        else pa.timestamp("us") if isinstance(value, datetime) else pa.string()
+        for name, value in shared.items()
+    }  # fmt: skip
+    width = len(table.field_columns)
+    no_fields = (None,) * width
+    batches, rows, unparseable = [], 0, 0
+    pending: list[tuple[object, ...]] = []
+
+    def flush() -> None:
+        columns = list(zip(*pending, strict=True)) if pending else [() for _ in names]
+        arrays = [pa.array(column, type=kind) for column, kind in zip(columns, types, strict=True)]
+        for name, value in shared.items():
+            arrays.append(pa.array([value] * len(pending), type=shared_types[name]))
+        batches.append(pa.table(arrays, names=[*names, *shared]))
+        pending.clear()
+
+    for record in records:
+        fields = (record.fields or no_fields) if width else ()
+        pending.append((record.position, record.text, record.parse_error, *fields))
+        rows += 1
+        unparseable += record.parse_error is not None
+        if len(pending) >= ARROW_BATCH_ROWS:
+            flush()
+    if pending:
+        flush()
+    warehouse.append_arrow(relation, batches)
+    return rows, unparseable
 
 
 @contextmanager

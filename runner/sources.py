@@ -71,6 +71,15 @@ class Column:
     def ddl(self) -> str:
         return f"{self.name} {self.type}{' not null' if self.not_null else ''}"
 
+    def spark_ddl(self) -> str:
+        """The column on Spark: `string` for varchar (Spark's varchar needs a length), no
+        `not null` (a Parquet table of Spark's session catalog does not enforce it)."""
+        return f"{self.name} {SPARK_TYPES.get(self.type, self.type)}"
+
+
+# Spark's names for the registry's portable types, where they differ.
+SPARK_TYPES = {"varchar": "string", "double precision": "double"}
+
 
 # The landing bookkeeping columns every raw source has (extract_date where it applies).
 LOAD_ID = Column("load_id", not_null=True)
@@ -152,6 +161,9 @@ class RawSource:
     def create_sql(self, schema: str) -> str:
         return _create_table(schema, self.table, self.columns)
 
+    def spark_create_sql(self, schema: str) -> str:
+        return _create_spark_table(schema, self.table, self.columns)
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerTable:
@@ -172,6 +184,9 @@ class RunnerTable:
             constraints.append(f"unique ({', '.join(self.unique)})")
         return _create_table(schema, self.table, self.columns, self.primary_key, constraints)
 
+    def spark_create_sql(self, schema: str) -> str:
+        return _create_spark_table(schema, self.table, self.columns)
+
 
 def _create_table(
     schema: str,
@@ -186,6 +201,13 @@ def _create_table(
     ]
     body = ",\n    ".join([*lines, *(constraints or [])])
     return f"create table if not exists {schema}.{table} (\n    {body}\n)"
+
+
+def _create_spark_table(schema: str, table: str, columns: tuple[Column, ...]) -> str:
+    """The table on Spark: a Parquet table without constraints (Spark enforces no keys;
+    the runner's idempotence reads raw.loads, and dbt's tests check the keys)."""
+    body = ",\n    ".join(column.spark_ddl() for column in columns)
+    return f"create table if not exists {schema}.{table} (\n    {body}\n) using parquet"
 
 
 # --- the `runner load` subcommands ----------------------------------------------------
@@ -593,6 +615,15 @@ def ddl_statements(schema: str) -> list[str]:
     ]
 
 
+def spark_ddl_statements(schema: str) -> list[str]:
+    """ddl_statements for Spark: every landing table with all its columns (a Spark raw
+    schema is new with this version, so no table there lacks a later column)."""
+    return [
+        f"create schema if not exists {schema}",
+        *(table.spark_create_sql(schema) for table in landing_tables()),
+    ]
+
+
 def added_column_statements(schema: str) -> list[tuple[str, str, str]]:
     """(table, column, statement) for each column that a landing table created by an
     earlier version lacks (the raw sources' `json_fields`): `alter table ... add column if
@@ -648,18 +679,38 @@ def render_macro_file() -> str:
         f"'staged': '{source.staged_model}', 'quarantine': '{source.quarantine_model}'}}"
         for source in RAW_SOURCES
     )
+    spark = ";\n".join(spark_ddl_statements(DBT_RAW_SCHEMA))
     return (
         MACRO_HEADER
         + "{% macro create_raw_landing_tables() -%}\n"
+        + "    {{ return(adapter.dispatch('create_raw_landing_tables', "
+        + "'customer_analytics')()) }}\n"
+        + "{%- endmacro %}\n\n"
+        + "{% macro default__create_raw_landing_tables() -%}\n"
         + "{%- set raw = generate_schema_name('raw', none) | trim -%}\n"
         + "\n\n".join(statements)
         + "\n{%- endmacro %}\n\n"
+        + SPARK_MACRO_DOC
+        + "{% macro spark__create_raw_landing_tables() -%}\n"
+        + "{%- set raw = generate_schema_name('raw', none) | trim -%}\n"
+        + f"{{%- set ddl -%}}\n{spark}\n{{%- endset -%}}\n"
+        + "{%- if execute -%}\n"
+        + "    {%- for statement in ddl.split(';') %}{% do run_query(statement) %}{% endfor -%}\n"
+        + "{%- endif -%}\n"
+        + "select 1 as raw_landing_tables_created\n"
+        + "{%- endmacro %}\n\n"
         + "{% macro raw_sources() -%}\n"
         + f"    {{{{ return([\n{sources}\n    ]) }}}}\n"
         + "{%- endmacro %}\n\n"
         + RAW_COLUMN_MISSING
     )
 
+
+SPARK_MACRO_DOC = """\
+{#- Spark runs one statement per call (a hook's statements cannot be joined by `;`), has
+    no constraints and no varchar without a length: the same tables as Parquet tables of
+    strings, created one statement at a time (runner/sources.py spark_ddl_statements). -#}
+"""
 
 RAW_COLUMN_MISSING = """\
 {% macro raw_column_missing(schema, table, column) -%}

@@ -1,6 +1,6 @@
-"""Connections to the warehouse named by the dbt target: DuckDB or PostgreSQL.
+"""Connections to the warehouse named by the dbt target: DuckDB, PostgreSQL or Spark.
 
-Both expose the same small interface: run statements, fetch rows, bulk-copy a CSV
+All expose the same small interface: run statements, fetch rows, bulk-copy a CSV
 file into a table, and group statements in one transaction. SQL passed in uses `?`
 placeholders on both engines.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from runner.config import Settings
 from runner.errors import RunnerError, WarehouseConnectionLost
-from runner.sources import added_column_statements, ddl_statements
+from runner.sources import added_column_statements, ddl_statements, spark_ddl_statements
 
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
 Rows = list[tuple[Any, ...]]
@@ -364,6 +364,102 @@ class PostgresWarehouse(Warehouse):
         )
 
 
+class SparkWarehouse(Warehouse):
+    """Spark through a SparkSession in this process (the profile's `session` method).
+
+    The session is the one dbt-spark uses: SparkSession.builder.getOrCreate() gives every
+    caller in a process the same session, and the embedded Derby metastore allows one
+    process at a time, so the runner and dbt (run in-process by runner.dbt_invoke) must
+    share it. Spark has no transactions: `transaction()` groups nothing, and a load
+    writes its rows in one Spark job (runner.loading) before its line in raw.loads.
+    Parameters (`?`) are Spark SQL's positional parameter markers."""
+
+    kind = "spark"
+
+    def __init__(self, settings: Settings):
+        method = getattr(settings.credentials, "method", None)
+        method = str(getattr(method, "value", method))
+        if method != "session":
+            raise RunnerError(
+                f"Target {settings.target!r} uses dbt-spark's {method} method; the runner "
+                "loads only through the `session` method (a SparkSession in its own process). "
+                "Load with a `session` target that reaches the same metastore, or land the "
+                "files with Spark on the cluster (README: Scale)."
+            )
+        self.spark = spark_session(settings)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.spark.sql(sql, args=list(params) or None)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], Rows]:
+        frame = self.spark.sql(sql, args=list(params) or None)
+        return list(frame.columns), [tuple(row) for row in frame.collect()]
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return bool(self.spark.catalog.tableExists(f"{schema}.{table}"))
+
+    def ensure_raw_tables(self) -> None:
+        """The raw schema and its missing tables (each `create` is a metastore round
+        trip: only the missing ones are run)."""
+        schema = self._settings().schema("raw")
+        create_schema, *creates = spark_ddl_statements(schema)
+        if not self.spark.catalog.databaseExists(schema):
+            self.execute(create_schema)
+        _, shown = self.query(f"show tables in {schema}")  # (listTables reads each table)
+        present = {row[1] for row in shown}
+        for statement in creates:
+            name = statement.split("(", 1)[0].split()[-1].split(".", 1)[1]
+            if name not in present:
+                self.execute(statement)
+
+    def append_arrow(self, table: str, batches: Sequence[Any]) -> None:
+        """Append Arrow tables (pyarrow.Table, the raw table's columns by name) to
+        `table`, all in one Spark job: its files are committed together or not at all."""
+        target = self.spark.table(table)
+        frames = [self.spark.createDataFrame(batch) for batch in batches]
+        if not frames:
+            return
+        frame = frames[0]
+        for other in frames[1:]:
+            frame = frame.unionByName(other)
+        frame.select(*target.columns).write.insertInto(table)
+
+    def copy_csv(
+        self,
+        table: str,
+        columns: Sequence[str],
+        csv_path: Path,
+        longest_line: int,
+        constants: dict[str, Any] | None = None,
+        *,
+        binary: bool = False,
+    ) -> None:
+        raise NotImplementedError("Spark lands Arrow batches (append_arrow), not CSV files")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield  # Spark has none: see the class's description
+
+    def close(self) -> None:
+        pass  # the session stays for dbt and later connections of this process
+
+
+def spark_session(settings: Settings) -> Any:
+    """The process's SparkSession, built as dbt-spark's session method builds it (Hive
+    support, the profile's server_side_parameters), or the one already running."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise RunnerError(
+            f"Target {settings.target!r} is Spark, but pyspark is not installed: run "
+            "`make setup-spark` (it installs requirements-spark.lock into .venv)."
+        ) from None
+    builder = SparkSession.builder.enableHiveSupport()
+    for key, value in settings.spark_conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 APPLICATION_NAME = "customer_analytics runner"  # how the runner's sessions show in pg_stat_activity
 
 
@@ -383,10 +479,12 @@ def connect(settings: Settings, read_only: bool = False) -> Warehouse:
         )
     elif settings.adapter_type == "postgres":
         warehouse = PostgresWarehouse(settings.credentials)
+    elif settings.adapter_type == "spark":
+        warehouse = SparkWarehouse(settings)
     else:
         raise RunnerError(
             f"Target {settings.target!r} uses the {settings.adapter_type} adapter; the runner "
-            "supports duckdb and postgres."
+            "supports duckdb, postgres and spark."
         )
     warehouse.settings = settings
     return warehouse

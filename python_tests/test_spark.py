@@ -1,0 +1,164 @@
+"""Spark, the third engine (issue 17): the sample lands on Spark exactly as on DuckDB.
+
+Marked `spark`: plain `make test` leaves these out (pyproject.toml's addopts);
+`make test-spark` installs requirements-spark.lock into .venv and runs them. One Spark
+session serves the whole module (its embedded Derby metastore allows one process at a
+time, and starting Spark takes most of a minute), with its metastore and warehouse
+folder in a temporary SPARK_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
+from runner.config import Settings, _render_profile_with_dbt, load_settings, read_simple_profile
+from runner.errors import RunnerError
+from runner.loading import LoadResult, load_file, load_marketing, load_store_customers
+from runner.sources import RAW_SOURCES, Loader
+from runner.warehouse import Warehouse, connect
+
+pytestmark = pytest.mark.spark
+
+# What the sample's demo loads (Makefile, demo), by raw table: the files of each.
+SAMPLE_FILES = {
+    "web_events": ["web_events.jsonl"],
+    "store_sales": ["store_sales.csv"],
+    "crm_customers": ["crm_customers.csv"],
+    "crm_interactions": ["crm_interactions.csv"],
+    "crm_products": ["crm_products.csv"],
+    "app_sessions": ["app_sessions.jsonl"],
+    "app_purchases": ["app_purchases.csv"],
+    "app_contacts": ["app_contacts.csv"],
+}
+# Columns that differ between two loads of the same file by design.
+PER_LOAD = {"load_id", "loaded_at"}
+
+
+def land_sample(warehouse: Warehouse) -> list[LoadResult]:
+    """Every source of the sample, as `make demo` lands it."""
+    results = []
+    for table, names in SAMPLE_FILES.items():
+        for name in names:
+            results.append(load_file(warehouse, table, SAMPLE_DIR / name))
+    for path in sorted(SAMPLE_DIR.glob("store_customers_*.csv")):
+        day = dt.date.fromisoformat(path.stem.rsplit("_", 1)[1])
+        results.append(load_store_customers(warehouse, path, day))
+    results.extend(load_marketing(warehouse, SAMPLE_DIR / "marketing"))
+    results.extend(load_marketing(warehouse, SAMPLE_DIR / "marketing.sqlite"))
+    return results
+
+
+def normalised(value: Any) -> Any:
+    """A value as both engines' drivers give it, for comparison."""
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)
+    return value
+
+
+def raw_rows(warehouse: Warehouse, table: str) -> list[tuple[Any, ...]]:
+    """The rows of a raw table without the per-load columns, sorted, with their columns'
+    names first (so a column missing on one engine fails the comparison)."""
+    columns, _ = warehouse.query(f"select * from {warehouse.raw(table)} limit 0")
+    kept = [column for column in columns if column not in PER_LOAD]
+    _, rows = warehouse.query(f"select {', '.join(kept)} from {warehouse.raw(table)}")
+    data = sorted((tuple(normalised(v) for v in row) for row in rows), key=repr)
+    return [tuple(kept), *data]
+
+
+@pytest.fixture(scope="module")
+def spark_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    pytest.importorskip("pyspark", reason="make test-spark installs requirements-spark.lock")
+    folder = tmp_path_factory.mktemp("spark")
+    patch = pytest.MonkeyPatch()
+    profiles = tmp_path_factory.mktemp("spark-profiles")
+    (profiles / "profiles.yml").write_bytes((PROJECT_DIR / "profiles.yml.example").read_bytes())
+    patch.setenv("SPARK_DATA_DIR", str(folder))
+    patch.setenv("SPARK_MASTER", "local[2]")
+    try:
+        yield load_settings(target="spark", profiles_dir=profiles)
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="module")
+def spark(spark_settings: Settings) -> Iterator[Warehouse]:
+    with connect(spark_settings) as warehouse:
+        yield warehouse
+
+
+def test_spark_target_keeps_its_files_in_spark_data_dir(spark_settings: Settings) -> None:
+    conf = spark_settings.spark_conf
+    assert spark_settings.adapter_type == "spark"
+    assert spark_settings.schema("raw") == "spark_raw"
+    folder = Path(conf["spark.sql.warehouse.dir"]).parent
+    assert folder.name.startswith("spark")
+    assert str(folder / "metastore_db") in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
+
+
+def test_every_source_lands_on_spark_as_on_duckdb(spark: Warehouse, tmp_path: Path) -> None:
+    spark_results = land_sample(spark)
+    assert all(not result.skipped and result.rows_landed > 0 for result in spark_results)
+    assert {result.source_table for result in spark_results} == {
+        source.table for source in RAW_SOURCES
+    }
+    with connect(load_settings(target="duckdb")) as duckdb:
+        duckdb_results = land_sample(duckdb)
+        assert [(r.source_table, r.rows_landed, r.rows_unparseable) for r in spark_results] == [
+            (r.source_table, r.rows_landed, r.rows_unparseable) for r in duckdb_results
+        ]
+        for source in RAW_SOURCES:
+            assert raw_rows(spark, source.table) == raw_rows(duckdb, source.table), source.table
+        # the load log: the same files, digests, sizes and counts
+        loads = "source_table, file_name, file_sha256, file_bytes, rows_landed, rows_unparseable"
+        _, spark_loads = spark.query(f"select {loads} from {spark.raw('loads')}")
+        _, duckdb_loads = duckdb.query(f"select {loads} from {duckdb.raw('loads')}")
+        assert sorted(spark_loads) == sorted(duckdb_loads)
+
+    # idempotent: the same files again add nothing
+    before = {source.table: raw_rows(spark, source.table) for source in RAW_SOURCES}
+    again = land_sample(spark)
+    assert all(result.skipped for result in again)
+    assert {source.table: raw_rows(spark, source.table) for source in RAW_SOURCES} == before
+    _, count = spark.query(f"select count(*) from {spark.raw('loads')}")
+    assert count[0][0] == len(spark_results)
+
+    # a store extract older than the latest landed is refused, nothing lands
+    late = tmp_path / "store_customers_2017-02-01.csv"
+    late.write_text("ID,Name,City\n99999,Late Extract,Austin\n", encoding="utf-8")
+    with pytest.raises(RunnerError, match="date order"):
+        load_store_customers(spark, late, dt.date(2017, 2, 1))
+    assert raw_rows(spark, "store_customers") == before["store_customers"]
+
+
+def test_the_registry_covers_what_the_sample_lands() -> None:
+    extract_or_marketing = {
+        source.table for source in RAW_SOURCES if source.command.loader is not Loader.FILES
+    }
+    assert set(SAMPLE_FILES) | extract_or_marketing == {source.table for source in RAW_SOURCES}
+
+
+@pytest.mark.parametrize(
+    "environment", [{}, {"SPARK_DATA_DIR": "/data/spark", "SPARK_MASTER": "local[1]"}]
+)
+def test_the_spark_target_reads_as_dbt_spark_reads_it(
+    monkeypatch: pytest.MonkeyPatch, profiles_dir: Path, environment: dict[str, str]
+) -> None:
+    """The runner reads the spark target without dbt, and gets what dbt-spark gets: the
+    same session configuration, so its SparkSession is the one dbt reuses."""
+    pytest.importorskip("dbt.adapters.spark", reason="make test-spark installs dbt-spark")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    simple = read_simple_profile(profiles_dir / "profiles.yml", "spark")
+    assert simple is not None
+    _, credentials = _render_profile_with_dbt(profiles_dir, "spark")
+    described = ("type", "schema", "host", "server_side_parameters")
+    assert [getattr(simple[1], name) for name in described] == [
+        getattr(credentials, name) for name in described
+    ]
+    assert str(getattr(credentials.method, "value", credentials.method)) == simple[1].method
