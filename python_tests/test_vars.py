@@ -102,9 +102,9 @@ def test_every_var_the_project_reads_is_built():
     for folder in ("models", "macros", "snapshots"):
         for path in (PROJECT_DIR / folder).rglob("*"):
             if path.suffix in {".sql", ".yml"}:
-                used |= set(re.findall(r"var\(\s*['\"](\w+)['\"]", path.read_text("utf-8")))
+                used |= set(re.findall(r"(?<!\w)var\(\s*['\"](\w+)['\"]", path.read_text("utf-8")))
     project = (PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8")
-    used |= set(re.findall(r"var\(\s*['\"](\w+)['\"]", project))
+    used |= set(re.findall(r"(?<!\w)var\(\s*['\"](\w+)['\"]", project))
     block = project.split("\nvars:\n", 1)[1].split("\n\n", 1)[0]
     declared = set(re.findall(r"^  #? ?(\w+):", block, re.MULTILINE))
     assert used == set(VARS), used ^ set(VARS)
