@@ -127,7 +127,7 @@ demo-attribution: setup
 setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables
 	$(BIN)/runner setup-postgres --target postgres
 
-lint: setup  ## ruff, mypy (strict on runner/), SQLFluff and the dbt metadata linter (dbt-score)
+lint: setup  ## ruff, mypy (strict on runner/ and orchestration/), SQLFluff and the dbt metadata linter (dbt-score)
 	$(BIN)/ruff check runner devtools orchestration python_tests
 	$(BIN)/ruff format --check runner devtools orchestration python_tests
 	$(BIN)/mypy

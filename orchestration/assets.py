@@ -155,7 +155,7 @@ def build_definitions(settings: Settings) -> Definitions:
         description="`runner attribute`: the journeys to the IHC API, the results back "
         "to raw.attribution_customer_journey (IHC_API_KEY, IHC_API_URL, IHC_CONV_TYPE_ID).",
     )
-    def attribution(context: AssetExecutionContext) -> Iterator[MaterializeResult]:
+    def attribution(context: AssetExecutionContext) -> Iterator[MaterializeResult[None]]:
         from runner.attribution import AttributionOptions, run_attribution
         from runner.warehouse import connect
 
@@ -190,7 +190,7 @@ def build_definitions(settings: Settings) -> Definitions:
         description="`runner message`: the messaging cycle's outbox (raw.app_messages), "
         "sent by RUNNER_MESSAGE_SENDER.",
     )  # fmt: skip
-    def messaging(context: AssetExecutionContext) -> MaterializeResult:
+    def messaging(context: AssetExecutionContext) -> MaterializeResult[None]:
         from runner.config import MessagingSettings
         from runner.messaging import run_messaging
         from runner.warehouse import connect
@@ -217,7 +217,7 @@ def build_definitions(settings: Settings) -> Definitions:
         )
         def land_files(
             context: AssetExecutionContext, config: LandingConfig
-        ) -> Iterator[MaterializeResult]:
+        ) -> Iterator[MaterializeResult[None]]:
             names = config.files or [
                 a.path.name for a in landing.waiting(subfolder, time.time(), 0)
             ]

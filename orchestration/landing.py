@@ -56,7 +56,7 @@ def _signature(path: Path) -> tuple[int, int]:
 def waiting(folder: Path, now: float, settle: float) -> list[Arrival]:
     """The arrivals of a landing folder, in name order (store extracts: date order):
     entries neither hidden (a name starting with '.') nor still being written."""
-    arrivals = []
+    arrivals: list[Arrival] = []
     if not folder.is_dir():
         return arrivals
     for path in sorted(folder.iterdir()):

@@ -41,10 +41,11 @@ def runner_command(*args: str) -> list[str]:
 
 def start(command: list[str], **env: str) -> subprocess.Popen[str]:
     """Start `command` with `env` added to this environment, unbuffered, its output read as
-    text through pipes."""
+    text through pipes, its input empty (never the terminal of the test run)."""
     process = subprocess.Popen(
         command,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from python_tests.processes import (
     TIMEOUT,
     events_file,
+    finish,
     interrupt,
     no_process_left_behind,  # noqa: F401  (autouse: kills what a failed test left running)
     runner_command,
@@ -133,3 +136,38 @@ def test_ctrl_c_during_attribution_retries_stops_at_once_and_writes_nothing(
         _, runs = warehouse.query("select status from raw.attribution_runs")
     assert rows[0][0] == 0
     assert runs == [("failed",)]  # as the line says: logged, so the rerun knows
+
+
+# A command to run beside an emulator: it says it is ready, then waits for a signal, notes
+# which one reached it and exits 3.
+WAITS_FOR_A_SIGNAL = """
+import pathlib, signal, sys, time
+mark = pathlib.Path(sys.argv[1])
+def stop(number, frame):
+    (mark / "stopped").write_text(signal.Signals(number).name)
+    sys.exit(3)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+(mark / "ready").write_text("")
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("emulator", ["ihc-emulator", "sms-emulator"])
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT], ids=lambda sent: sent.name)
+def test_stopping_an_emulator_stops_the_command_it_runs(
+    tmp_path: Path, emulator: str, sent: signal.Signals
+) -> None:
+    """`make orchestrate` runs Dagster beside the IHC emulator (`runner ihc-emulator --
+    dagster dev`): a SIGTERM (a supervisor's stop, or make's when make is stopped), or a
+    SIGINT sent to the runner alone, reaches the command, whose exit code is the runner's;
+    nothing is left running."""
+    process = start(
+        runner_command(emulator, "--", sys.executable, "-c", WAITS_FOR_A_SIGNAL, str(tmp_path))
+    )
+    wait_for((tmp_path / "ready").exists, "the command to start", process)
+    process.send_signal(sent)
+    result = finish(process)
+    assert (tmp_path / "stopped").read_text() == sent.name, result.stderr
+    assert result.returncode == 3, (result.returncode, result.stderr)

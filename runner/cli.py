@@ -741,7 +741,6 @@ def _serve_beside(server: EmulatorServer, command: tuple[str, ...], api_key: str
     """Serve in a thread while `command` runs against this emulator, once GET /health at
     its URL has named this very server; the command's exit code."""
     import os
-    import subprocess
     import threading
 
     from devtools.ihc_emulator import API_KEY_ENV, NotTheEmulator, check_identity
@@ -756,13 +755,52 @@ def _serve_beside(server: EmulatorServer, command: tuple[str, ...], api_key: str
                 f"The emulator listens on {server.url}, but {exc}. Nothing was run: choose "
                 "another port (--port, or EMULATOR_PORT)."
             ) from None
-        env = {**os.environ, "IHC_API_URL": server.url, API_KEY_ENV: api_key}
-        try:
-            returncode = subprocess.call(list(command), env=env)
-        except OSError as exc:
-            raise RunnerError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from None
+        return _run_beside(command, {**os.environ, "IHC_API_URL": server.url, API_KEY_ENV: api_key})
     finally:
         server.shutdown()
+
+
+def _run_beside(command: tuple[str, ...], env: dict[str, str]) -> int:
+    """Run an emulator's COMMAND to its end; its exit status (128 + N when signal N ended
+    it). A SIGTERM or SIGHUP the runner receives (a supervisor's stop, or make's when make
+    is stopped) is passed on to COMMAND, which then ends as it would by itself (Dagster
+    stops its daemon and web server), not left running without its emulator. Ctrl-C: from
+    the terminal it reaches COMMAND too, and the runner waits for COMMAND's end; sent to
+    the runner alone, it is passed on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    try:
+        child = subprocess.Popen(list(command), env=env)
+    except OSError as exc:
+        raise RunnerError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from None
+
+    def forward(number: int, frame: object) -> None:
+        child.send_signal(number)
+
+    def from_terminal() -> bool:
+        try:
+            return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+        except (OSError, ValueError):
+            return False
+
+    passed_on = (signal.SIGTERM, signal.SIGHUP)
+    main = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, forward) for number in passed_on} if main else {}
+    try:
+        while True:
+            try:
+                returncode = child.wait()
+                break
+            except KeyboardInterrupt:
+                if not from_terminal():
+                    child.send_signal(signal.SIGINT)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return returncode if returncode >= 0 else 128 - returncode
 
 
@@ -797,7 +835,6 @@ def sms_emulator(
     logs nothing secret; its credentials are the emulator's own, not secrets.
     """
     import os
-    import subprocess
     import threading
 
     from devtools.sms_gateway_emulator import FaultPlan, GatewayConfig, GatewayServer
@@ -832,15 +869,13 @@ def sms_emulator(
             thread = threading.Thread(target=server.serve_forever, name="sms-emulator", daemon=True)
             thread.start()
             try:
-                returncode = subprocess.call(list(command), env={**os.environ, **env})
-            except OSError as exc:
-                raise RunnerError(f"Cannot run {command[0]}: {exc.strerror or exc}.") from None
+                returncode = _run_beside(command, {**os.environ, **env})
             finally:
                 server.shutdown()
                 thread.join()
             delivered = len(server.stats.deliveries)
             click.echo(f"SMS gateway emulator: {delivered} messages delivered.", err=True)
-            ctx.exit(returncode if returncode >= 0 else 128 - returncode)
+            ctx.exit(returncode)
         click.echo("  Ctrl-C to stop.", err=True)
         try:
             server.serve_forever()

@@ -789,16 +789,34 @@ def land_records(
         **(constants or {}),
         "loaded_at": loaded_at,
     }
-    if warehouse.kind == "spark":
-        relation = warehouse.raw(table.name)
-        source = table.read(path) if records is None else records
-        rows, unparseable = _land_arrow(warehouse, table, relation, source, shared)
+    relation = warehouse.raw(table.name)
+
+    def logged(rows: int, unparseable: int) -> LoadResult:
+        size = path.stat().st_size if file_bytes is None else file_bytes
         _log_load(
-            warehouse, load_id, table.name, file_name, sha256,
-            path.stat().st_size if file_bytes is None else file_bytes,
-            rows, unparseable, loaded_at,
-        )  # fmt: skip
+            warehouse, load_id, table.name, file_name, sha256, size, rows, unparseable, loaded_at
+        )
         return LoadResult(table.name, file_name, load_id, rows, unparseable, False, relation)
+
+    if warehouse.kind == "spark":  # no transactions: the rows in one Spark job, then the log
+        source = table.read(path) if records is None else records
+        return logged(*_land_arrow(warehouse, table, relation, source, shared))
+    with warehouse.transaction(), _interrupts_between_blocks() as checkpoint:
+        return logged(*_copy_blocks(warehouse, table, relation, path, records, shared, checkpoint))
+
+
+def _copy_blocks(
+    warehouse: Warehouse,
+    table: RawTable,
+    relation: str,
+    path: Path,
+    records: Iterable[RawRecord] | None,
+    shared: dict[str, object],
+    checkpoint: Callable[[], None],
+) -> tuple[int, int]:
+    """DuckDB and PostgreSQL: the records in blocks, each bulk-copied (CSV files, or
+    PostgreSQL's binary COPY) inside the caller's transaction, with Ctrl-C taken at
+    `checkpoint()` between blocks. Returns the rows and unparseable rows."""
     form = (PgBinaryRows if warehouse.kind == "postgres" else CsvRows)(table, shared)
     if records is not None:
         blocks = _record_blocks(records, form)
@@ -807,12 +825,7 @@ def land_records(
     else:
         blocks = _record_blocks(table.read(path), form)
     rows = unparseable = 0
-    relation = warehouse.raw(table.name)
-    with (
-        tempfile.TemporaryDirectory(prefix="runner-load-") as tmp,
-        warehouse.transaction(),
-        _interrupts_between_blocks() as checkpoint,
-    ):
+    with tempfile.TemporaryDirectory(prefix="runner-load-") as tmp:
         # Blocks are copied in order on the copier's thread while the next ones are read;
         # at most COPIES_AHEAD wait their turn.
         copies: deque[Future[None]] = deque()
@@ -835,12 +848,7 @@ def land_records(
                 for copy in copies:
                     copy.cancel()  # the transaction rolls back: copy no more
                 raise
-        _log_load(
-            warehouse, load_id, table.name, file_name, sha256,
-            path.stat().st_size if file_bytes is None else file_bytes,
-            rows, unparseable, loaded_at,
-        )  # fmt: skip
-    return LoadResult(table.name, file_name, load_id, rows, unparseable, False, relation)
+    return rows, unparseable
 
 
 def _log_load(

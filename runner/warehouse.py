@@ -424,18 +424,6 @@ class SparkWarehouse(Warehouse):
             frame = frame.unionByName(other)
         frame.select(*target.columns).write.insertInto(table)
 
-    def copy_csv(
-        self,
-        table: str,
-        columns: Sequence[str],
-        csv_path: Path,
-        longest_line: int,
-        constants: dict[str, Any] | None = None,
-        *,
-        binary: bool = False,
-    ) -> None:
-        raise NotImplementedError("Spark lands Arrow batches (append_arrow), not CSV files")
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         yield  # Spark has none: see the class's description
