@@ -1,6 +1,7 @@
 # customer_analytics: the commands a newcomer can guess.
 #   make demo   sample data -> DuckDB -> dbt build -> what the marts hold
-#   make test   everything CI checks (lint, runner tests, dbt build on DuckDB and PostgreSQL)
+#   make test   the linters, then every test on DuckDB (runner tests, dbt build and its tests)
+#   make test-postgres   the same tests on PostgreSQL (CI runs both, and test-spark)
 #   make orchestrate   Dagster's UI and daemon: landing folders, daily build, alerts
 #   make test-spark   the same sample on Apache Spark (installs pyspark and dbt-spark)
 
@@ -14,7 +15,7 @@ LINT_DB := $(CURDIR)/.tmp/lint.duckdb
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-postgres demo demo-attribution test bench lint format docs clean lock
-.PHONY: lint-dbt evaluate orchestrate setup-spark test-spark
+.PHONY: lint-dbt evaluate orchestrate setup-spark test-spark test-postgres
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -161,8 +162,15 @@ format: setup  ## fix what ruff and SQLFluff can fix
 	DUCKDB_PATH=$(LINT_DB) $(BIN)/sqlfluff fix models $(SQL_TESTS) snapshots
 	$(BIN)/sqlfluff fix $(SQL_MACROS) $(SQLFLUFF_MACRO_OPTIONS)
 
-test: lint  ## everything CI checks: linters, runner tests, dbt build with every test on DuckDB and PostgreSQL
-	$(BIN)/pytest
+# The tests run once per warehouse (python_tests/conftest.py: TARGETS); pytest marks
+# the PostgreSQL runs `postgres` and the Spark ones `spark`. `make test` runs the DuckDB
+# runs and the tests of no warehouse; CI also runs test-postgres and test-spark, each
+# its own step (.ci/run).
+test: lint  ## the linters, then every test on DuckDB: runner tests, dbt build with every data and unit test
+	$(BIN)/pytest -m 'not postgres and not spark'
+
+test-postgres: setup  ## every test on PostgreSQL (a throwaway database on the server of the PG* variables)
+	$(BIN)/pytest -m postgres
 
 # The Spark tests alone (pytest marker `spark`, left out of `make test`), one process:
 # the embedded metastore takes one Spark session at a time.
