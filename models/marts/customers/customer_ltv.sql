@@ -97,7 +97,9 @@ valued as (
 
     select
         *,
-        {{ customer_analytics.decimal_divide('total_revenue * 52 * ' ~ lifespan_years, 'weeks_measured', 18, 2) }} as ltv
+        {{ customer_analytics.decimal_divide(
+            'total_revenue * 52 * ' ~ lifespan_years, 'weeks_measured', 18, 2
+        ) }} as ltv
     from measured
 
 ),
@@ -116,7 +118,9 @@ final as (
         cast(case
             when site_visits > 0 then {{ customer_analytics.decimal_divide('total_revenue', 'site_visits', 18, 4) }}
         end as decimal(18, 4)) as revenue_per_visit,
-        {{ customer_analytics.decimal_divide('cast(site_visits as decimal(18, 0))', 'weeks_measured', 18, 4) }} as visits_per_week,
+        {{ customer_analytics.decimal_divide(
+            'cast(site_visits as decimal(18, 0))', 'weeks_measured', 18, 4
+        ) }} as visits_per_week,
         {{ customer_analytics.decimal_divide('total_revenue', 'weeks_measured', 18, 4) }} as avg_weekly_value,
         ltv,
         cast(first_event_at as {{ dbt.type_timestamp() }}) as first_event_at,
