@@ -63,6 +63,10 @@
     'today' empties it. Without the var the recorded date stays as it is. The table is
     the registry's (runner/sources.py), made by the hook before: create_raw_landing_tables. -#}
 {% macro remember_as_of_date() -%}
+    {{ return(adapter.dispatch('remember_as_of_date', 'customer_analytics')()) }}
+{%- endmacro %}
+
+{% macro default__remember_as_of_date() -%}
     {%- set value = customer_analytics.as_of_date_var() -%}
     {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
     {%- if value is not none %}
@@ -70,6 +74,22 @@
     {%- if value != 'today' %}
     insert into {{ raw_schema }}.as_of_date (as_of_date, recorded_at)
     values (cast('{{ value }}' as date), {{ dbt.current_timestamp() }});
+    {%- endif %}
+    {%- endif %}
+{%- endmacro %}
+
+{#- Spark: a Parquet table has no delete and a hook runs one statement: one insert
+    overwrite replaces the row ('today': with none). -#}
+{% macro spark__remember_as_of_date() -%}
+    {%- set value = customer_analytics.as_of_date_var() -%}
+    {%- set raw_schema = customer_analytics.generate_schema_name('raw', none) | trim -%}
+    {%- if value is none -%}
+    select 1 as as_of_date_kept
+    {%- else %}
+    insert overwrite table {{ raw_schema }}.as_of_date
+    select cast('{{ '1900-01-01' if value == 'today' else value }}' as date), {{ dbt.current_timestamp() }}
+    {%- if value == 'today' %}
+    where false
     {%- endif %}
     {%- endif %}
 {%- endmacro %}

@@ -13,6 +13,10 @@
     regexp_matches({{ expression }}, '{{ pattern }}')
 {%- endmacro %}
 
+{% macro spark__regexp_like(expression, pattern) -%}
+    ({{ expression }} rlike '{{ pattern }}')
+{%- endmacro %}
+
 
 {% macro regexp_extract(expression, pattern, group=1) -%}
     {{ return(adapter.dispatch('regexp_extract', 'customer_analytics')(expression, pattern, group)) }}
@@ -23,6 +27,11 @@
 {%- endmacro %}
 
 {% macro duckdb__regexp_extract(expression, pattern, group) -%}
+    nullif(regexp_extract({{ expression }}, '{{ pattern }}', {{ group }}), '')
+{%- endmacro %}
+
+{#- Spark, like DuckDB, answers '' for no match (or a group that took no part). -#}
+{% macro spark__regexp_extract(expression, pattern, group) -%}
     nullif(regexp_extract({{ expression }}, '{{ pattern }}', {{ group }}), '')
 {%- endmacro %}
 
@@ -39,6 +48,12 @@
     case when json_valid({{ expression }}) then cast({{ expression }} as json) end
 {%- endmacro %}
 
+{#- Spark has no JSON type (VARIANT sorts an object's keys): the text itself, when
+    valid, read by json_field and json_fragment with get_json_object. -#}
+{% macro spark__parse_json(expression) -%}
+    case when try_parse_json({{ expression }}) is not null then {{ expression }} end
+{%- endmacro %}
+
 
 {% macro json_type(expression) -%}
     {{ return(adapter.dispatch('json_type', 'customer_analytics')(expression)) }}
@@ -50,6 +65,50 @@
 
 {% macro duckdb__json_type(expression) -%}
     lower(json_type({{ expression }}))
+{%- endmacro %}
+
+{#- The type of a valid JSON text (parse_json), from its first character. -#}
+{% macro spark__json_type(expression) -%}
+    case left(ltrim({{ expression }}), 1)
+        when '{' then 'object'
+        when '[' then 'array'
+        when '"' then 'string'
+        when 't' then 'boolean'
+        when 'f' then 'boolean'
+        when 'n' then 'null'
+        else 'number'
+    end
+{%- endmacro %}
+
+
+{#- A top-level field of a parsed JSON object (parse_json) as text: a string
+    without its quotes, any other value as its JSON text; null when missing or
+    JSON null. -#}
+{% macro json_field(expression, field) -%}
+    {{ return(adapter.dispatch('json_field', 'customer_analytics')(expression, field)) }}
+{%- endmacro %}
+
+{% macro default__json_field(expression, field) -%}
+    ({{ expression }} ->> '{{ field }}')
+{%- endmacro %}
+
+{% macro spark__json_field(expression, field) -%}
+    get_json_object({{ expression }}, '$.{{ field }}')
+{%- endmacro %}
+
+
+{#- A top-level field of a parsed JSON object as JSON text (an array or object as
+    it is written, compact). -#}
+{% macro json_fragment(expression, field) -%}
+    {{ return(adapter.dispatch('json_fragment', 'customer_analytics')(expression, field)) }}
+{%- endmacro %}
+
+{% macro default__json_fragment(expression, field) -%}
+    cast({{ expression }} -> '{{ field }}' as {{ dbt.type_string() }})
+{%- endmacro %}
+
+{% macro spark__json_fragment(expression, field) -%}
+    get_json_object({{ expression }}, '$.{{ field }}')
 {%- endmacro %}
 
 {#- After `as` in `name as (...)`: keeps a CTE's results instead of re-evaluating
@@ -114,4 +173,42 @@
 
 {% macro postgres__build_settings() -%}
     set local jit = off
+{%- endmacro %}
+
+
+{#- dbt.dateadd on Spark (dbt_project.yml's `dispatch` puts this project before dbt
+    for dbt's macros): dbt-spark's own goes through unix seconds, so it drops the
+    fraction of a timestamp (parse_iso_timestamp's offset step kept no
+    milliseconds); timestampadd keeps it, and is null on a null date. -#}
+{% macro spark__dateadd(datepart, interval, from_date_or_timestamp) -%}
+    timestampadd({{ datepart }}, {{ interval }}, {{ from_date_or_timestamp }})
+{%- endmacro %}
+
+
+{#- dbt.cast on Spark, which dbt also uses to check an enforced contract (a null cast
+    to each column's data_type): Spark 4 refuses `varchar` without a length, and its
+    text type is `string`; the contracts name varchar, as DuckDB and PostgreSQL do. -#}
+{% macro spark__cast(field, type) -%}
+    cast({{ field }} as {{ 'string' if type | trim | lower in ('varchar', 'text') else type }})
+{%- endmacro %}
+
+
+{#- A decimal divided by a whole number, rounded half away from zero to `scale`
+    decimals, as decimal(precision, scale). PostgreSQL and Spark divide decimals
+    exactly; DuckDB divides them in double precision, so 94.82 / 16 (5.92625) gave
+    5.9262 there and 5.9263 on the others: on DuckDB the quotient is scaled to a
+    whole number first, whose halves a double holds exactly. -#}
+{% macro decimal_divide(numerator, denominator, precision, scale) -%}
+    {{ return(adapter.dispatch('decimal_divide', 'customer_analytics')(numerator, denominator, precision, scale)) }}
+{%- endmacro %}
+
+{% macro default__decimal_divide(numerator, denominator, precision, scale) -%}
+    cast(round(({{ numerator }}) / ({{ denominator }}), {{ scale }}) as decimal({{ precision }}, {{ scale }}))
+{%- endmacro %}
+
+{% macro duckdb__decimal_divide(numerator, denominator, precision, scale) -%}
+    cast(
+        cast(round(({{ numerator }}) * {{ 10 ** scale }} / ({{ denominator }})) as decimal(38, 0))
+        / {{ 10 ** scale }} as decimal({{ precision }}, {{ scale }})
+    )
 {%- endmacro %}

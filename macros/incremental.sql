@@ -81,3 +81,15 @@
         first_value({{ compared }}) over ({{ latest_first }}) as winning_values
     from checked
 {%- endmacro %}
+
+{#- The materialization of a model whose incremental runs replace the rows of the
+    keys they touched (delete+insert by unique_key): incremental on DuckDB and
+    PostgreSQL; on Spark without Delta Lake a table, rebuilt whole on every run.
+    A Parquet table has neither merge nor delete; an insert_overwrite by partition
+    would need a partition per key (the key's rows are replaced, not its
+    partition's), and Spark refuses to overwrite a table the query reads (the
+    incremental run reads its own last_loaded_at). Rebuilt whole, the rows are those
+    of a full refresh by construction. -#}
+{% macro replaced_by_key_materialized() -%}
+    {{ return('table' if target.type == 'spark' else 'incremental') }}
+{%- endmacro %}

@@ -10,13 +10,17 @@ folder in a temporary SPARK_DATA_DIR.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
+from runner.cli import cli
 from runner.config import Settings, _render_profile_with_dbt, load_settings, read_simple_profile
 from runner.errors import RunnerError
 from runner.loading import LoadResult, load_file, load_marketing, load_store_customers
@@ -38,15 +42,22 @@ SAMPLE_FILES = {
 }
 # Columns that differ between two loads of the same file by design.
 PER_LOAD = {"load_id", "loaded_at"}
+# The date `make demo` evaluates the sample at.
+AS_OF = "{as_of_date: 2017-04-30}"
+# Every mart (models/marts/), and the store customer history the customer marts read:
+# the snapshot on DuckDB, rebuilt from the extracts on Spark.
+MARTS = sorted(path.stem for path in (PROJECT_DIR / "models" / "marts").rglob("*.sql"))
+COMPARED = [("marts", name) for name in MARTS] + [("intermediate", "int_store_customers_versioned")]
 
 
-def land_sample(warehouse: Warehouse) -> list[LoadResult]:
-    """Every source of the sample, as `make demo` lands it."""
+def land_sample(warehouse: Warehouse, store_customers: bool = True) -> list[LoadResult]:
+    """Every source of the sample, as `make demo` lands it (without the store customer
+    extracts when store_customers is false: demo_build lands them)."""
     results = []
     for table, names in SAMPLE_FILES.items():
         for name in names:
             results.append(load_file(warehouse, table, SAMPLE_DIR / name))
-    for path in sorted(SAMPLE_DIR.glob("store_customers_*.csv")):
+    for path in sorted(SAMPLE_DIR.glob("store_customers_*.csv")) if store_customers else []:
         day = dt.date.fromisoformat(path.stem.rsplit("_", 1)[1])
         results.append(load_store_customers(warehouse, path, day))
     results.extend(load_marketing(warehouse, SAMPLE_DIR / "marketing"))
@@ -59,6 +70,46 @@ def normalised(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=None)
     return value
+
+
+def comparable(value: Any) -> Any:
+    """A value of a model's row in one form for every engine: decimals and floats as
+    floats rounded to 6 places, timestamps (naive, UTC) and dates as ISO texts."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (Decimal, float)):
+        number = float(value)
+        return number if math.isnan(number) else round(number, 6) + 0.0
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def model_rows(warehouse: Warehouse, layer: str, name: str) -> list[tuple[Any, ...]]:
+    """A model's rows, normalised (comparable) and sorted, after its columns' names,
+    without the per-load columns (data_quality's load_id and loaded_at)."""
+    assert warehouse.settings is not None
+    relation = warehouse.settings.relation(layer, name)
+    columns, _ = warehouse.query(f"select * from {relation} limit 0")
+    kept = [column.lower() for column in columns if column.lower() not in PER_LOAD]
+    _, rows = warehouse.query(f"select {', '.join(kept)} from {relation}")
+    data = sorted((tuple(comparable(v) for v in row) for row in rows), key=repr)
+    return [tuple(kept), *data]
+
+
+def demo_build(target: str) -> None:
+    """What `make demo` does after landing the rest of the sample: each store customer
+    extract through `runner load store-customers` (on DuckDB it snapshots each one as
+    it lands), then `runner build` at the demo's as_of_date."""
+    for path in sorted(SAMPLE_DIR.glob("store_customers_*.csv")):
+        result = CliRunner().invoke(cli, ["load", "store-customers", str(path), "--target", target])
+        assert result.exit_code == 0, result.output
+    built = CliRunner().invoke(
+        cli, ["build", "--target", target, "--no-freshness", "--", "--vars", AS_OF]
+    )
+    assert built.exit_code == 0, built.output[-5000:]
 
 
 def raw_rows(warehouse: Warehouse, table: str) -> list[tuple[Any, ...]]:
@@ -162,3 +213,32 @@ def test_the_spark_target_reads_as_dbt_spark_reads_it(
         getattr(credentials, name) for name in described
     ]
     assert str(getattr(credentials.method, "value", credentials.method)) == simple[1].method
+
+
+def test_every_mart_on_spark_is_the_same_as_on_duckdb(
+    spark: Warehouse, spark_settings: Settings
+) -> None:
+    """The sample landed and built on both engines: every mart (and the store customer
+    history, the snapshot on DuckDB) holds the same rows, column for column."""
+    assert MARTS, "no marts found under models/marts"
+    land_sample(spark, store_customers=False)  # what an earlier test has not landed
+    demo_build("spark")
+    with connect(load_settings(target="duckdb")) as duckdb:
+        results = land_sample(duckdb, store_customers=False)
+        assert all(not result.skipped for result in results)
+    demo_build("duckdb")
+
+    differing = []
+    with connect(load_settings(target="duckdb"), read_only=True) as duckdb:
+        for layer, name in COMPARED:
+            on_spark, on_duckdb = model_rows(spark, layer, name), model_rows(duckdb, layer, name)
+            if on_spark != on_duckdb:
+                only_spark = sorted(set(on_spark) - set(on_duckdb), key=repr)[:3]
+                only_duckdb = sorted(set(on_duckdb) - set(on_spark), key=repr)[:3]
+                differing.append(
+                    f"{name}: {len(on_spark) - 1} rows on Spark, {len(on_duckdb) - 1} on "
+                    f"DuckDB; only on Spark {only_spark}; only on DuckDB {only_duckdb}"
+                )
+    assert not differing, "\n".join(differing)
+    # the sample fills the customer marts: the comparison is not of empty tables
+    assert len(model_rows(spark, "marts", "customer_ltv")) > 1

@@ -298,8 +298,9 @@ def load_store_customers(
     click.echo(result.summary())
     if snapshot and not result.skipped and settings.adapter_type == "spark":
         click.echo(
-            "Not historized now: Spark without Delta Lake has no dbt snapshots (README: "
-            "Scale); the extract stays in raw.store_customers with its date.",
+            "No snapshot on Spark (none without Delta Lake): the next `runner build` "
+            "rebuilds the store customer history from every landed extract "
+            "(int_store_customers_versioned).",
             err=True,
         )
     elif snapshot and not result.skipped:

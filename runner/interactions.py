@@ -107,13 +107,8 @@ class Page:
 
 def require_marts(warehouse: Warehouse, settings: Settings) -> None:
     """Fail with what to do when any of the marts this module reads is missing."""
-    marks = ", ".join("?" for _ in MARTS)
-    _, rows = warehouse.query(
-        "select table_name from information_schema.tables "
-        f"where table_schema = ? and table_name in ({marks})",
-        (settings.schema("marts"), *MARTS),
-    )
-    missing = [table for table in MARTS if table not in {row[0] for row in rows}]
+    schema = settings.schema("marts")  # table_exists: Spark has no information_schema
+    missing = [table for table in MARTS if not warehouse.table_exists(schema, table)]
     if missing:
         names = ", ".join(settings.relation("marts", table) for table in missing)
         raise RunnerError(

@@ -26,7 +26,7 @@ store_versions as (
         is_in_extract,
         cast(dbt_valid_from as {{ dbt.type_timestamp() }}) as valid_from,
         cast(dbt_valid_to as {{ dbt.type_timestamp() }}) as valid_to
-    from {{ ref('store_customers_snapshot') }}
+    from {{ ref('int_store_customers_versioned') }}
 
 ),
 

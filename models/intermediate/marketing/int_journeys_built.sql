@@ -8,7 +8,7 @@
     from all their sessions and replace their earlier rows, so a late session
     lands in the journeys it belongs to. -#}
 {{ config(
-    materialized='incremental',
+    materialized=customer_analytics.replaced_by_key_materialized(),
     incremental_strategy='delete+insert',
     unique_key='conv_id',
     on_schema_change='fail',

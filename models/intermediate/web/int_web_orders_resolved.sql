@@ -4,7 +4,7 @@
     macro unprocessed_loads) are resolved again from all their events and
     replace their earlier rows. -#}
 {{ config(
-    materialized='incremental',
+    materialized=customer_analytics.replaced_by_key_materialized(),
     incremental_strategy='delete+insert',
     unique_key='order_id',
     on_schema_change='fail',

@@ -97,7 +97,9 @@ valued as (
 
     select
         *,
-        cast(round(total_revenue * 52 * {{ lifespan_years }} / weeks_measured, 2) as decimal(18, 2)) as ltv
+        {{ customer_analytics.decimal_divide(
+            'total_revenue * 52 * ' ~ lifespan_years, 'weeks_measured', 18, 2
+        ) }} as ltv
     from measured
 
 ),
@@ -113,9 +115,13 @@ final as (
         cast(site_visits as integer) as site_visits,
         cast(orders as integer) as orders,
         cast(total_revenue as decimal(18, 2)) as total_revenue,
-        cast(case when site_visits > 0 then total_revenue / site_visits end as decimal(18, 4)) as revenue_per_visit,
-        cast(1.0 * site_visits / weeks_measured as decimal(18, 4)) as visits_per_week,
-        cast(total_revenue / weeks_measured as decimal(18, 4)) as avg_weekly_value,
+        cast(case
+            when site_visits > 0 then {{ customer_analytics.decimal_divide('total_revenue', 'site_visits', 18, 4) }}
+        end as decimal(18, 4)) as revenue_per_visit,
+        {{ customer_analytics.decimal_divide(
+            'cast(site_visits as decimal(18, 0))', 'weeks_measured', 18, 4
+        ) }} as visits_per_week,
+        {{ customer_analytics.decimal_divide('total_revenue', 'weeks_measured', 18, 4) }} as avg_weekly_value,
         ltv,
         cast(first_event_at as {{ dbt.type_timestamp() }}) as first_event_at,
         cast(last_event_at as {{ dbt.type_timestamp() }}) as last_event_at

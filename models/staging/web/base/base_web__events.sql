@@ -60,12 +60,12 @@ extracted as {{ customer_analytics.materialized_cte() }} (
     select
         {{ customer_analytics.landing_columns() }},
         {{ customer_analytics.json_type('payload') }} as payload_type,
-        upper(trim(payload ->> 'type')) as event_type,
-        upper(trim(payload ->> 'verb')) as verb,
+        upper(trim({{ customer_analytics.json_field('payload', 'type') }})) as event_type,
+        upper(trim({{ customer_analytics.json_field('payload', 'verb') }})) as verb,
         {%- for name, field in payload_fields.items() %}
-            {{ customer_analytics.clean_text("payload ->> '" ~ field ~ "'") }} as {{ name }},
+            {{ customer_analytics.clean_text(customer_analytics.json_field('payload', field)) }} as {{ name }},
         {%- endfor %}
-        cast(payload -> 'tags' as {{ dbt.type_string() }}) as tags_json
+        {{ customer_analytics.json_fragment('payload', 'tags') }} as tags_json
     from parsed
 ),
 
