@@ -17,9 +17,11 @@ of the CRM customers (those the listings list: `is_known_customer`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from runner.config import Settings
 from runner.errors import RunnerError
@@ -117,6 +119,31 @@ def require_marts(warehouse: Warehouse, settings: Settings) -> None:
         )
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reads_marts(
+    function: Callable[Concatenate[Warehouse, Settings, P], R],
+) -> Callable[Concatenate[Warehouse, Settings, P], R]:
+    """A reader of the marts that checks them only when a query fails (a request then
+    pays no catalog lookups): when one of the marts is missing, the failure becomes
+    require_marts' error, which says what to do."""
+
+    @functools.wraps(function)
+    def reader(warehouse: Warehouse, settings: Settings, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(warehouse, settings, *args, **kwargs)
+        except RunnerError:
+            raise
+        except Exception:
+            require_marts(warehouse, settings)
+            raise
+
+    return reader
+
+
+@reads_marts
 def customer_interactions(
     warehouse: Warehouse,
     settings: Settings,
@@ -141,7 +168,6 @@ def customer_interactions(
     """
     filters = Filters(channel=channel, topic=topic, since=since, until=until)
     filters.check()
-    require_marts(warehouse, settings)
     _check_channel(warehouse, settings, channel)
     if not _customer_exists(warehouse, settings, customer_id):
         raise UnknownCustomer(f"No CRM customer with id {customer_id}.")
@@ -150,6 +176,7 @@ def customer_interactions(
     return {"data": {"customer_id": customer_id, "interactions": counts.get(customer_id, {})}}
 
 
+@reads_marts
 def list_customers(
     warehouse: Warehouse,
     settings: Settings,
@@ -162,7 +189,6 @@ def list_customers(
 
         {"customer_id": 1, "customer_type": "Red", "occupation": "Jedi"}
     """
-    require_marts(warehouse, settings)
     page_sql, params = _page_of_customers(settings, who, after, limit)
     _, rows = warehouse.query(
         f"select page.customer_id, page.customer_type, page.occupation from {page_sql} "
@@ -176,6 +202,7 @@ def list_customers(
     return _page(items, limit)
 
 
+@reads_marts
 def list_interactions(
     warehouse: Warehouse,
     settings: Settings,
@@ -189,7 +216,6 @@ def list_interactions(
     `after`; `who` picks the customers, `filters` the interactions counted. Customers
     without a matching interaction are listed with zeros."""
     filters.check()
-    require_marts(warehouse, settings)
     _check_channel(warehouse, settings, filters.channel)
     page_sql, params = _page_of_customers(settings, who, after, limit)
     counts = _counts(warehouse, settings, page_sql, params, filters)
@@ -200,6 +226,7 @@ def list_interactions(
     return _page(items, limit)
 
 
+@reads_marts
 def channel_totals(
     warehouse: Warehouse, settings: Settings, filters: Filters, per_month: bool = False
 ) -> list[dict[str, Any]]:
@@ -214,7 +241,6 @@ def channel_totals(
         {"month": "2017-01", "channel": "Email", "interactions": 4}
     """
     filters.check()
-    require_marts(warehouse, settings)
     _check_channel(warehouse, settings, filters.channel)
     channels = settings.relation("marts", "dim_crm_channels")
     facts = settings.relation("marts", "fct_crm_interactions")
