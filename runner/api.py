@@ -243,8 +243,9 @@ def next_link(request: Request, page: Page) -> str | None:
     return f"{request.url.path}?{urlencode(query)}"
 
 
-def known_parameters_only(request: Request) -> None:
-    """A dependency: 400 for a query parameter the route does not declare."""
+async def known_parameters_only(request: Request) -> None:
+    """A dependency: 400 for a query parameter the route does not declare. (async: it
+    never waits, so it runs on the event loop instead of a hop to the thread pool.)"""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
