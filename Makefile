@@ -209,7 +209,8 @@ test-spark: setup-spark  ## the sample on Apache Spark, compared with DuckDB (py
 	$(BIN)/pytest -n 0 -m spark python_tests/test_spark.py
 
 # Benchmarks: figures beside their references, written to BENCHMARKS.md. The default
-# size fits in 15 minutes on 2 cores; BENCH_SCALE=large adds 10M events (about an hour).
+# size fits in 15 minutes on 2 cores (9 more with pyspark installed: section 9, Spark);
+# BENCH_SCALE=large adds 10M events (about an hour).
 BENCH_SCALE ?= default
 
 bench: setup  ## run the benchmarks and write BENCHMARKS.md (BENCH_SCALE=small|default|large)

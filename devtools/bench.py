@@ -4,7 +4,7 @@ and PostgreSQL, each figure beside its reference in the same run, and writes BEN
 
     .venv/bin/python devtools/bench.py [--scale small|default|large] [--repeat N]
                                     [--only load,build,incremental,attribute,intake,message,
-                                            startup,api]
+                                            startup,api,spark]
                                     [--engines duckdb,postgres] [--report FILE] [--keep]
                                     [--update]
     .venv/bin/python devtools/bench.py --render-only   # the report again from the last results
@@ -32,6 +32,8 @@ What it measures (see BENCHMARKS.md for the targets):
   (devtools/bench_startup.py): cold, warm, a new as_of_date, against plain dbt.
 - api: `GET /api/v1/interactions/{id}` under 50 clients for 30 s while builds run
   (devtools/bench_api.py): p50/p99 latency.
+- spark: the build world landed and fully built on Apache Spark with local[2] and
+  local[1], beside DuckDB's build of it (devtools/bench_spark.py; needs make setup-spark).
 
 Nothing touches the user's warehouse: the profile is a temporary copy of
 profiles.yml.example, DuckDB files and dbt's target and log folders are temporary, and
@@ -86,7 +88,9 @@ API_KEY = "bench-emulator-key-not-secret"
 LATENCY_MS = 200
 SESSIONS_PER_REQUEST = 200
 EXIT_INCOMPLETE = 3  # `runner attribute`: finished, but some conversions got no results
-BENCHMARKS = ("load", "build", "incremental", "attribute", "intake", "message", "startup", "api")
+BENCHMARKS = (
+    "load", "build", "incremental", "attribute", "intake", "message", "startup", "api", "spark",
+)  # fmt: skip
 ENGINES = ("duckdb", "postgres")
 
 # Sizes per scale: web events of the load and build worlds, attributable conversions. The
@@ -303,6 +307,8 @@ class Context:
         env.pop("IHC_API_URL", None)
         if engine == "duckdb":
             env["DUCKDB_PATH"] = str(self.duckdb_file(warehouse))
+        elif engine == "spark":  # (devtools/bench_spark.py) its metastore and files
+            env["SPARK_DATA_DIR"] = str(self.work / f"spark-{warehouse}")
         else:
             env.update(self.pg_server.env(warehouse))
         return env
@@ -1407,6 +1413,10 @@ def render_report(ctx: Context, meta: dict[str, Any]) -> str:
         from devtools.bench_api import render_api
 
         render_api(out, ctx, r["api"])
+    if "spark" in r:
+        from devtools.bench_spark import render_spark
+
+        render_spark(out, ctx, r["spark"])
     misses = meta["misses"]
     add("## Summary\n")
     if misses:
@@ -1617,6 +1627,8 @@ def misses(ctx: Context) -> list[str]:
                 found.append(f"{section} on {engine}")
             if "error" in entry:
                 found.append(f"{section} on {engine} (failed)")
+    if "error" in r.get("spark", {}):
+        found.append("Spark build (failed)")
     for engine, entry in r.get("api", {}).get("engines", {}).items():
         if entry.get("passed") is False:
             found.append(f"API p99 during builds on {engine}")
@@ -1737,6 +1749,11 @@ def main(argv: list[str] | None = None) -> int:
 
             log("== api")
             safely(ctx, "api", lambda: bench_api(ctx, budget.part(1.0)))
+        if "spark" in only:  # devtools/bench_spark.py
+            from devtools.bench_spark import bench_spark
+
+            log("== spark")
+            safely(ctx, "spark", lambda: bench_spark(ctx, budget.part(1.0)))
         meta = {
             "scale": ctx.scale,
             "only": only,
@@ -1787,6 +1804,7 @@ SECTION = {
     "message": "message",
     "startup": "startup",
     "api": "api",
+    "spark": "spark",
 }
 
 
