@@ -131,9 +131,7 @@ demo-spark: setup-spark  ## make demo on Apache Spark (local PySpark; installs p
 	@echo "Building on Spark: every model, seed and test (a few minutes)..."
 	@$(BIN)/runner build --target spark -- --vars '{as_of_date: $(DEMO_AS_OF)}'
 	@echo "The two warnings are expected on the sample (see make demo)."
-	@echo "No attribution on Spark yet: runner attribute replaces results with delete and"
-	@echo "update, which Parquet tables lack (README: Apache Spark); channel_reporting has"
-	@echo "no attributed conversions."
+	@$(MAKE) --no-print-directory demo-attribution ATTRIBUTE_TARGET=spark
 	@echo
 	@$(BIN)/runner summary --target spark
 
@@ -143,17 +141,19 @@ demo-spark: setup-spark  ## make demo on Apache Spark (local PySpark; installs p
 # or incomplete attribution fails the demo.
 IHC_CONV_TYPE_ID ?= default
 export IHC_CONV_TYPE_ID
+ATTRIBUTE_TARGET ?=
+ATTRIBUTE := $(BIN)/runner attribute$(if $(ATTRIBUTE_TARGET), --target $(ATTRIBUTE_TARGET))
 EMULATOR_LOG ?= .tmp/ihc-emulator.log
 
 demo-attribution: setup
 	@if [ -n "$${IHC_API_KEY:-}" ]; then \
 		echo "IHC_API_KEY is set: attributing with the IHC API at $${IHC_API_URL:-https://api.ihc-attribution.com}."; \
-		$(BIN)/runner attribute; \
+		$(ATTRIBUTE); \
 	else \
 		echo "No IHC_API_KEY set: attributing with the local IHC emulator (runner ihc-emulator,"; \
 		echo "a transparent stand-in model, not the real service; its log: $(EMULATOR_LOG))."; \
 		mkdir -p "$(dir $(EMULATOR_LOG))"; \
-		$(BIN)/runner ihc-emulator --log-file "$(EMULATOR_LOG)" -- $(BIN)/runner attribute; \
+		$(BIN)/runner ihc-emulator --log-file "$(EMULATOR_LOG)" -- $(ATTRIBUTE); \
 	fi
 
 setup-postgres: setup  ## create the BI role (bi_reader) on the PostgreSQL of the PG* variables

@@ -25,9 +25,8 @@ from runner.loading import (
     json_error,
     load_file,
     read_json_records,
-    write_csv,
 )
-from runner.warehouse import connect
+from runner.warehouse import connect, write_csv
 
 ORDER = {
     "type": "ORDER",

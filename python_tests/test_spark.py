@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from devtools.ihc_emulator import EmulatorConfig, serve_in_thread
 from python_tests.conftest import PROJECT_DIR, SAMPLE_DIR
 from runner.cli import cli
 from runner.config import Settings, _render_profile_with_dbt, load_settings, read_simple_profile
@@ -44,6 +45,8 @@ SAMPLE_FILES = {
 PER_LOAD = {"load_id", "loaded_at"}
 # The date `make demo` evaluates the sample at.
 AS_OF = "{as_of_date: 2017-04-30}"
+KEY = "spark-test-key"  # the emulator's API key
+STAGED_RESULTS = "stg_ihc__attribution_results"
 # Every mart (models/marts/), and the store customer history the customer marts read:
 # the snapshot on DuckDB, rebuilt from the extracts on Spark.
 MARTS = sorted(path.stem for path in (PROJECT_DIR / "models" / "marts").rglob("*.sql"))
@@ -97,6 +100,24 @@ def model_rows(warehouse: Warehouse, layer: str, name: str) -> list[tuple[Any, .
     _, rows = warehouse.query(f"select {', '.join(kept)} from {relation}")
     data = sorted((tuple(comparable(v) for v in row) for row in rows), key=repr)
     return [tuple(kept), *data]
+
+
+def attribute(target: str, url: str, *more: str) -> None:
+    """`runner attribute` against the emulator at `url`, then its build of what depends
+    on the results: what make demo-attribution runs."""
+    result = CliRunner().invoke(
+        cli,
+        ["attribute", "--target", target, "--api-url", url, "--conv-type-id", "default", *more],
+        env={"IHC_API_KEY": KEY},
+    )
+    assert result.exit_code == 0, result.output[-5000:]
+
+
+def without_run(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows of stg_ihc__attribution_results without the run and the time of the answer:
+    conversion, session and the shares."""
+    kept = [i for i, name in enumerate(rows[0]) if name not in ("run_id", "received_at")]
+    return [tuple(row[i] for i in kept) for row in rows]
 
 
 def demo_build(target: str) -> None:
@@ -218,20 +239,25 @@ def test_the_spark_target_reads_as_dbt_spark_reads_it(
 def test_every_mart_on_spark_is_the_same_as_on_duckdb(
     spark: Warehouse, spark_settings: Settings
 ) -> None:
-    """The sample landed and built on both engines: every mart (and the store customer
-    history, the snapshot on DuckDB) holds the same rows, column for column."""
+    """The sample landed, built and attributed on both engines, as make demo does it:
+    every mart (and the store customer history, the snapshot on DuckDB, and the
+    attribution results) holds the same rows, column for column."""
     assert MARTS, "no marts found under models/marts"
     land_sample(spark, store_customers=False)  # what an earlier test has not landed
-    demo_build("spark")
     with connect(load_settings(target="duckdb")) as duckdb:
         results = land_sample(duckdb, store_customers=False)
         assert all(not result.skipped for result in results)
-    demo_build("duckdb")
+    with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
+        for target in ("spark", "duckdb"):
+            demo_build(target)
+            attribute(target, emulator.url)
 
     differing = []
     with connect(load_settings(target="duckdb"), read_only=True) as duckdb:
-        for layer, name in COMPARED:
+        for layer, name in [*COMPARED, ("staging", STAGED_RESULTS)]:
             on_spark, on_duckdb = model_rows(spark, layer, name), model_rows(duckdb, layer, name)
+            if name == STAGED_RESULTS:  # each engine's own run and time of the answer
+                on_spark, on_duckdb = without_run(on_spark), without_run(on_duckdb)
             if on_spark != on_duckdb:
                 only_spark = sorted(set(on_spark) - set(on_duckdb), key=repr)[:3]
                 only_duckdb = sorted(set(on_duckdb) - set(on_spark), key=repr)[:3]
@@ -240,5 +266,48 @@ def test_every_mart_on_spark_is_the_same_as_on_duckdb(
                     f"DuckDB; only on Spark {only_spark}; only on DuckDB {only_duckdb}"
                 )
     assert not differing, "\n".join(differing)
-    # the sample fills the customer marts: the comparison is not of empty tables
+    # the sample fills the customer marts and the attribution: not empty tables compared
     assert len(model_rows(spark, "marts", "customer_ltv")) > 1
+    reporting = model_rows(spark, "marts", "channel_reporting")
+    attributed = reporting[0].index("ihc")  # attributed conversions
+    assert sum(row[attributed] or 0 for row in reporting[1:]) > 0
+
+
+def test_a_forced_attribution_rerun_on_spark_replaces_the_results(
+    spark: Warehouse, spark_settings: Settings
+) -> None:
+    """After the demo above: a --force rerun on Spark (append-only Parquet) lands its
+    answer beside the first, and the staging model and the marts keep exactly one per
+    conversion, the newer; the run log's staging model one row per run."""
+    results = spark_settings.relation("raw", "attribution_customer_journey")
+    first = model_rows(spark, "staging", STAGED_RESULTS)
+    reporting = model_rows(spark, "marts", "channel_reporting")
+    _, [(first_rows,)] = spark.query(f"select count(*) from {results}")
+    assert first_rows == len(first) - 1 > 0  # one answer so far
+
+    with serve_in_thread(EmulatorConfig(api_key=KEY)) as emulator:
+        attribute("spark", emulator.url, "--force")
+    _, [(both,)] = spark.query(f"select count(*) from {results}")
+    assert both == 2 * first_rows  # appended: the raw table keeps both answers
+    again = model_rows(spark, "staging", STAGED_RESULTS)
+    run = again[0].index("run_id")
+    assert {row[run] for row in again[1:]}.isdisjoint({row[run] for row in first[1:]})
+    assert without_run(again) == without_run(first)  # the newer answer, once
+    assert model_rows(spark, "marts", "channel_reporting") == reporting
+    runs = model_rows(spark, "staging", "stg_runner__attribution_runs")
+    status = runs[0].index("status")
+    assert [row[status] for row in runs[1:]] == ["succeeded", "succeeded"]
+
+
+def test_what_spark_cannot_do_is_refused_and_changes_nothing(spark: Warehouse) -> None:
+    """Taking a load back and sending messages rewrite rows, which Spark's Parquet tables
+    cannot: each is refused with what to do instead, and nothing changes."""
+    _, loads_before = spark.query(f"select load_id from {spark.raw('loads')} order by load_id")
+    unload = CliRunner().invoke(cli, ["unload", str(loads_before[0][0]), "--target", "spark"])
+    assert unload.exit_code == 1
+    assert "cannot delete rows. Nothing was removed" in " ".join(unload.output.split())
+    message = CliRunner().invoke(cli, ["message", "--target", "spark"])
+    assert message.exit_code == 1
+    assert "Nothing was sent" in " ".join(message.output.split())
+    _, loads_after = spark.query(f"select load_id from {spark.raw('loads')} order by load_id")
+    assert loads_after == loads_before

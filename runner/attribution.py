@@ -33,15 +33,13 @@ and `intermediate.x` on a production target, `dev_raw.x`... for a target `dev`.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -49,7 +47,6 @@ import tenacity
 
 from runner.config import Settings
 from runner.errors import RunnerError, WarehouseConnectionLost
-from runner.loading import write_csv
 from runner.progress import Progress
 from runner.retries import WaitOrRetryAfter, redact, retry_after
 from runner.warehouse import Warehouse
@@ -149,6 +146,7 @@ class BatchAnswer:
 @dataclass
 class RunSummary:
     run_id: str
+    started_at: datetime | None = None
     status: str = "running"
     journeys_selected: int = 0
     journeys_sent: int = 0
@@ -433,27 +431,6 @@ def _number(value: Any) -> float | None:
 # --- writing ---------------------------------------------------------------------------
 
 
-def _bulk_insert(
-    warehouse: Warehouse, table: str, columns: Sequence[str], rows: list[ResultRow]
-) -> None:
-    if not rows:
-        return
-    with tempfile.TemporaryDirectory(prefix="runner-attribution-") as tmp:
-        path = Path(tmp) / "rows.csv"
-        longest = write_csv((tuple(_csv_value(v) for v in row) for row in rows), path)
-        warehouse.copy_csv(table, columns, path, longest)
-
-
-def _csv_value(value: Any) -> str | int | None:
-    if value is None or isinstance(value, int | str):
-        return value
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    return str(value)
-
-
 def write_answer(
     warehouse: Warehouse, tables: AttributionTables, rows: list[ResultRow],
     rejects: list[Reject], run_id: str, received_at: datetime,
@@ -463,14 +440,13 @@ def write_answer(
     rejects are recorded and their conversions' earlier results left as they were."""
     conv_ids = sorted({row[0] for row in rows})
     with warehouse.transaction():
-        if conv_ids:
-            placeholders = ", ".join("?" for _ in conv_ids)
+        if conv_ids and warehouse.updates_in_place:  # on Spark the newer answer is kept
+            placeholders = ", ".join("?" for _ in conv_ids)  # by stg_ihc__attribution_results
             warehouse.execute(
                 f"delete from {tables.results} where conv_id in ({placeholders})", conv_ids
             )
-        _bulk_insert(warehouse, tables.results, RESULT_COLUMNS, rows)
-        _bulk_insert(
-            warehouse,
+        warehouse.append_rows(tables.results, RESULT_COLUMNS, rows)
+        warehouse.append_rows(
             tables.rejects,
             REJECT_COLUMNS,
             [(run_id, r.conv_id, r.reason, r.detail, received_at) for r in rejects],
@@ -481,25 +457,42 @@ def _log_run(
     warehouse: Warehouse, tables: AttributionTables, summary: RunSummary,
     options: AttributionOptions,
 ) -> None:  # fmt: skip
-    warehouse.execute(
-        f"update {tables.runs} set finished_at = ?, journeys_selected = ?, "
-        "journeys_sent = ?, journeys_skipped = ?, conversions_written = ?, "
-        "conversions_rejected = ?, requests = ?, retries = ?, status = ?, message = ? "
-        "where run_id = ?",
-        (
-            None if summary.status == "running" else _now(),
-            summary.journeys_selected,
-            summary.journeys_sent,
-            summary.journeys_skipped,
-            summary.conversions_written,
-            summary.conversions_rejected,
-            summary.requests,
-            summary.retries,
-            summary.status,
-            redact(summary.message, options.api_key) if summary.message else None,
-            summary.run_id,
-        ),
-    )
+    """The run's outcome in its line of the run log; on Spark, a newer line of the run
+    (stg_runner__attribution_runs keeps each run's last)."""
+    outcome = {
+        "finished_at": None if summary.status == "running" else _now(),
+        "journeys_selected": summary.journeys_selected,
+        "journeys_sent": summary.journeys_sent,
+        "journeys_skipped": summary.journeys_skipped,
+        "conversions_written": summary.conversions_written,
+        "conversions_rejected": summary.conversions_rejected,
+        "requests": summary.requests,
+        "retries": summary.retries,
+        "status": summary.status,
+        "message": redact(summary.message, options.api_key) if summary.message else None,
+    }
+    if warehouse.updates_in_place:
+        warehouse.execute(
+            f"update {tables.runs} set {', '.join(f'{name} = ?' for name in outcome)} "
+            "where run_id = ?",
+            (*outcome.values(), summary.run_id),
+        )
+    else:
+        line = {**_run_start(summary, options), **outcome}
+        warehouse.append_rows(tables.runs, tuple(line), [tuple(line.values())])
+
+
+def _run_start(summary: RunSummary, options: AttributionOptions) -> dict[str, Any]:
+    """The run log's columns known when a run starts."""
+    return {
+        "run_id": summary.run_id,
+        "started_at": summary.started_at,
+        "start_date": options.start_date,
+        "end_date": options.end_date,
+        "conv_type_id": options.conv_type_id,
+        "api_url": redact(options.api_url, options.api_key),
+        "status": "running",
+    }
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -521,21 +514,16 @@ def run_attribution(
             "nothing (two at once would send the same journeys twice). Wait for it to finish, "
             "then run this again: it sends only the conversions still without results."
         )
+    started_at = _now()
     summary = RunSummary(
-        run_id=f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", rejects_table=tables.rejects
+        run_id=f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        started_at=started_at,
+        rejects_table=tables.rejects,
     )
+    start = _run_start(summary, options)
     warehouse.execute(
-        f"insert into {tables.runs} (run_id, started_at, start_date, end_date, "
-        "conv_type_id, api_url, status) values (?, ?, ?, ?, ?, ?, ?)",
-        (
-            summary.run_id,
-            _now(),
-            options.start_date,
-            options.end_date,
-            options.conv_type_id,
-            redact(options.api_url, options.api_key),
-            "running",
-        ),
+        f"insert into {tables.runs} ({', '.join(start)}) values ({', '.join('?' for _ in start)})",
+        tuple(start.values()),
     )
     try:
         journeys = select_journeys(

@@ -46,7 +46,7 @@ import orjson
 
 from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.sources import MARKETING, RAW_SOURCES, FileFormat, Loader, RawSource, sources_of
-from runner.warehouse import Warehouse
+from runner.warehouse import QUOTE, Warehouse, csv_field
 
 UTF8_BOM = b"\xef\xbb\xbf"
 HASH_CHUNK = 1 << 20
@@ -55,10 +55,6 @@ FIRST_BLOCK_BYTES = 1 << 20  # but the first one is small: the warehouse starts 
 COPIES_AHEAD = 8  # blocks read and waiting for the warehouse, at most (in memory)
 GIL_SWITCH_SECONDS = 0.0005  # see _quick_thread_switches
 JSON_ROW_OVERHEAD = 64  # bytes a JSON line's row adds to it, at most (position, quotes...)
-# The quote character of the CSV files for Warehouse.copy_csv: a control character, which
-# valid JSON never holds raw, so JSON text goes in without escaping (a QUOTE in any value
-# is doubled).
-QUOTE = "\x01"
 QUOTE_BYTES = QUOTE.encode()
 
 
@@ -487,29 +483,6 @@ def _csv_record(position: int, text: str, error: str | None, width: int) -> RawR
     return RawRecord(position, text, None, tuple(fields))
 
 
-def _csv_field(value: str | int | None) -> str:
-    if value is None:
-        return ""  # unquoted empty field: NULL on both engines
-    if isinstance(value, int):
-        return str(value)
-    return QUOTE + value.replace(QUOTE, QUOTE + QUOTE) + QUOTE
-
-
-def write_csv(rows: Iterable[tuple[str | int | None, ...]], path: Path) -> int:
-    """Headerless CSV as Warehouse.copy_csv reads it: fields separated by commas, every
-    string quoted with QUOTE (a QUOTE in it doubled), only NULL an empty unquoted field
-    (Python's csv module cannot tell None from "" before 3.12), lines ending in \\n.
-    Returns the length of the longest line in bytes, which DuckDB's reader must be told
-    about."""
-    longest = 0
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        for row in rows:
-            line = ",".join(map(_csv_field, row)) + "\n"
-            handle.write(line)
-            longest = max(longest, len(line))
-    return 4 * longest  # characters to a bound on UTF-8 bytes
-
-
 @dataclass(frozen=True)
 class RawTable:
     """A raw source's loader: how to read its files (`read`), for the source's entry in
@@ -580,7 +553,7 @@ class CsvRows(RowFormat):
     copy_csv gives every row those (DuckDB)."""
 
     def row(self, record: RawRecord) -> bytes:
-        return (",".join(map(_csv_field, self.values(record))) + "\n").encode()
+        return (",".join(map(csv_field, self.values(record))) + "\n").encode()
 
     def json_rows(self, first: int, texts: list[bytes]) -> bytes:
         nulls = b"," * (1 + self.width)  # the parse error and the fields
@@ -1452,6 +1425,12 @@ def unload(warehouse: Warehouse, load_id: str) -> UnloadResult:
     the incremental models in full once (macros/unloads.sql), so the marts are those of a
     warehouse that never had the load. Full extracts (store customers) cannot be unloaded:
     the snapshot historized them as they landed."""
+    if not warehouse.updates_in_place:
+        raise RunnerError(
+            f"`runner unload` cannot take load {load_id} back on Spark: its Parquet tables "
+            "(no Delta Lake) cannot delete rows. Nothing was removed. To rebuild without the "
+            "load, land the other files into a fresh SPARK_DATA_DIR."
+        )
     warehouse.ensure_raw_tables()
     loads, unloads = warehouse.raw("loads"), warehouse.raw("unloads")
     columns = "source_table, file_name, file_sha256, loaded_at"

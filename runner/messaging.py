@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -48,7 +47,6 @@ import tenacity
 
 from runner.config import MessagingSettings, Settings
 from runner.errors import RunnerError
-from runner.loading import write_csv
 from runner.progress import Progress
 from runner.retries import WaitOrRetryAfter, redact, retry_after
 from runner.warehouse import Warehouse
@@ -634,6 +632,13 @@ def run_messaging(
 ) -> MessageSummary:
     """Build the cycle's outbox and send it (see the module's docstring)."""
     templates = load_templates(settings.project_dir)
+    if not dry_run and not warehouse.updates_in_place:
+        raise RunnerError(
+            f"`runner message` cannot send on target {settings.target!r}: the outbox records "
+            "each delivery by updating its message's row, and Spark's Parquet tables (no Delta "
+            "Lake) cannot update rows. Nothing was sent. `runner message --dry-run` works "
+            "here; send from a DuckDB or PostgreSQL target."
+        )
     if not dry_run:
         messaging.check_credentials()
     tables = MessagingTables.of(settings)
@@ -777,11 +782,8 @@ def _insert_new(
         )
         for m in messages
     ]  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="runner-messages-") as tmp:
-        path = Path(tmp) / "outbox.csv"
-        longest = write_csv(rows, path)
-        with warehouse.transaction():
-            warehouse.copy_csv(tables.outbox, OUTBOX_COLUMNS, path, longest)
+    with warehouse.transaction():
+        warehouse.append_rows(tables.outbox, OUTBOX_COLUMNS, rows)
 
 
 def _to_send(warehouse: Warehouse, tables: MessagingTables, cycle: Cycle) -> list[Message]:

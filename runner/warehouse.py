@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,49 @@ from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.sources import added_column_statements, ddl_statements, spark_ddl_statements
 
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
-Rows = list[tuple[Any, ...]]
+Row = tuple[Any, ...]
+Rows = list[Row]
 """The rows of a query."""
+
+
+# The quote character of the CSV files for Warehouse.copy_csv: a control character, which
+# valid JSON never holds raw, so JSON text goes in without escaping (a QUOTE in any value
+# is doubled).
+QUOTE = "\x01"
+
+
+def csv_field(value: str | int | None) -> str:
+    if value is None:
+        return ""  # unquoted empty field: NULL on both engines
+    if isinstance(value, int):
+        return str(value)
+    return QUOTE + value.replace(QUOTE, QUOTE + QUOTE) + QUOTE
+
+
+def _csv_value(value: Any) -> str | int | None:
+    """A Python value as write_csv writes it: floats exactly (repr), timestamps in ISO."""
+    if value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def write_csv(rows: Iterable[tuple[str | int | None, ...]], path: Path) -> int:
+    """Headerless CSV as Warehouse.copy_csv reads it: fields separated by commas, every
+    string quoted with QUOTE (a QUOTE in it doubled), only NULL an empty unquoted field
+    (Python's csv module cannot tell None from "" before 3.12), lines ending in \\n.
+    Returns the length of the longest line in bytes, which DuckDB's reader must be told
+    about."""
+    longest = 0
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        for row in rows:
+            line = ",".join(map(csv_field, row)) + "\n"
+            handle.write(line)
+            longest = max(longest, len(line))
+    return 4 * longest  # characters to a bound on UTF-8 bytes
 
 
 class Warehouse:
@@ -29,6 +72,10 @@ class Warehouse:
 
     kind: str
     settings: Settings | None = None
+    updates_in_place = True
+    """Whether rows can be deleted and updated. Not on Spark, whose Parquet tables (no
+    Delta Lake) only take appended rows: there the runner appends a newer row where the
+    other engines replace one, and the staging models keep each key's latest row."""
 
     def raw(self, table: str) -> str:
         """`schema.table` of a landing table in the target's raw schema
@@ -67,6 +114,16 @@ class Warehouse:
         for every row. `binary` (PostgreSQL only): the file is in PostgreSQL's binary
         COPY format instead."""
         raise NotImplementedError
+
+    def append_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        """Append `rows` (tuples of Python values in `columns` order; the other columns
+        NULL) to `table` in one bulk statement: through a CSV file and copy_csv."""
+        if not rows:
+            return
+        with tempfile.TemporaryDirectory(prefix="runner-rows-") as tmp:
+            path = Path(tmp) / "rows.csv"
+            longest = write_csv((tuple(map(_csv_value, row)) for row in rows), path)
+            self.copy_csv(table, columns, path, longest)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -375,6 +432,7 @@ class SparkWarehouse(Warehouse):
     Parameters (`?`) are Spark SQL's positional parameter markers."""
 
     kind = "spark"
+    updates_in_place = False
 
     def __init__(self, settings: Settings):
         method = getattr(settings.credentials, "method", None)
@@ -423,6 +481,28 @@ class SparkWarehouse(Warehouse):
         for other in frames[1:]:
             frame = frame.unionByName(other)
         frame.select(*target.columns).write.insertInto(table)
+
+    def append_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        """Append `rows` to `table` in one Spark job, typed by the table's own schema."""
+        if not rows:
+            return
+        from pyspark.sql import functions
+        from pyspark.sql.types import StructType
+
+        target = self.spark.table(table)
+        types = {field.name: field for field in target.schema.fields}
+        frame = self.spark.createDataFrame(
+            list(rows), schema=StructType([types[column] for column in columns])
+        )
+        given = set(columns)
+        frame.select(
+            *(
+                functions.col(name)
+                if name in given
+                else functions.lit(None).cast(types[name].dataType).alias(name)
+                for name in target.columns
+            )
+        ).write.insertInto(table)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

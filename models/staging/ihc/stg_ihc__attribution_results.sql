@@ -1,5 +1,8 @@
 {#- The attribution results the runner wrote back from the IHC API: per
-    conversion, each journey session's share. Typed by the runner; as landed. -#}
+    conversion, each journey session's share, from the conversion's latest
+    answer. Typed by the runner. Elsewhere a --force rerun replaces the older
+    answer in the raw table; on Spark (append-only Parquet) it lands beside it,
+    and the ranking below keeps the newer. -#}
 with
 
 source as (
@@ -17,9 +20,31 @@ source as (
 
 ),
 
+ranked as (
+
+    select
+        *,
+        dense_rank() over (
+            partition by conv_id
+            order by received_at desc, run_id desc
+        ) as answer_rank
+    from source
+
+),
+
 final as (
 
-    select * from source
+    select
+        conv_id,
+        session_id,
+        run_id,
+        ihc,
+        initializer,
+        holder,
+        closer,
+        received_at
+    from ranked
+    where answer_rank = 1
 
 )
 
