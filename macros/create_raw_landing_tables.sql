@@ -63,6 +63,19 @@ create table if not exists {{ raw }}.as_of_date (
     recorded_at timestamp not null
 );
 
+-- builds (runner): One row per `runner build` that brought every model up to date:
+-- what each source's newest load was when it started, for `runner build --changed`
+-- (runner/builds.py).
+create table if not exists {{ raw }}.builds (
+    build_id varchar not null primary key,
+    started_at timestamp not null,
+    finished_at timestamp not null,
+    as_of_date date not null,
+    project_digest varchar not null,
+    source_loads varchar not null,
+    selected varchar not null
+);
+
 -- attribution_customer_journey (ihc): Attribution results written by `runner
 -- attribute` (typed: they come from the runner, not from files). One row per
 -- (conversion, session) share.
@@ -340,6 +353,15 @@ create table if not exists {{ raw }}.unload_rebuilds (
 create table if not exists {{ raw }}.as_of_date (
     as_of_date date,
     recorded_at timestamp
+) using parquet;
+create table if not exists {{ raw }}.builds (
+    build_id string,
+    started_at timestamp,
+    finished_at timestamp,
+    as_of_date date,
+    project_digest string,
+    source_loads string,
+    selected string
 ) using parquet;
 create table if not exists {{ raw }}.attribution_customer_journey (
     conv_id string,

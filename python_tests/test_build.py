@@ -117,11 +117,13 @@ def test_freshness_reports_stale_and_never_loaded_sources(settings: Settings, ta
 
     loaded = runner_command("load", "web-events", str(SAMPLE), "--target", target)
     assert loaded.returncode == 0, loaded.stderr
-    report = source_freshness(settings)
+    report = source_freshness(settings).problems
     assert "raw.store_sales: never loaded (warn)" in report
     assert not any(line.startswith("raw.web_events") for line in report)
 
     with connect(settings) as warehouse:  # the web events were landed 5 days ago
         warehouse.execute("update raw.web_events set loaded_at = loaded_at - interval '5 days'")
-    stale = [line for line in source_freshness(settings) if line.startswith("raw.web_events")]
+    stale = [
+        line for line in source_freshness(settings).problems if line.startswith("raw.web_events")
+    ]
     assert stale == ["raw.web_events: last loaded 5.0 days ago (warn)"]

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -246,23 +247,37 @@ def release_dbt_connections() -> None:
     DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
 
 
-def source_freshness(settings: Settings, build_args: Sequence[str] = ()) -> list[str]:
-    """Run `dbt source freshness`; one line per source that is stale or never loaded.
-    With the arguments of the build it comes before, given their --vars, so that both
-    are parsed alike and the build reuses this parse (dbt's partial parsing)."""
+@dataclass(frozen=True)
+class Freshness:
+    """What `dbt source freshness` found: a line per source that is stale or never loaded
+    (`problems`), and each checked source's newest load time (`newest`: dbt's unique id ->
+    ISO time; None when its check failed), what `runner build --changed` compares."""
+
+    problems: list[str]
+    newest: dict[str, str | None]
+
+
+def source_freshness(settings: Settings, build_args: Sequence[str] = ()) -> Freshness:
+    """Run `dbt source freshness`. With the arguments of the build it comes before, given
+    their --vars, so that both are parsed alike and the build reuses this parse (dbt's
+    partial parsing)."""
     result = invoke_dbt(settings, ["source", "freshness"], ["--quiet", *vars_args(build_args)])
     problems = []
+    newest: dict[str, str | None] = {}
     for item in getattr(result.result, "results", None) or []:
+        if not hasattr(item.node, "source_name"):  # hooks report too
+            continue
         status = str(getattr(item, "status", "")).lower()
-        if status == "pass" or not hasattr(item.node, "source_name"):  # hooks report too
+        loaded = getattr(item, "max_loaded_at", None)
+        newest[item.node.unique_id] = loaded.isoformat() if loaded is not None else None
+        if status == "pass":
             continue
         # the table as it is in the warehouse (raw.store_sales), not the dbt source
         # name (store.sales): what a reader looks up, and what `runner load` wrote
         name = f"{item.node.schema}.{item.node.identifier}"
-        loaded = getattr(item, "max_loaded_at", None)
         age = getattr(item, "age", None)
         if loaded is None or age is None or loaded.year < 1970:  # empty: dbt reports year 1
             problems.append(f"{name}: never loaded ({status})")
         else:
             problems.append(f"{name}: last loaded {age / 86400:.1f} days ago ({status})")
-    return problems
+    return Freshness(problems, newest)

@@ -502,6 +502,25 @@ RUNNER_TABLES: tuple[RunnerTable, ...] = (
         ),
     ),
     RunnerTable(
+        table="builds",
+        system="runner",
+        description=(
+            "One row per `runner build` that brought every model up to date: what each "
+            "source's newest load was when it started, for `runner build --changed` "
+            "(runner/builds.py)."
+        ),
+        columns=(
+            Column("build_id", not_null=True),
+            Column("started_at", "timestamp", not_null=True),
+            Column("finished_at", "timestamp", not_null=True),
+            Column("as_of_date", "date", not_null=True),
+            Column("project_digest", not_null=True),
+            Column("source_loads", not_null=True),  # JSON: source id -> newest load time
+            Column("selected", not_null=True),  # what dbt was given to select, or "everything"
+        ),
+        primary_key=("build_id",),
+    ),
+    RunnerTable(
         table="attribution_customer_journey",
         system="ihc",
         description=(
