@@ -146,9 +146,10 @@ def last_whole_build(warehouse: Warehouse, settings: Settings) -> Record | None:
 
 def unloaded_since(warehouse: Warehouse, settings: Settings, moment: datetime) -> bool:
     """Whether `runner unload` took a load back after `moment`."""
+    # a literal, not a parameter: every engine's SQL reads it (Spark's parameters differ)
+    since = f"timestamp '{moment:%Y-%m-%d %H:%M:%S.%f}'"
     _, rows = warehouse.query(
-        f"select count(*) from {settings.relation('raw', 'unloads')} where unloaded_at >= ?",
-        (moment,),
+        f"select count(*) from {settings.relation('raw', 'unloads')} where unloaded_at >= {since}"
     )
     return bool(rows[0][0])
 
