@@ -149,7 +149,7 @@ def build(
     else at the remembered date, else today: the first line says which.
     """
     from runner.as_of import build_as_of
-    from runner.dbt_invoke import run_dbt, source_freshness
+    from runner.dbt_invoke import parse_for_build, run_dbt, source_freshness
     from runner.warehouse import connect
 
     with connect(settings) as warehouse:
@@ -157,14 +157,16 @@ def build(
         _land_intake(warehouse, settings, warn=True)
         as_of = build_as_of(warehouse, settings, dbt_args)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
+    # one parse for the freshness check and the build (None: each parses itself)
+    parsed = parse_for_build(settings, dbt_args, log_file=log_file)
     if freshness:
-        stale = source_freshness(settings, dbt_args)
+        stale = source_freshness(settings, dbt_args, parsed=parsed)
         if stale:
             click.echo("Stale sources (dbt source freshness):\n  " + "\n  ".join(stale), err=True)
         else:
             click.echo("Every source with a freshness threshold is fresh.", err=True)
     click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
-    if not run_dbt(settings, ["build"], dbt_args, log_file=log_file):
+    if not run_dbt(settings, ["build"], dbt_args, log_file=log_file, parsed=parsed):
         where = (
             f"the failing nodes above and dbt's output in {log_file}"
             if log_file
