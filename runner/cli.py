@@ -157,8 +157,8 @@ def build(
         _land_intake(warehouse, settings, warn=True)
         as_of = build_as_of(warehouse, settings, dbt_args)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
-    # one parse for the freshness check and the build (None: each parses itself)
-    parsed = parse_for_build(settings, dbt_args, log_file=log_file)
+    # one parse for the freshness check and the build (None: the build parses itself)
+    parsed = parse_for_build(settings, dbt_args, log_file=log_file) if freshness else None
     if freshness:
         stale = source_freshness(settings, dbt_args, parsed=parsed)
         if stale:

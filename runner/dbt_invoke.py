@@ -424,8 +424,10 @@ def parse_for_build(
     once in each: `dbt parse` given the build's --vars (its as_of_date in the environment,
     as the build gets it) and, like the build, partial parsing. It writes dbt's partial
     parse (partial_parse.msgpack) but not manifest.json, which the freshness check and the
-    build write after their run, as a build does after parsing itself: one manifest.json
-    written instead of two per dbt command.
+    build write after their run, as they do after parsing themselves (where dbt writes it
+    twice: after the parse and after the run). A build alone gains nothing from it (what
+    the parse's unwritten manifest.json saves, a second dbt invocation costs), so
+    `runner build --no-freshness` lets the build parse itself.
 
     None, and nothing run, when the build is given an option that may change the parse or
     what it prints (anything but RUN_ONLY_OPTIONS): then each command parses itself, as
