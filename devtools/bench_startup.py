@@ -8,7 +8,8 @@ timed as a user runs it (the whole subprocess), on an empty warehouse of each en
 - next day: a new `--vars '{as_of_date: D}'`, as a daily build gives; the runner passes it
   to dbt in the environment (runner/as_of.py), which keeps the partial parse;
 - with the freshness check: the next day again, plus `dbt source freshness` first (its own
-  dbt invocation, parsed alike, and one query per source);
+  dbt invocation, on the build's parse: runner/dbt_invoke.py parse_for_build; one query per
+  source);
 - the reference: plain `dbt build` given the next day's date as a var, which makes dbt
   parse the whole project again (dbt compares the vars with its last parse's).
 

@@ -143,6 +143,18 @@ def test_the_warehouse_remembers_the_as_of_date_it_was_built_for(
         "--", "--vars", "{as_of_date: 2017-04-30}",
     )  # fmt: skip
     assert "as_of_date 2017-04-30 (given with --vars" in built.stderr
+    # The freshness check ran first (on the build's parse, runner.dbt_invoke.parse_for_build)
+    # and reported the sources the sample does not fill, not those it just loaded.
+    stale = built.stderr.split("Stale sources (dbt source freshness):\n")[1].split("Building")[0]
+    assert "raw.attribution_runs: never loaded (warn)" in stale, built.stderr
+    assert "raw.web_events" not in stale
+    # dbt wrote the build's artifacts, manifest.json naming the build's invocation.
+    artifacts = Path(os.environ["DBT_TARGET_PATH"])
+    results = json.loads((artifacts / "run_results.json").read_text())
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    assert results["args"]["which"] == "build" and len(results["results"]) > 300
+    assert manifest["metadata"]["invocation_id"] == results["metadata"]["invocation_id"]
+    assert (artifacts / "sources.json").is_file()
     # Quiet: dbt's per-node lines are in the file, not on the terminal, which has a
     # summary line naming the file and the nodes that warned; no colour codes anywhere.
     assert " START " not in built.stdout + built.stderr

@@ -4,10 +4,12 @@ the marts checked against an independent Python computation of the same rules.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -110,6 +112,39 @@ def test_a_dbt_usage_error_is_printed(
     assert message in lines, result.stderr  # the error's own words, on a line of their own
     if last is not None:
         assert lines[-1] == last, result.stderr
+
+
+def test_a_build_parses_once_and_shows_what_a_build_parsing_itself_shows(
+    settings: Settings, target: str
+):
+    """`runner build` parses the project once (`dbt parse`) for the freshness check and the
+    build (runner.dbt_invoke.parse_for_build). The terminal shows what it showed when each
+    parsed itself: the freshness warnings, then dbt's start and the project's counts once;
+    dbt's artifacts are written, manifest.json naming the build's invocation."""
+    nothing = ["--select", "tag:bench_selects_nothing", "--vars", "{as_of_date: 2017-04-30}"]
+    built = runner_command("build", "--target", target, "--", *nothing)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "raw.web_events: never loaded (warn)" in built.stderr
+    for line in ("Running with dbt=", "Registered adapter: ", "Found "):
+        assert built.stdout.count(line) == 1, built.stdout
+    assert "Performance info" not in built.stdout
+    artifacts = Path(os.environ["DBT_TARGET_PATH"])
+    results = json.loads((artifacts / "run_results.json").read_text())
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    assert results["args"]["which"] == "build"
+    assert manifest["metadata"]["invocation_id"] == results["metadata"]["invocation_id"]
+
+
+def test_only_a_build_without_options_that_change_the_parse_shares_it():
+    from runner.dbt_invoke import parse_shareable
+
+    assert parse_shareable([])
+    assert parse_shareable(
+        ["--select", "a", "b+", "--exclude=c", "-s", "tag:x", "--full-refresh", "--threads", "2",
+         "--vars", "{as_of_date: 2017-04-30}", "--state", "prod", "--defer"]
+    )  # fmt: skip
+    for option in ("--no-partial-parse", "--target-path=x", "--warn-error", "--debug", "--selct"):
+        assert not parse_shareable(["--select", "a", option]), option
 
 
 def test_freshness_reports_stale_and_never_loaded_sources(settings: Settings, target: str):

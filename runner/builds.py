@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -243,9 +244,12 @@ def _selector_name(unique_id: str) -> str:
     return ".".join(unique_id.split(".")[2:])
 
 
-def project_sources(settings: Settings) -> list[str]:
-    """Every source's unique id, from the manifest dbt wrote when it last parsed the
-    project (the freshness check, just before)."""
+def project_sources(settings: Settings, manifest: Any = None) -> list[str]:
+    """Every source's unique id: from `manifest` (dbt's parse of this build), else from the
+    manifest.json dbt wrote when it last parsed the project (the freshness check, just
+    before, when it parsed itself)."""
+    if manifest is not None:
+        return sorted(manifest.sources)
     target = Path(os.environ.get("DBT_TARGET_PATH") or "target")
     if not target.is_absolute():
         target = settings.project_dir / target
@@ -255,6 +259,7 @@ def project_sources(settings: Settings) -> list[str]:
 
 def changed_plan(
     settings: Settings,
+    manifest: Any,
     last: Record | None,
     as_of_date: date,
     digest: str,
@@ -264,7 +269,7 @@ def changed_plan(
     """plan_changed with the project's sources from dbt's manifest (everything when that
     cannot be read)."""
     try:
-        sources = project_sources(settings)
+        sources = project_sources(settings, manifest)
     except (OSError, ValueError, KeyError) as exc:
         return Plan(None, f"dbt's manifest cannot be read ({exc}): building everything")
     return plan_changed(

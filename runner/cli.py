@@ -166,7 +166,7 @@ def build(
     """
     from runner import builds
     from runner.as_of import build_as_of
-    from runner.dbt_invoke import run_dbt, source_freshness
+    from runner.dbt_invoke import parse_for_build, run_dbt, source_freshness
     from runner.warehouse import connect
 
     if changed and not freshness:
@@ -187,9 +187,11 @@ def build(
         last = builds.last_whole_build(warehouse, settings) if changed else None
         unloaded = last is not None and builds.unloaded_since(warehouse, settings, last.started_at)
     click.echo(f"Evaluating the marts at {as_of.describe()}.", err=True)
+    # one parse for the freshness check and the build (None: the build parses itself)
+    parsed = parse_for_build(settings, dbt_args, log_file=log_file) if freshness else None
     newest = None
     if freshness:
-        checked = source_freshness(settings, dbt_args)
+        checked = source_freshness(settings, dbt_args, parsed=parsed)
         newest = checked.newest
         if checked.problems:
             lines = "\n  ".join(checked.problems)
@@ -200,14 +202,17 @@ def build(
     select: list[str] = []
     if changed:
         assert newest is not None
-        plan = builds.changed_plan(settings, last, as_of.day, digest, newest, unloaded)
+        manifest = parsed.manifest if parsed else None
+        plan = builds.changed_plan(settings, manifest, last, as_of.day, digest, newest, unloaded)
         click.echo(f"--changed: {plan.reason}.", err=True)
         if plan.nothing:
+            if parsed is not None:
+                parsed.discard()
             return
         if plan.select:  # the unit tests check SQL, which is the recorded build's
             select = ["--select", plan.select, "--exclude-resource-type", "unit_test"]
     click.echo(f"Building target {settings.target} ({settings.adapter_type})...", err=True)
-    if not run_dbt(settings, ["build"], [*dbt_args, *select], log_file=log_file):
+    if not run_dbt(settings, ["build"], [*dbt_args, *select], log_file=log_file, parsed=parsed):
         where = (
             f"the failing nodes above and dbt's output in {log_file}"
             if log_file
