@@ -111,6 +111,11 @@ def test_the_digest_changes_with_a_model_a_seed_or_the_vars_and_not_with_data(tm
     (project / "data" / "new_file.csv").write_text("a,b\n", encoding="utf-8")
     assert project_digest(project, ()) == first  # data files are not the project
     assert project_digest(project, ("--vars", "{quarantine_warn_share: 0.1}")) != first
+    # as_of_date is compared on its own; the rest of --vars however it is written
+    assert project_digest(project, ("--vars", "{as_of_date: 2017-04-30}")) == first
+    assert project_digest(
+        project, ("--vars={quarantine_warn_share: 0.1, as_of_date: 2017-04-30}",)
+    ) == project_digest(project, ("--vars", '{"quarantine_warn_share":  0.1}'))
     model = next((project / "models").rglob("customer_ltv.sql"))
     model.write_text(model.read_text(encoding="utf-8") + "\n", encoding="utf-8")
     edited = project_digest(project, ())

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from runner.as_of import as_of_to_environment, vars_args
 from runner.config import Settings
 from runner.warehouse import Warehouse
 
@@ -102,7 +103,8 @@ def is_whole(dbt_args: Sequence[str]) -> bool:
 
 def project_digest(project_dir: Path, dbt_args: Sequence[str]) -> str:
     """SHA-256 of what makes the build besides the data: dbt_project.yml, every file of
-    the model, macro, seed, snapshot and test folders, and the build's --vars."""
+    the model, macro, seed, snapshot and test folders, and the build's --vars other than
+    as_of_date."""
     project_file = project_dir / "dbt_project.yml"
     project = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}
     digest = hashlib.sha256(project_file.read_bytes())
@@ -115,10 +117,13 @@ def project_digest(project_dir: Path, dbt_args: Sequence[str]) -> str:
         for path in files:
             digest.update(str(path.relative_to(project_dir)).encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
-    vars_given = [arg for arg in dbt_args if _option(arg)[0] == "--vars"]
-    if vars_given:  # the --vars option and the value after it
-        index = dbt_args.index(vars_given[-1])
-        digest.update(" ".join(dbt_args[index : index + 2]).encode())
+    # the --vars without as_of_date (compared on its own), however they are written
+    without_as_of, _ = as_of_to_environment(dbt_args, project_dir)
+    given = vars_args(without_as_of)
+    if given:
+        text = given[0].partition("=")[2] or given[-1]
+        values = yaml.safe_load(text)
+        digest.update(json.dumps(values, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
