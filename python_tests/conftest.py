@@ -1,9 +1,13 @@
 """Fixtures: every test runs against its own empty warehouse, never the user's.
 
-- DuckDB: a file in the test's temporary folder (DUCKDB_PATH).
+- DuckDB: a file that is removed before and after each test (DUCKDB_PATH).
 - PostgreSQL: a throwaway database, created and dropped per test, on the server the
   PG* variables point at, or on a throwaway cluster started from local binaries.
   Without either, PostgreSQL tests are skipped, except with CI=true, where they fail.
+
+The DuckDB file and the database keep one name for a whole test process (an xdist
+worker): dbt's partial parsing holds only while the connection settings are unchanged
+(the path, the database name), and a full parse costs about 7 s per dbt command.
 
 The profile is the project's own profiles.yml.example, copied to a temporary folder
 (DBT_PROFILES_DIR), so a developer's profiles.yml never leaks into a test.
@@ -67,20 +71,36 @@ def dbt_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return tmp_path_factory.mktemp("dbt-target"), tmp_path_factory.mktemp("dbt-logs")
 
 
+@pytest.fixture(scope="session")
+def warehouse_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of this test process's DuckDB warehouse (see the module's docstring)."""
+    return tmp_path_factory.mktemp("warehouse")
+
+
+def _emptied(folder: Path) -> Path:
+    """`folder` with nothing in it: the DuckDB file and what lives beside it (its WAL,
+    the intake spool, the API's serving copy)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    warehouse_folder: Path,
     profiles_dir: Path,
     dbt_folders: tuple[Path, Path],
-) -> None:
+) -> Iterator[None]:
     monkeypatch.setenv("DBT_TARGET_PATH", str(dbt_folders[0]))
     monkeypatch.setenv("DBT_LOG_PATH", str(dbt_folders[1]))
     monkeypatch.setenv("DBT_PROFILES_DIR", str(profiles_dir))
     monkeypatch.setenv("DBT_PROJECT_DIR", str(PROJECT_DIR))
-    monkeypatch.setenv("DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("DUCKDB_PATH", str(_emptied(warehouse_folder) / "warehouse.duckdb"))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     monkeypatch.delenv("RUNNER_DBT_LOG", raising=False)  # dbt's lines where tests read them
+    yield
+    _emptied(warehouse_folder)
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +115,18 @@ def pg_server() -> Iterator[PostgresServer]:
         pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def pg_database_name() -> str:
+    """The name of this test process's throwaway databases (see the module's docstring):
+    unique to the process, so test runs side by side on one server never meet."""
+    return f"ca_test_{uuid.uuid4().hex[:10]}"
+
+
 @pytest.fixture
-def pg_database(pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with throwaway_database(pg_server) as name:
+def pg_database(
+    pg_server: PostgresServer, pg_database_name: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    with throwaway_database(pg_server, name=pg_database_name) as name:
         for key, value in pg_server.env(name).items():
             monkeypatch.setenv(key, value)
         yield name

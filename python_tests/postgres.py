@@ -139,9 +139,11 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @contextmanager
-def throwaway_database(server: PostgresServer, prefix: str = "ca_test") -> Iterator[str]:
-    """Create an empty database with a unique name; drop it afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+def throwaway_database(
+    server: PostgresServer, prefix: str = "ca_test", name: str | None = None
+) -> Iterator[str]:
+    """Create an empty database, `name` or a unique name with `prefix`; drop it afterwards."""
+    name = name or f"{prefix}_{uuid.uuid4().hex[:10]}"
     con = server.connect()
     try:
         with con.cursor() as cursor:

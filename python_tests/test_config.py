@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,11 @@ from runner.errors import RunnerError
 from runner.warehouse import connect
 
 
-def test_default_target_is_duckdb_at_the_path_from_the_environment(tmp_path: Path):
+def test_default_target_is_duckdb_at_the_path_from_the_environment():
     settings = load_settings()
     assert settings.target == "duckdb"
     assert settings.adapter_type == "duckdb"
-    assert settings.duckdb_path == tmp_path / "warehouse.duckdb"
+    assert settings.duckdb_path == Path(os.environ["DUCKDB_PATH"])
     assert settings.project_dir == PROJECT_DIR
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def test_adding_a_channel_to_the_seed_adds_a_column(tmp_path: Path, profiles_dir
     )  # fmt: skip
     release_dbt_connections()
     assert result.success, result.exception
-    settings_path = tmp_path / "warehouse.duckdb"
+    settings_path = Path(os.environ["DUCKDB_PATH"])
     import duckdb
 
     with duckdb.connect(str(settings_path), read_only=True) as con:

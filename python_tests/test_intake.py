@@ -9,6 +9,7 @@ lines of a JSON Lines file would, once per event_id.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -550,7 +551,8 @@ def test_where_the_spool_is(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     target and warehouse; RUNNER_INTAKE_DIR moves them."""
     monkeypatch.delenv(INTAKE_DIR_VARIABLE)
     duckdb = load_settings(target="duckdb")
-    assert duckdb.intake_spool == tmp_path / "warehouse.duckdb.intake-duckdb.sqlite"
+    warehouse = Path(os.environ["DUCKDB_PATH"])
+    assert duckdb.intake_spool == warehouse.with_name("warehouse.duckdb.intake-duckdb.sqlite")
     monkeypatch.setenv("PGHOST", "db.example")
     monkeypatch.setenv("PGPORT", "5433")
     monkeypatch.setenv("PGDATABASE", "analytics")
