@@ -99,8 +99,18 @@ def isolated_environment(
     monkeypatch.setenv("DUCKDB_PATH", str(_emptied(warehouse_folder) / "warehouse.duckdb"))
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     monkeypatch.delenv("RUNNER_DBT_LOG", raising=False)  # dbt's lines where tests read them
+    # Unit tests check the SQL, not the data: they run in the tests that ask for them
+    # (with_unit_tests), not in every build a test makes. dbt build and dbt ls read this
+    # as --exclude-resource-type unit_test.
+    monkeypatch.setenv("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
     yield
     _emptied(warehouse_folder)
+
+
+@pytest.fixture
+def with_unit_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dbt's builds in this test run the unit tests too (see isolated_environment)."""
+    monkeypatch.delenv("DBT_EXCLUDE_RESOURCE_TYPES")
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ def runner_command(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.usefixtures("with_unit_tests")
 def test_build_from_empty_warehouse_then_with_the_sample(settings: Settings, target: str):
     empty = runner_command("build", "--target", target)
     assert empty.returncode == 0, empty.stdout[-3000:] + empty.stderr[-3000:]
@@ -39,6 +40,12 @@ def test_build_from_empty_warehouse_then_with_the_sample(settings: Settings, tar
     built = runner_command("build", "--target", target)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert "Completed successfully" in built.stdout
+    # Every unit test ran, and passed (the other tests' builds leave them out: conftest).
+    results = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "run_results.json").read_text())
+    unit_tests = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
+    manifest = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+    assert len(unit_tests) == len(manifest["unit_tests"]) > 30
+    assert {r["status"] for r in unit_tests} == {"pass"}
 
     lines = SAMPLE.read_text(encoding="utf-8").splitlines()
     expected_reasons = Counter(classify(line) for line in lines if line.strip())

@@ -236,6 +236,7 @@ def test_the_spark_target_reads_as_dbt_spark_reads_it(
     assert str(getattr(credentials.method, "value", credentials.method)) == simple[1].method
 
 
+@pytest.mark.usefixtures("with_unit_tests")  # every unit test passes on Spark too
 def test_every_mart_on_spark_is_the_same_as_on_duckdb(
     spark: Warehouse, spark_settings: Settings
 ) -> None:

@@ -111,6 +111,7 @@ def test_every_var_the_project_reads_is_built():
     assert declared <= set(VARS), declared - set(VARS)
 
 
+@pytest.mark.usefixtures("with_unit_tests")
 @pytest.mark.parametrize(("target", "names"), BUILDS)
 def test_a_build_with_documented_vars_passes(
     sample_warehouse: Callable[[str], dict[str, str]],
