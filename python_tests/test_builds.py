@@ -49,6 +49,7 @@ def plan(last: Record | None = LAST, **changes: object):
         (("--exclude-resource-type", "model"), False),
         (("--select", "customer_ltv+"), False),
         (("-s", "customer_ltv"), False),
+        (("--model", "customer_ltv"), False),
         (("--exclude=fct_orders",), False),
         (("--selector", "nightly"), False),
         (("--empty",), False),

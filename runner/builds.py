@@ -34,6 +34,7 @@ import yaml
 
 from runner.as_of import as_of_to_environment, vars_args
 from runner.config import Settings
+from runner.dbt_invoke import NODE_SELECTION_OPTIONS, RESOURCE_TYPE_EXCLUSION_OPTIONS
 from runner.warehouse import Warehouse
 
 TABLE = "builds"  # raw.builds, in runner/sources.py's registry
@@ -48,22 +49,6 @@ COLUMNS = (
 )
 EVERYTHING = "everything"
 
-# dbt's options that choose nodes: a build given one of them is not whole, and --changed,
-# which chooses the nodes itself, refuses them.
-SELECTING = (
-    "-s",
-    "--select",
-    "-m",
-    "--models",
-    "--exclude",
-    "--selector",
-    "--resource-type",
-    "--resource-types",
-    "--inline",
-    "--empty",
-    "--sample",
-)
-LEAVING_OUT = ("--exclude-resource-type", "--exclude-resource-types")
 CHANGE_NO_DATA = {"test", "unit_test"}  # resource types a whole build may leave out
 
 # The project's folders whose files make the build (dbt_project.yml's keys, defaults).
@@ -82,8 +67,8 @@ def _option(arg: str) -> tuple[str, str | None]:
 
 
 def selecting_options(dbt_args: Sequence[str]) -> list[str]:
-    """dbt's node-choosing options among `dbt_args` (see SELECTING), as given."""
-    return [arg for arg in dbt_args if _option(arg)[0] in SELECTING]
+    """dbt's node-choosing options among `dbt_args`, as given."""
+    return [arg for arg in dbt_args if _option(arg)[0] in NODE_SELECTION_OPTIONS]
 
 
 def is_whole(dbt_args: Sequence[str]) -> bool:
@@ -93,7 +78,7 @@ def is_whole(dbt_args: Sequence[str]) -> bool:
         return False
     for index, arg in enumerate(dbt_args):
         name, value = _option(arg)
-        if name in LEAVING_OUT:
+        if name in RESOURCE_TYPE_EXCLUSION_OPTIONS:
             if value is None:
                 value = dbt_args[index + 1] if index + 1 < len(dbt_args) else ""
             if value not in CHANGE_NO_DATA:

@@ -389,17 +389,28 @@ def source_freshness(
     return Freshness(problems, newest)
 
 
+# `dbt build`'s options that choose which nodes run. A build given one of them is not
+# whole (runner.builds), and `runner build --changed`, which chooses the nodes itself,
+# refuses them.
+NODE_SELECTION_OPTIONS = frozenset(
+    {
+        "--select", "-s", "--models", "--model", "-m", "--exclude", "--selector",
+        "--resource-type", "--resource-types", "--empty", "--sample",
+    }
+)  # fmt: skip
+# ... and those that leave out whole resource types (a build leaving out only the tests
+# is still whole).
+RESOURCE_TYPE_EXCLUSION_OPTIONS = frozenset({"--exclude-resource-type", "--exclude-resource-types"})
 # `dbt build` options that change neither how dbt parses the project nor what it prints
 # while parsing, only which nodes run and how. A build given no other option (--vars the
 # parse is given too) can run on the manifest of a `dbt parse` just before it.
-RUN_ONLY_OPTIONS = frozenset(
-    {
-        "--select", "-s", "--models", "--model", "-m", "--exclude", "--selector",
-        "--resource-type", "--resource-types",
-        "--exclude-resource-type", "--exclude-resource-types",
+RUN_ONLY_OPTIONS = (
+    NODE_SELECTION_OPTIONS
+    | RESOURCE_TYPE_EXCLUSION_OPTIONS
+    | {
         "--full-refresh", "-f", "--fail-fast", "--no-fail-fast", "-x", "--threads",
-        "--empty", "--no-empty", "--store-failures", "--indirect-selection",
-        "--event-time-start", "--event-time-end", "--sample",
+        "--no-empty", "--store-failures", "--indirect-selection",
+        "--event-time-start", "--event-time-end",
         "--defer", "--no-defer", "--state", "--defer-state", "--favor-state",
         "--no-favor-state", "--vars",
     }
