@@ -41,9 +41,10 @@ def test_build_from_empty_warehouse_then_with_the_sample(settings: Settings, tar
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert "Completed successfully" in built.stdout
     # Every unit test ran, and passed (the other tests' builds leave them out: conftest).
-    results = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "run_results.json").read_text())
+    artifacts = Path(os.environ["DBT_TARGET_PATH"])
+    results = json.loads((artifacts / "run_results.json").read_text())
     unit_tests = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
-    manifest = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+    manifest = json.loads((artifacts / "manifest.json").read_text())
     assert len(unit_tests) == len(manifest["unit_tests"]) > 30
     assert {r["status"] for r in unit_tests} == {"pass"}
 
