@@ -53,10 +53,31 @@ def plan(last: Record | None = LAST, **changes: object):
         (("--exclude=fct_orders",), False),
         (("--selector", "nightly"), False),
         (("--empty",), False),
+        (("--exclude-resource-type", "test", "unit_test"), True),
+        (("--exclude-resource-type", "unit_test", "seed", "--full-refresh"), False),
     ],
 )
 def test_a_build_is_whole_only_when_it_builds_every_model(args: tuple[str, ...], whole: bool):
-    assert is_whole(args) is whole
+    assert is_whole(args, environ={}) is whole
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "whole"),
+    [
+        ((), {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test test"}, True),
+        ((), {"DBT_EXCLUDE_RESOURCE_TYPES": "model"}, False),
+        ((), {"DBT_RESOURCE_TYPES": "model"}, False),
+        ((), {"DBT_EMPTY": "true"}, False),
+        ((), {"DBT_EMPTY": "0"}, True),
+        ((), {"DBT_SAMPLE": "3 days"}, False),
+        # an option given replaces its environment variable, as in dbt
+        (("--exclude-resource-type", "test"), {"DBT_EXCLUDE_RESOURCE_TYPES": "model"}, True),
+    ],
+)
+def test_the_options_dbt_reads_from_the_environment_count_too(
+    args: tuple[str, ...], environ: dict[str, str], whole: bool
+):
+    assert is_whole(args, environ=environ) is whole
 
 
 def test_only_the_sources_with_a_new_load_and_the_undated_ones_are_built():

@@ -21,10 +21,11 @@ rebuilt elsewhere is never mistaken for the one the record describes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -50,6 +51,11 @@ COLUMNS = (
 EVERYTHING = "everything"
 
 CHANGE_NO_DATA = {"test", "unit_test"}  # resource types a whole build may leave out
+# dbt's environment variables for options that build less than everything (their options,
+# in NODE_SELECTION_OPTIONS, take their place when given), and the values that say "not
+# set" (click's false ones).
+NARROWING_ENV = ("DBT_RESOURCE_TYPES", "DBT_EMPTY", "DBT_SAMPLE")
+UNSET = {"", "0", "false", "f", "no", "n", "off"}
 
 # The project's folders whose files make the build (dbt_project.yml's keys, defaults).
 PROJECT_PATHS = {
@@ -71,19 +77,30 @@ def selecting_options(dbt_args: Sequence[str]) -> list[str]:
     return [arg for arg in dbt_args if _option(arg)[0] in NODE_SELECTION_OPTIONS]
 
 
-def is_whole(dbt_args: Sequence[str]) -> bool:
+def is_whole(dbt_args: Sequence[str], environ: Mapping[str, str] | None = None) -> bool:
     """Whether a `dbt build` with these arguments brings every model, snapshot and seed up
-    to date: no node selection, and at most tests and unit tests left out."""
-    if selecting_options(dbt_args):
+    to date: no node selection, and at most tests and unit tests left out. dbt reads some
+    of these options from the environment too (`environ`, os.environ by default) when they
+    are not given: DBT_RESOURCE_TYPES, DBT_EMPTY, DBT_SAMPLE, DBT_EXCLUDE_RESOURCE_TYPES."""
+    environ = os.environ if environ is None else environ
+    if selecting_options(dbt_args) or any(
+        environ.get(name, "").strip().lower() not in UNSET for name in NARROWING_ENV
+    ):
         return False
+    excluded: list[str] = []
+    given = False
     for index, arg in enumerate(dbt_args):
         name, value = _option(arg)
         if name in RESOURCE_TYPE_EXCLUSION_OPTIONS:
-            if value is None:
-                value = dbt_args[index + 1] if index + 1 < len(dbt_args) else ""
-            if value not in CHANGE_NO_DATA:
-                return False
-    return True
+            given = True
+            if value is not None:
+                excluded.append(value)
+            else:  # the values that follow, up to the next option
+                following = dbt_args[index + 1 :]
+                excluded.extend(itertools.takewhile(lambda a: not a.startswith("-"), following))
+    if not given:
+        excluded = environ.get("DBT_EXCLUDE_RESOURCE_TYPES", "").split()
+    return all(kind.lower() in CHANGE_NO_DATA for kind in excluded)
 
 
 def project_digest(project_dir: Path, dbt_args: Sequence[str]) -> str:
