@@ -60,18 +60,21 @@ from runner import warehouse
 from runner.cli import main
 
 copied, go, path = (pathlib.Path(arg) for arg in sys.argv[1:4])
-bulk_insert = warehouse.DuckDBWarehouse.copy_csv
 
-def paused(self, *args, **kwargs):
-    bulk_insert(self, *args, **kwargs)
-    copied.write_text("copied, not committed")
-    deadline = time.monotonic() + 300
-    while not go.exists():
-        if time.monotonic() > deadline:
-            os._exit(3)
-        time.sleep(0.02)
+def paused(bulk_insert):  # the loader's bulk inserts: blocks (copy_csv), lines (copy_lines)
+    def insert_and_wait(self, *args, **kwargs):
+        landed = bulk_insert(self, *args, **kwargs)
+        copied.write_text("copied, not committed")
+        deadline = time.monotonic() + 300
+        while not go.exists():
+            if time.monotonic() > deadline:
+                os._exit(3)
+            time.sleep(0.02)
+        return landed
+    return insert_and_wait
 
-warehouse.DuckDBWarehouse.copy_csv = paused
+for name in ("copy_csv", "copy_lines"):
+    setattr(warehouse.DuckDBWarehouse, name, paused(getattr(warehouse.DuckDBWarehouse, name)))
 sys.argv = ["runner", "load", "web-events", "--target", "duckdb", str(path)]
 main()
 """

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from python_tests.conftest import marketing_sqlite
 from runner import loading
-from runner.config import Settings
+from runner.config import Settings, load_settings
 from runner.errors import RunnerError
 from runner.loading import (
     RAW_TABLES,
@@ -343,6 +343,141 @@ def test_refused_lines_are_found_wherever_they_are(refused: list[int]):
     assert loading._refused_by_orjson(lines) == refused
 
 
+# --- JSON Lines landed by the engine (DuckDB): the rows the general path lands ----------
+
+# JSON that DuckDB's parser takes and json_error refuses (or very nearly), next to the same
+# shapes that both take: each must land with json_error's verdict (MAYBE_REFUSED).
+LAX_LINES = [
+    b'{"a": NaN}',
+    b'{"a":nan}',
+    b'{"a": -Infinity}',
+    b'{"a": [1, iNf]}',
+    b"NaN",
+    b'{"a": [1, 2 , ]}',
+    b'{"a": 1 ,\t}',
+    b'{"a": 1e400}',
+    b'{"a": [-1.5E+400]}',
+    b"1e400",
+    b'{"a": 1e-400}',  # underflows to 0: valid
+    b'{"a": 1.5e300, "b": 2e10}',  # valid
+    b'{"a": ' + b"9" * 250 + b"e60}",  # overflows with a 2-digit exponent
+    b'{"a": ' + b"9" * 400 + b"}",
+    b'{"a": ' + b"1" * 200 + b"}",  # valid
+    b"[" * 1100 + b"]" * 1100,  # deeper than orjson goes
+    b"[" * 1000 + b"]" * 1000,  # valid
+    b'{"a": "\\u0000"}',
+    b'{"a": "x,]", "nan": ": nan", "b": "[inf"}',  # look-alikes in strings: valid
+    b'{"name": "Nancy", "info": "Infinity scarf"}',  # valid
+    b"   ",
+    b"\t",
+]
+# Lines the engine's reader cannot take exactly: their files land by the general path.
+REFUSED_BY_THE_READER = [b'{"crlf": 1}\r', b'{"nul": "a\x00b"}', b'{"latin1": "caf\xe9"}']
+ENGINE_LINES = [
+    line for line in TRICKY_LINES if not any(c in line for c in (b"\r", b"\x00", b"\xe9"))
+] + LAX_LINES
+
+
+def general_rows(path: Path) -> list[tuple[int, str, str | None]]:
+    return [(r.position, r.text, r.parse_error) for r in loading._read_json_lines(path)]
+
+
+@pytest.fixture
+def engine_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """How each load's JSON Lines went: "engine", or "refused" (then the general path)."""
+    calls: list[str] = []
+    engine = loading._land_lines_by_engine
+
+    def spy(*args, **kwargs):
+        try:
+            result = engine(*args, **kwargs)
+        except loading.LinesRefused:
+            calls.append("refused")
+            raise
+        calls.append("engine")
+        return result
+
+    monkeypatch.setattr(loading, "_land_lines_by_engine", spy)
+    return calls
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_the_engine_lands_the_rows_the_general_path_lands(
+    settings: Settings, tmp_path: Path, engine_calls: list[str]
+):
+    path = tmp_path / "lax.jsonl"
+    path.write_bytes(b"\n".join([*ENGINE_LINES, b"", b"{broken"]) + b"\n\n")
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, "web_events", path)
+    expected = general_rows(path)
+    assert engine_calls == ["engine"]
+    assert landed(settings) == expected
+    refused = sum(error is not None for *_, error in expected)
+    assert (result.rows_landed, result.rows_unparseable) == (len(expected), refused)
+    verdicts = {text: error is None for _, text, error in expected}
+    assert not verdicts['{"a": NaN}'] and not verdicts["[" * 1100 + "]" * 1100]
+    assert verdicts['{"name": "Nancy", "info": "Infinity scarf"}']
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+@pytest.mark.parametrize("line", REFUSED_BY_THE_READER, ids=["cr", "nul", "latin1"])
+def test_a_file_the_engine_cannot_read_lands_by_the_general_path(
+    settings: Settings, tmp_path: Path, engine_calls: list[str], line: bytes
+):
+    path = tmp_path / "refused.jsonl"
+    path.write_bytes(b'{"a": 1}\n' + line + b'\n{"b": 2}\n')
+    with connect(settings) as warehouse:
+        result = load_file(warehouse, "web_events", path)
+        _, loads = warehouse.query(f"select count(*) from {warehouse.raw('loads')}")
+    expected = general_rows(path)
+    assert engine_calls == ["refused"]
+    assert landed(settings) == expected
+    refused = sum(error is not None for *_, error in expected)
+    assert (result.rows_landed, result.rows_unparseable, loads) == (3, refused, [(1,)])
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_a_line_longer_than_the_engine_takes_lands_by_the_general_path(
+    settings: Settings, tmp_path: Path, engine_calls: list[str], monkeypatch: pytest.MonkeyPatch
+):
+    from runner import warehouse as warehouse_module
+
+    monkeypatch.setattr(warehouse_module, "LINE_MAX_BYTES", 4096)
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"long": "' + b"y" * 10_000 + b'"}\n')
+    with connect(settings) as warehouse:
+        load_file(warehouse, "web_events", path)
+    assert engine_calls == ["refused"]
+    assert landed(settings) == general_rows(path)
+
+
+@hypothesis.settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    lines=st.lists(
+        st.sampled_from(ENGINE_LINES) | st.text(max_size=20).map(str.encode), max_size=10
+    ),
+)
+def test_the_engine_agrees_with_the_general_path_on_random_lines(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes]
+):
+    path = tmp_path_factory.mktemp("random") / "random.jsonl"
+    path.write_bytes(b"\n".join([b'{"first": 1}', *lines]))  # a record: not refused whole
+    with connect(load_settings(target="duckdb")) as warehouse:
+        load_id = load_file(warehouse, "web_events", path).load_id  # (or the same file's)
+        _, rows = warehouse.query(
+            f"select file_position, raw_text, parse_error from {warehouse.raw('web_events')} "
+            "where load_id = ? order by file_position",
+            (load_id,),
+        )
+    assert rows == general_rows(path)
+
+
 def test_a_file_in_many_blocks_lands_every_record_once(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -370,8 +505,8 @@ def test_a_failed_copy_lands_nothing_of_the_file(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     small_blocks(monkeypatch, 500)
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(json.dumps(ORDER) + "\n" for _ in range(100)), encoding="utf-8")
+    path = tmp_path / "events.jsonl"  # (CRLF: on DuckDB too, the blocks of the general path)
+    path.write_bytes(b"".join(json.dumps(ORDER).encode() + b"\r\n" for _ in range(100)))
     with connect(settings) as warehouse:
         copy_csv, calls = type(warehouse).copy_csv, []
 
@@ -393,6 +528,30 @@ def test_a_failed_copy_lands_nothing_of_the_file(
         again = load_file(warehouse, "web_events", path)
     assert (again.rows_landed, again.skipped) == (100, False)
     assert len(landed(settings)) == 100
+
+
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_a_failure_after_the_engine_landed_the_lines_lands_nothing(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(ORDER) + "\n" for _ in range(100)) + "{oops\n")
+
+    def failing(*args: object) -> tuple[int, int]:
+        raise RuntimeError("the disk is full")
+
+    with connect(settings) as warehouse:
+        monkeypatch.setattr(loading, "_recheck", failing)
+        with pytest.raises(RuntimeError, match="the disk is full"):
+            load_file(warehouse, "web_events", path)
+        _, counts = warehouse.query(
+            f"select (select count(*) from {warehouse.raw('loads')}), "
+            f"(select count(*) from {warehouse.raw('web_events')})"
+        )
+        assert counts == [(0, 0)]  # the lines the engine had landed were rolled back
+        monkeypatch.undo()
+        again = load_file(warehouse, "web_events", path)
+    assert (again.rows_landed, again.rows_unparseable, again.skipped) == (101, 1, False)
 
 
 def test_bulk_csv_keeps_every_value_as_it_is(settings: Settings, tmp_path: Path):

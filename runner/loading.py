@@ -10,11 +10,15 @@ tables there are, their columns and the files they take come from the registry
 (runner.sources); every raw relation comes from the connection's settings
 (Warehouse.raw: `raw.web_events` on a production target).
 
-Speed: a file is read and turned into rows in blocks, each copied into the warehouse
-(on another thread: the engines work without the GIL) while the next one is read. Rows
-are CSV for DuckDB, PostgreSQL's binary COPY format for PostgreSQL (RowFormat). JSON
-Lines web events, the big files, skip the per-record Python objects: a line orjson
-accepts goes into its row as its bytes; any other line takes the general path (_record).
+Speed: on DuckDB, a JSON Lines file of web events (the big files) is landed by the
+engine itself, which reads, numbers and judges the lines on every core; Python only
+gives the few lines it flags their parse error (_land_lines_by_engine). Any other file,
+or one that the engine's reader cannot take exactly, is read by Python and turned into
+rows in blocks, each copied into the warehouse (on another thread: the engines work
+without the GIL) while the next one is read. Rows are CSV for DuckDB, PostgreSQL's binary
+COPY format for PostgreSQL (RowFormat). JSON Lines skip the per-record Python objects
+there too: a line orjson accepts goes into its row as its bytes; any other line takes
+the general path (_record).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import orjson
 
 from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.sources import MARKETING, RAW_SOURCES, FileFormat, Loader, RawSource, sources_of
-from runner.warehouse import QUOTE, Warehouse, csv_field
+from runner.warehouse import QUOTE, DuckDBWarehouse, LinesRefused, Warehouse, csv_field
 
 UTF8_BOM = b"\xef\xbb\xbf"
 HASH_CHUNK = 1 << 20
@@ -774,8 +778,110 @@ def land_records(
     if warehouse.kind == "spark":  # no transactions: the rows in one Spark job, then the log
         source = table.read(path) if records is None else records
         return logged(*_land_arrow(warehouse, table, relation, source, shared))
+    if records is None and _engine_reads_lines(warehouse, table, path):
+        try:
+            with warehouse.transaction(), _interrupts_between_blocks():
+                return logged(*_land_lines_by_engine(warehouse, relation, path, shared))
+        except LinesRefused:
+            pass  # rolled back: the file takes the path that reads it in Python, below
     with warehouse.transaction(), _interrupts_between_blocks() as checkpoint:
         return logged(*_copy_blocks(warehouse, table, relation, path, records, shared, checkpoint))
+
+
+# --- JSON Lines on DuckDB: the engine does the per-line work -----------------------------
+# DuckDB's reader splits, numbers and lands the lines (DuckDBWarehouse.copy_lines), and
+# its JSON parser judges them. That parser is laxer than json_error: it also takes NaN and
+# Infinity (any case), trailing commas, numbers too big for a double and any nesting depth;
+# PostgreSQL takes none of those, nor the escape \u0000. So a line is flagged (RECHECK)
+# when DuckDB refuses it, or when it might hold one of those: a NaN or Infinity or a
+# 3-digit exponent after `:`, `,` or `[` (or first), a comma before `]` or `}`, \u0000, a
+# run of 209 digits (with an exponent under 100, the least that can overflow), more than
+# 1024 brackets. Only flagged lines come back to Python (_recheck), few in a real file:
+# json_error gives them the same parse error as on every other path, and blank ones go.
+RECHECK = "\x01"  # a flagged line's parse_error until _recheck: never a real message
+_SPECIAL = r"(-?[nNiI][aAnN]|-?[0-9.]+[eE][-+]?[0-9]{3})"  # NaN, Inf..., 1e308
+MAYBE_REFUSED = " or ".join(
+    [
+        "not json_valid(line)",
+        *(
+            f"regexp_matches(line, '{start}\\s*{special}')"  # a literal (or ^) first: fast
+            for start, special in (
+                ("^", _SPECIAL),
+                (":", _SPECIAL),
+                (",", _SPECIAL[:-1] + r"|[\]}])"),
+                (r"\[", _SPECIAL),
+            )
+        ),
+        "contains(line, '\\u0000')",
+        "(length(line) >= 209 and regexp_matches(line, '[0-9]{209}'))",
+        "(length(line) > 2048 and "
+        "length(line) - length(replace(replace(line, '[', ''), '{', '')) > 1024)",
+    ]
+)
+
+
+def _engine_reads_lines(warehouse: Warehouse, table: RawTable, path: Path) -> bool:
+    """Whether the engine lands this file (_land_lines_by_engine): JSON Lines on DuckDB."""
+    return warehouse.kind == "duckdb" and table.kind == "json" and not _is_json_array(path)
+
+
+def _land_lines_by_engine(
+    warehouse: Warehouse, relation: str, path: Path, shared: dict[str, object]
+) -> tuple[int, int]:
+    """The records of a JSON Lines file, landed by the engine (see MAYBE_REFUSED), as the
+    general path lands them (_record_blocks(_read_json_lines(path), ...)): the same rows.
+    Returns the rows and unparseable rows; LinesRefused when the engine cannot read the
+    file exactly (the caller rolls back and takes the general path)."""
+    if not isinstance(warehouse, DuckDBWarehouse):
+        raise TypeError(f"the engine lands lines on DuckDB, not {warehouse.kind}")
+    if _holds(path, b"\r", b"\x00"):  # which the reader miscounts, or may drop, silently
+        raise LinesRefused("a carriage return or a NUL")
+    columns = ("file_position", "raw_text", "parse_error")
+    rows = warehouse.copy_lines(relation, path, columns, (MAYBE_REFUSED, RECHECK), shared)
+    blank, unparseable = _recheck(warehouse, relation, str(shared["load_id"]))
+    return rows - blank, unparseable
+
+
+def _holds(path: Path, *sought: bytes) -> bool:
+    """Whether the file holds any of these bytes (one byte each)."""
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            if any(byte in chunk for byte in sought):
+                return True
+    return False
+
+
+def _recheck(warehouse: Warehouse, relation: str, load_id: str) -> tuple[int, int]:
+    """Give the load's flagged rows their parse error (json_error: None for those it
+    accepts), and drop the blank ones (a line of whitespace, like an empty one, is no
+    record). Returns how many were blank, and how many are unparseable."""
+    _, flagged = warehouse.query(
+        f"select file_position, raw_text from {relation} where load_id = ? and parse_error = ?",
+        (load_id, RECHECK),
+    )
+    blank: list[int] = []
+    judged: list[tuple[int, str | None]] = []
+    for position, text in flagged:
+        raw = text.encode()
+        if raw.strip():
+            judged.append((position, json_error(raw)))
+        else:
+            blank.append(position)
+    if blank:
+        warehouse.execute(
+            f"delete from {relation} where load_id = ? and file_position in "
+            "(select unnest(?::bigint[]))",
+            (load_id, blank),
+        )
+    if judged:
+        positions, errors = zip(*judged, strict=True)
+        warehouse.execute(
+            f"update {relation} set parse_error = judged.error from (select "
+            "unnest(?::bigint[]) as file_position, unnest(?::varchar[]) as error) as judged "
+            f"where {relation}.load_id = ? and {relation}.file_position = judged.file_position",
+            (list(positions), list(errors), load_id),
+        )
+    return len(blank), sum(error is not None for _, error in judged)
 
 
 def _copy_blocks(

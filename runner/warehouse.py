@@ -21,6 +21,9 @@ from runner.errors import RunnerError, WarehouseConnectionLost
 from runner.sources import added_column_statements, ddl_statements, spark_ddl_statements
 
 DUCKDB_DEFAULT_MAX_LINE = 2 * 1024 * 1024
+# The longest line DuckDBWarehouse.copy_lines takes: a file with a longer one is refused
+# (LinesRefused), to be read another way.
+LINE_MAX_BYTES = 16 * 1024 * 1024
 Row = tuple[Any, ...]
 Rows = list[Row]
 """The rows of a query."""
@@ -180,6 +183,11 @@ def raw_table_statements(schema: str) -> list[str]:
     return ddl_statements(schema)
 
 
+class LinesRefused(Exception):
+    """DuckDBWarehouse.copy_lines cannot read a file exactly; the reader's first line says
+    why. Not an error of the user's: the file is read another way."""
+
+
 class WarehouseLocked(RunnerError):
     """Another process holds the DuckDB file; `holder` names it (" (PID 12)"), or is ""."""
 
@@ -271,6 +279,46 @@ class DuckDBWarehouse(Warehouse):
         finally:
             if buffered:
                 self._con.execute(f"set write_buffer_row_group_count = {int(buffered[0][0])}")
+
+    def copy_lines(
+        self,
+        table: str,
+        path: Path,
+        columns: tuple[str, str, str],
+        flag: tuple[str, str],
+        constants: dict[str, Any],
+    ) -> int:
+        """Land every line of the text file `path` that is not empty as a row of `table`, in
+        one statement, the engine's CSV reader splitting and numbering the lines (both
+        cores): columns[0] gets the line's number (from 1), columns[1] its text (without
+        its \\n; a byte order mark at the start of the file is dropped), columns[2] the
+        text flag[1] where the SQL condition flag[0] holds of the text (`line`), else NULL;
+        `constants` fill more columns, one value for every row. Returns the rows landed.
+
+        The file must hold no carriage return (the reader would count it as a line end)
+        and no NUL (it may drop a line of one): the caller makes sure. The reader refuses
+        what else it cannot take exactly (bytes that are not UTF-8, a line over
+        LINE_MAX_BYTES): then LinesRefused, and the transaction must be rolled back."""
+        import duckdb
+
+        position, text, flagged = columns
+        names = ", ".join([position, text, flagged, *constants])
+        try:
+            cursor = self._con.execute(
+                f"insert into {table} ({names}) "
+                f"select ordinality, line, case when {flag[0]} then ? end"
+                f"{''.join(', ?' for _ in constants)} "
+                "from read_csv(?, columns = {'line': 'VARCHAR'}, header = false, "
+                "delim = chr(0), quote = '', escape = '', auto_detect = false, "
+                "strict_mode = true, new_line = '\\n', "
+                f"max_line_size = {LINE_MAX_BYTES}) with ordinality "
+                "where line is not null",
+                [flag[1], *constants.values(), str(path)],
+            )
+        except duckdb.InvalidInputException as exc:
+            raise LinesRefused(str(exc).splitlines()[0]) from exc
+        (rows,) = cursor.fetchall()[0]
+        return int(rows)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
