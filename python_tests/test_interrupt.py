@@ -4,8 +4,8 @@
 The signal is sent once the process is doing the work it interrupts, never after a guessed
 sleep: a load, once its landing transaction has its temporary folder (the process's
 TMPDIR is the test's) with a block being copied in it, or on DuckDB, which lands the
-lines itself, once the warehouse file grows with them (before the commit); a build, once dbt has printed
-that it started building a model.
+lines itself, once the warehouse file grows with them (before the commit); a build,
+once dbt has printed that it started building a model.
 """
 
 from __future__ import annotations
