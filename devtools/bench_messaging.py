@@ -144,8 +144,9 @@ def render_message(out: list[str], ctx: bench.Context, result: dict[str, Any]) -
     world = result.get("world", {})
     add("## 6. `runner message`, the HTTP sender against the SMS gateway emulator\n")
     add(
-        "The messaging cycle of the build world "
-        f"({world.get('customers', 0):,} customers, window ending "
+        "The messaging cycle of a generated world "
+        f"({world.get('customers', 0):,} customers, {world.get('web_events', 0):,} web events, "
+        "window ending "
         f"{world.get('window_end', '?')}), sent from an empty outbox through the Twilio-shaped "
         "HTTP sender to `devtools/sms_gateway_emulator.py` on loopback (no latency, no "
         "faults, in this process): one request per message from 4 workers, each chunk of "
