@@ -429,6 +429,8 @@ def test_a_file_the_engine_cannot_read_lands_by_the_general_path(
     with connect(settings) as warehouse:
         result = load_file(warehouse, "web_events", path)
         _, loads = warehouse.query(f"select count(*) from {warehouse.raw('loads')}")
+        _, ordered = warehouse.query("select current_setting('preserve_insertion_order')")
+    assert ordered == [(True,)]  # the engine's setting for its insert is undone, even so
     expected = general_rows(path)
     assert engine_calls == ["refused"]
     assert landed(settings) == expected
