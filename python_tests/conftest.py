@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,14 @@ from runner.auth import ApiKeys
 from runner.config import Settings, load_settings
 from runner.sources import MARKETING, sources_of
 from runner.warehouse import Warehouse
+
+# The tests send Ctrl-C (SIGINT) to the processes they start, as a terminal would. A shell
+# starts a background job (`make test &`, a CI step run in the background) with SIGINT
+# ignored, which every process it starts inherits: Python then installs no Ctrl-C handler
+# and the runner could not be interrupted. A handler here makes the processes the tests
+# start begin with SIGINT's default again (exec keeps an ignored signal, never a handler).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
