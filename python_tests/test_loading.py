@@ -239,6 +239,18 @@ def test_a_nul_in_a_sqlite_value_lands_flagged(settings: Settings, tmp_path: Pat
     assert rows == [("s\\x001", "contains a NUL character")]
 
 
+def examples(count: int) -> hypothesis.settings:
+    """Hypothesis settings for this file's random tests: `count` examples, the same on
+    every run, with no deadline (each example lands files)."""
+    return hypothesis.settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 # --- the fast path for JSON Lines, blocks, the bulk formats ------------------------------
 
 # Lines the fast path must treat exactly like the general one (_record per line).
@@ -306,13 +318,7 @@ def test_the_fast_path_writes_the_rows_the_general_path_writes(
     assert fast[1] == len([line for line in TRICKY_LINES if line.strip()])
 
 
-@hypothesis.settings(
-    max_examples=300,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@examples(300)
 @given(
     lines=st.lists(st.sampled_from(TRICKY_LINES) | st.binary(max_size=30), max_size=12),
     newline=st.sampled_from([b"\n", b"\r\n"]),
@@ -453,13 +459,7 @@ def test_a_line_longer_than_the_engine_takes_lands_by_the_general_path(
     assert landed(settings) == general_rows(path)
 
 
-@hypothesis.settings(
-    max_examples=60,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+@examples(60)
 @given(
     lines=st.lists(
         st.sampled_from(ENGINE_LINES) | st.text(max_size=20).map(str.encode), max_size=10
